@@ -1,0 +1,31 @@
+// Lint: the recommended JS and TypeScript rules, plus the layer rule of ARCHITECTURE.md.
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+import globals from 'globals';
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', 'src/gen/**', 'test/fixtures/**', '.atrest/**'] },
+  js.configs.recommended,
+  { languageOptions: { globals: { ...globals.node } } },
+  ...tseslint.configs.recommended,
+  {
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      'no-console': 'off',
+    },
+  },
+  {
+    files: ['src/**/*.ts'],
+    ignores: ['src/cli/**'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [{ group: ['**/cli/*'], message: 'nothing imports cli (ARCHITECTURE.md)' }] }],
+    },
+  },
+  {
+    // crypto and config are the bottom layers: they import nothing of ours.
+    files: ['src/crypto/**/*.ts', 'src/config/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [{ group: ['../transform/*', '../kms/*', '../plugin/*', '../storage/*', '../api/*', '../tools/*', '../cli/*', '**/cli/*'], message: 'crypto and config import nothing of ours (ARCHITECTURE.md)' }] }],
+    },
+  },
+);

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite runs against (real peers, not mocks): etcd and
+# etcdctl, SoftHSM2, python3-grpcio (+ grpc-tools for stubs), python3-kubernetes, PyKMIP's server,
+# python3-cryptography/nacl for independent crypto cross-checks. Idempotent; needs root (or sudo).
+set -euo pipefail
+packages=(etcd-server etcd-client softhsm2 opensc python3-grpcio python3-grpc-tools python3-kubernetes
+  python3-pykmip python3-cryptography python3-nacl openssl procps)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "test dependencies: all Debian packages present"
+  exit 0
+fi
+echo "test dependencies: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+# The Debian etcd-server package starts a system etcd on the default ports; the tests start their
+# own on free ports, so stop the system one where systemd is not running it anyway.
+$SUDO systemctl disable --now etcd >/dev/null 2>&1 || true

@@ -1,0 +1,9 @@
+// Prometheus metrics (prom-client). Every component takes the Registry it registers into as a
+// constructor argument: no global default registry, so two servers in one test process never clash.
+import { Registry } from 'prom-client';
+
+export { Registry };
+
+export function newRegistry(): Registry {
+  return new Registry();
+}

@@ -1,0 +1,68 @@
+// A key-encryption-key backend of the KMS plugin: where the KEK lives and where DEKs are wrapped.
+// The gRPC server (src/plugin/server.ts) turns v1beta1 and v2 calls into these; each backend
+// (src/plugin/backends/<name>.ts) keeps its own ciphertext format, which records the KEK version
+// that wrapped it, so old ciphertexts still unwrap after a rotation.
+import { AtrestError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Registry } from '../metrics.js';
+
+export interface WrapResult {
+  /** At most 1024 bytes (KMS v2 limit). */
+  ciphertext: Buffer;
+  /** Identifies the KEK version that wrapped it; never key material; at most 1024 bytes. */
+  keyId: string;
+}
+
+export interface KekBackend {
+  readonly kind: string;
+  /** key_id of the newest KEK version (what v2 Status reports). */
+  currentKeyId(): Promise<string>;
+  /** Wraps `plaintext` (a DEK or seed) with the newest KEK version. */
+  encrypt(plaintext: Uint8Array): Promise<WrapResult>;
+  /** Unwraps a ciphertext produced by `encrypt` with any version. */
+  decrypt(ciphertext: Uint8Array): Promise<Buffer>;
+  /** Looks for new KEK versions (rotation); the server calls it every few seconds. */
+  refresh(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * Errors a backend raises use these codes (class BackendError below); the server maps them to gRPC
+ * status codes: INVALID_CIPHERTEXT → InvalidArgument, UNAVAILABLE → Unavailable, others → Internal.
+ */
+export type BackendErrorCode = 'INVALID_CIPHERTEXT' | 'UNAVAILABLE' | 'KEY_NOT_FOUND' | 'CONFIG' | 'INTERNAL';
+
+/** One command-line flag of a backend; also read from the environment variable `env`. */
+export interface BackendFlag {
+  /** commander syntax, e.g. `--key-file <path>` */
+  flags: string;
+  description: string;
+  /** e.g. `ATREST_KEY_FILE` */
+  env: string;
+  defaultValue?: string;
+}
+
+export type BackendOptions = Record<string, string | undefined>;
+
+export interface BackendContext {
+  log: Logger;
+  metrics?: Registry;
+}
+
+/** What `atrest kms-plugin --backend <name>` and its `init-key` / `rotate-key` subcommands use. */
+export interface BackendModule {
+  readonly name: string;
+  readonly flags: BackendFlag[];
+  /** Opens the backend for serving (fails with a clear error naming the flag when misconfigured). */
+  open(options: BackendOptions, context: BackendContext): Promise<KekBackend>;
+  /** Creates the first KEK version; returns its key_id. Refuses when one exists. */
+  initKey(options: BackendOptions, context: BackendContext): Promise<string>;
+  /** Adds a new KEK version that becomes current; returns its key_id. */
+  rotateKey(options: BackendOptions, context: BackendContext): Promise<string>;
+}
+
+export class BackendError extends AtrestError {
+  constructor(code: BackendErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
+}

@@ -1,0 +1,14 @@
+// The local KEK backend. (Placeholder until the backend lands: every call fails with a clear error.)
+import { BackendError, type BackendModule } from '../backend.js';
+
+const notBuilt = (): never => {
+  throw new BackendError('CONFIG', 'the local backend is not available in this build');
+};
+
+export const localBackend: BackendModule = {
+  name: 'local',
+  flags: [],
+  open: async () => notBuilt(),
+  initKey: async () => notBuilt(),
+  rotateKey: async () => notBuilt(),
+};

@@ -1,0 +1,63 @@
+// The narrow key-value interface with revisions that the API server and the tools need (etcd v3's
+// model; kine shows it is enough). Backends: etcd (src/storage/etcd) and embedded SQLite
+// (src/storage/sqlite). Values here are the raw stored bytes; EncryptedStore adds the transformers.
+
+export interface KeyValue {
+  key: string;
+  value: Buffer;
+  /** Revision of the last change to this key (etcd mod_revision; the object's resourceVersion). */
+  modRevision: number;
+  createRevision: number;
+}
+
+export interface ListOptions {
+  /** At most this many items (0 or undefined: all). */
+  limit?: number;
+  /** Continue strictly after this key (the last key of the previous page). */
+  after?: string;
+  /** Read at this revision (consistent pagination); undefined: the current revision. */
+  revision?: number;
+}
+
+export interface ListResult {
+  items: KeyValue[];
+  /** The store revision the list was read at. */
+  revision: number;
+  /** More items exist after the last one returned. */
+  more: boolean;
+}
+
+export type WatchEvent =
+  | { type: 'put'; kv: KeyValue; prev?: KeyValue }
+  | { type: 'delete'; key: string; modRevision: number; prev?: KeyValue };
+
+export interface Watch {
+  close(): void;
+}
+
+export interface WatchOptions {
+  /** Deliver events with revision > afterRevision (events already compacted: onError with StoreError COMPACTED). */
+  afterRevision: number;
+  onEvent(event: WatchEvent): void;
+  onError(err: Error): void;
+}
+
+export interface Store {
+  get(key: string): Promise<KeyValue | undefined>;
+  /** Creates `key`; throws StoreError `KEY_EXISTS` if it exists. Returns the new revision. */
+  create(key: string, value: Uint8Array): Promise<number>;
+  /**
+   * Replaces `key` only if its modRevision is `expectedRevision`; throws StoreError `CONFLICT`
+   * (with the current KeyValue when there is one) or `NOT_FOUND`. Returns the new revision.
+   */
+  update(key: string, value: Uint8Array, expectedRevision: number): Promise<number>;
+  /** Deletes `key` (only at `expectedRevision` when given). Returns the deleted KeyValue, or undefined. */
+  delete(key: string, expectedRevision?: number): Promise<KeyValue | undefined>;
+  /** Keys starting with `prefix`, in byte order. */
+  list(prefix: string, options?: ListOptions): Promise<ListResult>;
+  /** Watches keys starting with `prefix`. */
+  watch(prefix: string, options: WatchOptions): Watch;
+  /** The store's current revision. */
+  revision(): Promise<number>;
+  close(): Promise<void>;
+}

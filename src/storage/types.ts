@@ -59,5 +59,7 @@ export interface Store {
   watch(prefix: string, options: WatchOptions): Watch;
   /** The store's current revision. */
   revision(): Promise<number>;
+  /** Resolves when the backend answers (the `etcd` health check). */
+  ping(): Promise<void>;
   close(): Promise<void>;
 }

@@ -1,4 +1,5 @@
 // The one interface every at-rest provider implements (format.md §0). Composition (a provider's
+import type { GroupResource, KMSConfiguration } from '../config/types.js';
 // key list, the prefix chain of a resource's providers) is a Transformer too.
 
 /** Which provider, key and (kms v2) key_id hash produced a stored value: for `decrypt`, `verify`, metrics. */
@@ -28,4 +29,20 @@ export interface Transformer {
   toStorage(plaintext: Uint8Array, dataCtx: Uint8Array): Promise<Buffer>;
   /** Decrypts a stored value read from `dataCtx`. Throws TransformError on any failure. */
   fromStorage(stored: Uint8Array, dataCtx: Uint8Array): Promise<TransformResult>;
+}
+
+/**
+ * Builds the inner kms transformer for one `kms` provider entry (index = 0-based position over all
+ * kms providers in the file, for health-check names). The builder adds the
+ * `k8s:enc:kms:v1:<name>:` / `k8s:enc:kms:v2:<name>:` prefix. Implemented by src/kms (gRPC) and
+ * by in-process fakes in tests.
+ */
+export type KmsTransformerFactory = (config: KMSConfiguration, index: number) => Transformer;
+
+/** Every resource's transformer, built from one EncryptionConfiguration. */
+export interface TransformerSet {
+  /** The prefix chain for a resource; unlisted resources get identity (format.md §0). */
+  forResource(gr: GroupResource): Transformer;
+  /** Closes what the set opened (KMS connections are closed by their factory's owner). */
+  close(): Promise<void>;
 }

@@ -1,10 +1,16 @@
 // Every command's register function, in the order `atrest --help` lists them.
 import type { Command } from 'commander';
 import { registerKeygen } from './keygen.js';
+import { registerKmsPlugin } from './kms-plugin.js';
+import { registerGetRaw } from './get-raw.js';
+import { registerServe } from './serve.js';
 import { registerEncrypt, registerDecrypt } from './transform-value.js';
 
 export const commands: Array<(program: Command) => void> = [
   registerKeygen,
+  registerKmsPlugin,
   registerEncrypt,
   registerDecrypt,
+  registerGetRaw,
+  registerServe,
 ];

@@ -42,6 +42,16 @@ export interface WatchOptions {
   onError(err: Error): void;
 }
 
+/** One operation of `Store.updateMany`: update `key` to `value` only at `expectedRevision`. */
+export interface UpdateOp {
+  key: string;
+  value: Uint8Array;
+  expectedRevision: number;
+}
+
+/** The result of one UpdateOp: its new revision, or the StoreError (CONFLICT, NOT_FOUND, ...) it failed with. */
+export type UpdateOutcome = { ok: true; revision: number } | { ok: false; error: Error };
+
 export interface Store {
   get(key: string): Promise<KeyValue | undefined>;
   /** Creates `key`; throws StoreError `KEY_EXISTS` if it exists. Returns the new revision. */
@@ -51,6 +61,12 @@ export interface Store {
    * (with the current KeyValue when there is one) or `NOT_FOUND`. Returns the new revision.
    */
   update(key: string, value: Uint8Array, expectedRevision: number): Promise<number>;
+  /**
+   * Several independent update-if-revision operations (bulk re-encryption): each succeeds or fails
+   * on its own, and the outcomes come back in the order of `ops`. The embedded store applies them in
+   * one transaction (one fsync); etcd runs them concurrently. Optional so that fakes need not have it.
+   */
+  updateMany?(ops: readonly UpdateOp[]): Promise<UpdateOutcome[]>;
   /** Deletes `key` (only at `expectedRevision` when given). Returns the deleted KeyValue, or undefined. */
   delete(key: string, expectedRevision?: number): Promise<KeyValue | undefined>;
   /** Keys starting with `prefix`, in byte order. */
@@ -59,6 +75,12 @@ export interface Store {
   watch(prefix: string, options: WatchOptions): Watch;
   /** The store's current revision. */
   revision(): Promise<number>;
+  /**
+   * Drops the history at and before `revision` (the latest value of each live key is kept): a later
+   * watch or list asking for an older revision gets StoreError `COMPACTED`. Optional so that test
+   * fakes need not implement it; both real backends do.
+   */
+  compact?(revision: number): Promise<void>;
   /** Resolves when the backend answers (the `etcd` health check). */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -1,14 +1,39 @@
-// The local KEK backend. (Placeholder until the backend lands: every call fails with a clear error.)
-import { BackendError, type BackendModule } from '../backend.js';
+// The local KEK backend (`--backend local --key-file FILE`, the embedded default): AES-256 KEK
+// versions in a 0600 JSON key file (src/plugin/local/key-file.ts), DEKs and seeds wrapped with
+// AES-256-GCM under the newest version (src/plugin/local/ciphertext.ts), unwrapped with any.
+import { BackendError, type BackendFlag, type BackendModule, type BackendOptions } from '../backend.js';
+import { appendKeyVersion, createKeyFile, keyIdOf, newVersion } from '../local/key-file.js';
+import { LocalKek } from '../local/kek.js';
 
-const notBuilt = (): never => {
-  throw new BackendError('CONFIG', 'the local backend is not available in this build');
-};
+export const localFlags: BackendFlag[] = [
+  { flags: '--key-file <path>', description: 'local backend: JSON file holding the AES-256 KEK versions (mode 0600)', env: 'ATREST_KEY_FILE' },
+];
+
+function keyFile(options: BackendOptions): string {
+  const path = options['keyFile'];
+  if (path === undefined || path === '') throw new BackendError('CONFIG', '--key-file is required for --backend local');
+  return path;
+}
 
 export const localBackend: BackendModule = {
   name: 'local',
-  flags: [],
-  open: async () => notBuilt(),
-  initKey: async () => notBuilt(),
-  rotateKey: async () => notBuilt(),
+  flags: localFlags,
+  open: async (options, context) => LocalKek.open(keyFile(options), context.log),
+  async initKey(options, context) {
+    const path = keyFile(options);
+    const first = newVersion(1);
+    await createKeyFile(path, first);
+    first.key.fill(0);
+    const keyId = keyIdOf(first);
+    context.log.info({ event: 'key-created', keyFile: path, version: 1, keyId }, 'local KEK version 1 created');
+    return keyId;
+  },
+  async rotateKey(options, context) {
+    const path = keyFile(options);
+    const added = await appendKeyVersion(path, (current) => newVersion(Math.max(...current.versions.map((v) => v.version)) + 1));
+    added.key.fill(0);
+    const keyId = keyIdOf(added);
+    context.log.info({ event: 'key-rotated', keyFile: path, version: added.version, keyId }, 'local KEK version added; running plugins switch to it on their next refresh');
+    return keyId;
+  },
 };

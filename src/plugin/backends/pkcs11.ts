@@ -1,14 +1,36 @@
-// The pkcs11 KEK backend. (Placeholder until the backend lands: every call fails with a clear error.)
-import { BackendError, type BackendModule } from '../backend.js';
+// The pkcs11 KEK backend: the key-encryption key is a non-extractable AES-256 key object inside an
+// HSM (any PKCS#11 module; tested with SoftHSM2), and DEKs/seeds are wrapped inside the HSM.
+// The pieces live in src/plugin/pkcs11/: flags and PIN file (config), module loading (library),
+// sessions and login (token, session-pool), key objects (key-objects), ciphertext layout
+// (ciphertext), serving (kek) and init-key/rotate-key (admin).
+import type { BackendContext, BackendModule, BackendOptions, KekBackend } from '../backend.js';
+import { createKeyVersion, type KeyVersionAction } from '../pkcs11/admin.js';
+import { loadPkcs11Config, pkcs11Flags } from '../pkcs11/config.js';
+import { Pkcs11Kek } from '../pkcs11/kek.js';
+import { processPkcs11Loader, type Pkcs11Loader } from '../pkcs11/library.js';
 
-const notBuilt = (): never => {
-  throw new BackendError('CONFIG', 'the pkcs11 backend is not available in this build');
-};
+/** `--backend pkcs11` with its own module loader (tests); the CLI uses `pkcs11Backend`. */
+export function createPkcs11Backend(loader: Pkcs11Loader = processPkcs11Loader): BackendModule {
+  async function keyVersion(options: BackendOptions, context: BackendContext, action: KeyVersionAction): Promise<string> {
+    const config = await loadPkcs11Config(options);
+    const library = await loader.acquire(config.modulePath);
+    try {
+      return createKeyVersion(library, config, action, context.log);
+    } finally {
+      library.release();
+    }
+  }
+  return {
+    name: 'pkcs11',
+    flags: pkcs11Flags,
+    async open(options: BackendOptions, context: BackendContext): Promise<KekBackend> {
+      const config = await loadPkcs11Config(options);
+      const library = await loader.acquire(config.modulePath);
+      return Pkcs11Kek.open({ config, library, log: context.log });
+    },
+    initKey: (options, context) => keyVersion(options, context, 'init'),
+    rotateKey: (options, context) => keyVersion(options, context, 'rotate'),
+  };
+}
 
-export const pkcs11Backend: BackendModule = {
-  name: 'pkcs11',
-  flags: [],
-  open: async () => notBuilt(),
-  initKey: async () => notBuilt(),
-  rotateKey: async () => notBuilt(),
-};
+export const pkcs11Backend: BackendModule = createPkcs11Backend();

@@ -1,0 +1,108 @@
+// Bearer token authentication. Tokens come from kube's static token file (--token-auth-file: CSV
+// lines `token,user,uid[,"group1,group2"]`, blank lines and `#` comments skipped) or from a token
+// generated into the data dir on first start. Tokens are compared in constant time.
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { AtrestError } from '../errors.js';
+
+export interface UserInfo {
+  name: string;
+  uid: string;
+  groups: string[];
+}
+
+export interface TokenEntry extends UserInfo {
+  token: string;
+}
+
+export class TokenFileError extends AtrestError {
+  constructor(message: string) {
+    super('API_TOKEN_FILE_INVALID', message);
+  }
+}
+
+/** Splits one CSV line (RFC 4180 quoting). */
+function splitCsv(line: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  let quoted = false;
+  for (let i = 0; i < line.length; i++) {
+    const ch = line[i] as string;
+    if (quoted) {
+      if (ch === '"' && line[i + 1] === '"') {
+        cur += '"';
+        i++;
+      } else if (ch === '"') quoted = false;
+      else cur += ch;
+    } else if (ch === '"') quoted = true;
+    else if (ch === ',') {
+      out.push(cur);
+      cur = '';
+    } else cur += ch;
+  }
+  out.push(cur);
+  return out;
+}
+
+export function parseTokenFile(text: string, path: string): TokenEntry[] {
+  const entries: TokenEntry[] = [];
+  const lines = text.split(/\r?\n/);
+  lines.forEach((raw, i) => {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) return;
+    const rec = splitCsv(line);
+    // Never echo the line: it holds a token.
+    if (rec.length < 3) throw new TokenFileError(`token file ${path}: line ${i + 1}: want at least 3 columns (token,user,uid), got ${rec.length}`);
+    const [token, name, uid, groups] = rec as [string, string, string, string | undefined];
+    if (token === '') throw new TokenFileError(`token file ${path}: line ${i + 1}: empty token`);
+    entries.push({ token, name, uid, groups: groups ? groups.split(',').map((g) => g.trim()).filter((g) => g !== '') : [] });
+  });
+  if (entries.length === 0) throw new TokenFileError(`token file ${path} holds no tokens`);
+  return entries;
+}
+
+export async function loadTokenFile(path: string): Promise<TokenEntry[]> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new TokenFileError(`cannot read token file ${path}: ${(err as { code?: string }).code ?? 'read failed'}`);
+  }
+  return parseTokenFile(text, path);
+}
+
+/** `<data-dir>/tokens.csv` with one admin token, created 0600 on first start and reused. */
+export async function ensureGeneratedTokenFile(path: string): Promise<TokenEntry[]> {
+  if (!existsSync(path)) {
+    const token = randomBytes(32).toString('base64url');
+    await writeFile(path, `${token},admin,admin,"system:masters"\n`, { mode: 0o600, flag: 'wx' }).catch((err: { code?: string }) => {
+      if (err.code !== 'EEXIST') throw err;
+    });
+  }
+  return loadTokenFile(path);
+}
+
+export class TokenAuthenticator {
+  private readonly byHash = new Map<string, TokenEntry>();
+
+  constructor(entries: TokenEntry[]) {
+    for (const e of entries) this.byHash.set(digest(e.token), e);
+  }
+
+  /** The user of an `Authorization: Bearer <token>` header, or undefined. */
+  authenticate(header: string | undefined): UserInfo | undefined {
+    if (!header) return undefined;
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    if (!m) return undefined;
+    const d = digest(m[1] as string);
+    // Looking up by a hash of the token keeps the lookup's timing independent of the token bytes.
+    const entry = this.byHash.get(d);
+    if (!entry || !timingSafeEqual(Buffer.from(digest(entry.token), 'hex'), Buffer.from(d, 'hex'))) return undefined;
+    return { name: entry.name, uid: entry.uid, groups: entry.groups };
+  }
+}
+
+function digest(token: string): string {
+  return createHash('sha256').update(token).digest('hex');
+}

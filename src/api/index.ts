@@ -1,0 +1,241 @@
+// startApiServer: builds and runs the API server in-process (`atrest serve`, `atrest dev`, tests).
+// Store (etcd or embedded SQLite) → EncryptedStore (transformers of the current encryption
+// generation, AAD = full key) → ObjectRepository → REST handlers → node:https listener (TLS only).
+import { randomUUID } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { join, resolve } from 'node:path';
+import { AtrestError } from '../errors.js';
+import type { KmsIntervals } from '../kms/factory.js';
+import { createLogger, type Logger } from '../log.js';
+import { newRegistry, type Registry } from '../metrics.js';
+import { EncryptedStore, storeHealthCheck } from '../storage/encrypted-store.js';
+import { DEFAULT_ETCD_PREFIX, normalizePrefix } from '../storage/keys.js';
+import { DEFAULT_DATA_DIR, describeStoreLocation, openStore, type StoreLocation } from '../storage/open.js';
+import type { Store } from '../storage/types.js';
+import { ensureGeneratedTokenFile, loadTokenFile, TokenAuthenticator } from './auth.js';
+import { closeGeneration, EncryptionState, identityGeneration, loadEncryptionGeneration, type EncryptionGeneration } from './encryption.js';
+import { EncryptionConfigReloader, type ReloadOutcome } from './encryption-reload.js';
+import { writeKubeconfig } from './kubeconfig.js';
+import { bootstrapNamespaces } from './namespaces.js';
+import { ObjectRepository } from './object-repository.js';
+import { ensureGeneratedPki, loadServingPki } from './pki.js';
+import { RequestMetrics } from './request-metrics.js';
+import { ResourceHandlers } from './resource-handlers.js';
+import { createRequestListener } from './server.js';
+import { transformationRecorder } from './transformation-metrics.js';
+
+export { DEFAULT_MAX_BODY_BYTES } from './server.js';
+export { DEFAULT_RELOAD_INTERVAL_MS } from './encryption-reload.js';
+
+export interface ApiServerOptions {
+  /** `--data-dir`: embedded store, generated PKI, token and admin.kubeconfig (default ./.atrest). */
+  dataDir?: string;
+  /** `--etcd-servers`: comma-separated or a list; absent = the embedded SQLite store. */
+  etcdServers?: string | string[];
+  /** `--etcd-cafile`, `--etcd-certfile`, `--etcd-keyfile` (PEM files) for etcd over TLS. */
+  etcdCaFile?: string;
+  etcdCertFile?: string;
+  etcdKeyFile?: string;
+  /** `--etcd-prefix` (default /registry). */
+  etcdPrefix?: string;
+  /** A store to use instead of opening one (tests, `atrest dev`); closed by close(). */
+  store?: Store;
+  /** `--encryption-provider-config`; absent = everything stored with identity. */
+  encryptionProviderConfig?: string;
+  /** `--encryption-provider-config-automatic-reload`. */
+  encryptionProviderConfigAutomaticReload?: boolean;
+  /** Reload poll interval (default 60 s, like kube). */
+  reloadIntervalMs?: number;
+  /** `--bind-address` (default 127.0.0.1). */
+  bindAddress?: string;
+  /** `--secure-port` (default 6443; 0 = a free port). */
+  securePort?: number;
+  /** `--tls-cert-file` / `--tls-private-key-file`; absent = a CA and serving cert generated into the data dir. */
+  tlsCertFile?: string;
+  tlsPrivateKeyFile?: string;
+  /** `--token-auth-file` (kube's CSV); absent = an admin token generated into the data dir. */
+  tokenAuthFile?: string;
+  /** Request body limit (default 3 MiB); larger bodies get 413. */
+  maxRequestBodyBytes?: number;
+  /** Upper bound of watch timeoutSeconds (default 1800). */
+  maxWatchTimeoutSeconds?: number;
+  /** BOOKMARK interval of watches that allow them (default 60 s). */
+  watchBookmarkIntervalMs?: number;
+  log?: Logger;
+  /** Registry for request, KMS and transformation metrics (a new one when absent). */
+  metrics?: Registry;
+  kmsIntervals?: Partial<KmsIntervals>;
+  now?: () => number;
+}
+
+export interface RunningApiServer {
+  /** `https://<host>:<port>` */
+  url: string;
+  port: number;
+  kubeconfigPath: string;
+  /** The bearer token written into the kubeconfig. */
+  token: string;
+  /** The generated CA certificate (absent with --tls-cert-file). */
+  caCertPath?: string;
+  /** PEM of what clients should trust. */
+  caPem: string;
+  registry: Registry;
+  /** One reload poll now (with automatic reload on). */
+  reloadNow?(): Promise<ReloadOutcome>;
+  close(): Promise<void>;
+}
+
+export class ApiServerConfigError extends AtrestError {
+  constructor(message: string) {
+    super('API_SERVER_CONFIG_INVALID', message);
+  }
+}
+
+function hostForUrl(bind: string): string {
+  const h = bind === '0.0.0.0' || bind === '' ? '127.0.0.1' : bind === '::' ? '::1' : bind;
+  return h.includes(':') ? `[${h}]` : h;
+}
+
+export async function startApiServer(options: ApiServerOptions = {}): Promise<RunningApiServer> {
+  const log = options.log ?? createLogger('apiserver');
+  if (options.encryptionProviderConfigAutomaticReload && !options.encryptionProviderConfig) {
+    throw new ApiServerConfigError('--encryption-provider-config-automatic-reload must be set with --encryption-provider-config');
+  }
+  if (Boolean(options.tlsCertFile) !== Boolean(options.tlsPrivateKeyFile)) {
+    throw new ApiServerConfigError('--tls-cert-file and --tls-private-key-file must be given together');
+  }
+  const dataDir = resolve(options.dataDir ?? DEFAULT_DATA_DIR);
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const etcdPrefix = normalizePrefix(options.etcdPrefix ?? DEFAULT_ETCD_PREFIX);
+  const registry = options.metrics ?? newRegistry();
+  const reload = options.encryptionProviderConfigAutomaticReload ?? false;
+  const apiServerId = `atrest-${randomUUID()}`;
+  const loadOptions = { reload, metrics: registry, log, apiServerId, ...(options.kmsIntervals ? { kmsIntervals: options.kmsIntervals } : {}) };
+
+  const cleanups: Array<() => Promise<void>> = [];
+  const cleanup = async (): Promise<void> => {
+    for (const c of cleanups.splice(0).reverse()) await c().catch((err: unknown) => log.warn({ err: String(err) }, 'shutdown step failed'));
+  };
+
+  try {
+    let initial: EncryptionGeneration;
+    if (options.encryptionProviderConfig) {
+      initial = await loadEncryptionGeneration(options.encryptionProviderConfig, loadOptions);
+      log.info({ path: options.encryptionProviderConfig, contentHash: initial.contentHash, automaticReload: reload }, 'loaded the encryption provider configuration');
+    } else {
+      initial = identityGeneration();
+      log.warn('no --encryption-provider-config: every object is stored unencrypted (identity)');
+    }
+    const state = new EncryptionState(initial, etcdPrefix, transformationRecorder(registry));
+    cleanups.push(() => closeGeneration(state.current));
+
+    const location: StoreLocation = {
+      dataDir,
+      ...(options.etcdServers !== undefined ? { etcdServers: options.etcdServers } : {}),
+      ...(options.etcdCaFile ? { etcdCaFile: options.etcdCaFile } : {}),
+      ...(options.etcdCertFile ? { etcdCertFile: options.etcdCertFile } : {}),
+      ...(options.etcdKeyFile ? { etcdKeyFile: options.etcdKeyFile } : {}),
+    };
+    const store = options.store ?? openStore(location);
+    cleanups.push(() => store.close());
+    log.info({ store: options.store ? 'injected' : describeStoreLocation(location), etcdPrefix }, 'storage opened');
+    const encrypted = new EncryptedStore(store, state.transformerFor);
+    const repo = new ObjectRepository(encrypted, etcdPrefix);
+    const now = options.now ?? Date.now;
+
+    // kms v2 providers must finish their first Status before anything can be encrypted with them.
+    await initial.kms?.ready();
+    try {
+      const created = await bootstrapNamespaces(repo, now());
+      if (created.length) log.info({ namespaces: created }, 'created the bootstrap namespaces');
+    } catch (err) {
+      log.error({ err: err instanceof Error ? err.message : String(err) }, 'could not create the bootstrap namespaces');
+    }
+
+    const pki = options.tlsCertFile
+      ? await loadServingPki(options.tlsCertFile, options.tlsPrivateKeyFile as string)
+      : await ensureGeneratedPki(dataDir, [options.bindAddress ?? '127.0.0.1']);
+    const tokens = options.tokenAuthFile ? await loadTokenFile(options.tokenAuthFile) : await ensureGeneratedTokenFile(join(dataDir, 'tokens.csv'));
+    const authenticator = new TokenAuthenticator(tokens);
+
+    const openWatches = new Set<() => void>();
+    const handlers = new ResourceHandlers({ repo, log, now });
+    const listener = createRequestListener({
+      handlers,
+      watch: {
+        repo, log, now,
+        ...(options.maxWatchTimeoutSeconds ? { maxTimeoutSeconds: options.maxWatchTimeoutSeconds } : {}),
+        ...(options.watchBookmarkIntervalMs ? { bookmarkIntervalMs: options.watchBookmarkIntervalMs } : {}),
+        register: (close) => {
+          openWatches.add(close);
+          return () => openWatches.delete(close);
+        },
+      },
+      authenticator,
+      metrics: new RequestMetrics(registry),
+      registry,
+      log,
+      etcdPrefix,
+      storeCheck: storeHealthCheck(store),
+      kmsChecks: () => state.healthChecks(),
+      ...(options.maxRequestBodyBytes ? { maxBodyBytes: options.maxRequestBodyBytes } : {}),
+    });
+
+    const server: Server = createServer({ cert: pki.certPem, key: pki.keyPem, minVersion: 'TLSv1.2' }, listener);
+    const bind = options.bindAddress ?? '127.0.0.1';
+    await new Promise<void>((resolveListen, reject) => {
+      server.once('error', reject);
+      server.listen(options.securePort ?? 6443, bind, () => {
+        server.off('error', reject);
+        resolveListen();
+      });
+    });
+    cleanups.push(async () => {
+      for (const close of [...openWatches]) close();
+      await new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      });
+    });
+    const port = (server.address() as AddressInfo).port;
+    const url = `https://${hostForUrl(bind)}:${port}`;
+
+    const token = (tokens[0] as { token: string }).token;
+    const kubeconfigPath = join(dataDir, 'admin.kubeconfig');
+    await writeKubeconfig(kubeconfigPath, { server: url, caPem: pki.caPem, token, user: tokens[0]?.name ?? 'admin' });
+
+    let reloader: EncryptionConfigReloader | undefined;
+    if (reload && options.encryptionProviderConfig) {
+      reloader = new EncryptionConfigReloader({
+        path: options.encryptionProviderConfig,
+        state,
+        load: (path) => loadEncryptionGeneration(path, loadOptions),
+        log,
+        registry,
+        ...(options.reloadIntervalMs ? { intervalMs: options.reloadIntervalMs } : {}),
+      });
+      reloader.start();
+      const r = reloader;
+      cleanups.push(() => r.stop());
+    }
+    log.info({ url, kubeconfig: kubeconfigPath }, 'serving');
+
+    let closing: Promise<void> | undefined;
+    return {
+      url,
+      port,
+      kubeconfigPath,
+      token,
+      ...(pki.caCertPath ? { caCertPath: pki.caCertPath } : {}),
+      caPem: pki.caPem,
+      registry,
+      ...(reloader ? { reloadNow: () => (reloader as EncryptionConfigReloader).checkNow() } : {}),
+      close: () => (closing ??= cleanup()),
+    };
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+}

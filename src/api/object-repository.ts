@@ -1,0 +1,151 @@
+// Kubernetes objects over the EncryptedStore: JSON in, JSON out, at kube's keys
+// `<prefix>/<resource>/<namespace>/<name>` (`<prefix>/namespaces/<name>`). resourceVersion is the
+// key's modRevision and is not stored in the value (kube clears it before writing too).
+import type { DecryptedValue, DecryptedWatchEvent, EncryptedStore } from '../storage/encrypted-store.js';
+import { storageKey, storagePrefix } from '../storage/keys.js';
+import type { Watch } from '../storage/types.js';
+import type { StoredValueTransformError } from '../storage/errors.js';
+import { ApiError } from './errors.js';
+import { isPlainObject, type KubeObject } from './objects.js';
+import { decodeProtobufObject, PROTOBUF_MAGIC } from './protobuf.js';
+import type { ResourceType } from './resource-types.js';
+
+export interface StoredObject {
+  obj: KubeObject;
+  revision: number;
+  /** The stored value was not written by the current write provider: rewrite even when unchanged. */
+  stale: boolean;
+  /** The plaintext as stored, to detect no-op updates. */
+  plaintext: Buffer;
+}
+
+export interface ListPage {
+  items: StoredObject[];
+  revision: number;
+  more: boolean;
+  /** The key of the last item read, relative to the list prefix (continuation point). */
+  lastKey?: string;
+}
+
+export type ObjectWatchEvent =
+  | { type: 'put'; revision: number; obj: KubeObject; prev?: KubeObject }
+  | { type: 'delete'; revision: number; obj?: KubeObject };
+
+export class ObjectRepository {
+  constructor(
+    private readonly store: EncryptedStore,
+    readonly etcdPrefix: string,
+  ) {}
+
+  key(rt: ResourceType, namespace: string | undefined, name: string): string {
+    return storageKey(this.etcdPrefix, rt.resource, rt.namespaced ? namespace : undefined, name);
+  }
+
+  prefix(rt: ResourceType, namespace: string | undefined): string {
+    return storagePrefix(this.etcdPrefix, rt.resource, rt.namespaced ? namespace : undefined);
+  }
+
+  /** The bytes stored for `obj`: JSON, kind and apiVersion first, without resourceVersion. */
+  serialize(rt: ResourceType, obj: KubeObject): Buffer {
+    const { apiVersion: _a, kind: _k, metadata, ...rest } = obj;
+    const { resourceVersion: _rv, ...meta } = metadata;
+    return Buffer.from(JSON.stringify({ kind: rt.kind, apiVersion: 'v1', metadata: meta, ...rest }), 'utf8');
+  }
+
+  private decode(rt: ResourceType, dv: DecryptedValue): StoredObject {
+    let parsed: unknown;
+    try {
+      // kube-apiserver stores protobuf by default: values it wrote are read too (and written back as JSON).
+      parsed = dv.plaintext.subarray(0, 4).equals(PROTOBUF_MAGIC) ? decodeProtobufObject(dv.plaintext) : JSON.parse(dv.plaintext.toString('utf8'));
+    } catch {
+      parsed = undefined;
+    }
+    // Anything that is neither a JSON object nor a protobuf object of this kind: an Internal error
+    // naming the key, like a value that fails to decrypt.
+    if (!isPlainObject(parsed)) {
+      throw new ApiError(500, 'InternalError', `Internal error occurred: the stored value of ${dv.kv.key} is not a JSON object`, {
+        name: dv.kv.key.slice(dv.kv.key.lastIndexOf('/') + 1), kind: rt.resource,
+      });
+    }
+    const obj = parsed as unknown as KubeObject;
+    obj.kind = rt.kind;
+    obj.apiVersion = 'v1';
+    if (!isPlainObject(obj.metadata)) obj.metadata = {};
+    obj.metadata.resourceVersion = String(dv.kv.modRevision);
+    return { obj, revision: dv.kv.modRevision, stale: dv.stale, plaintext: dv.plaintext };
+  }
+
+  async get(rt: ResourceType, namespace: string | undefined, name: string): Promise<StoredObject | undefined> {
+    const dv = await this.store.get(this.key(rt, namespace, name));
+    return dv ? this.decode(rt, dv) : undefined;
+  }
+
+  /** Creates; StoreError KEY_EXISTS when the name is taken. Returns the object with its resourceVersion. */
+  async create(rt: ResourceType, obj: KubeObject): Promise<KubeObject> {
+    const rev = await this.store.create(this.key(rt, obj.metadata.namespace, obj.metadata.name ?? ''), this.serialize(rt, obj));
+    return withRevision(obj, rev);
+  }
+
+  /** Replaces at `expectedRevision`; StoreError CONFLICT / NOT_FOUND. */
+  async update(rt: ResourceType, obj: KubeObject, expectedRevision: number): Promise<KubeObject> {
+    const rev = await this.store.update(this.key(rt, obj.metadata.namespace, obj.metadata.name ?? ''), this.serialize(rt, obj), expectedRevision);
+    return withRevision(obj, rev);
+  }
+
+  /** Deletes (at `expectedRevision` when given); returns the deletion revision, or undefined when absent. */
+  async delete(rt: ResourceType, namespace: string | undefined, name: string, expectedRevision?: number): Promise<number | undefined> {
+    const kv = await this.store.delete(this.key(rt, namespace, name), expectedRevision);
+    if (!kv) return undefined;
+    return this.store.revision();
+  }
+
+  async list(rt: ResourceType, namespace: string | undefined, options: { limit?: number; after?: string; revision?: number }): Promise<ListPage> {
+    const prefix = this.prefix(rt, namespace);
+    const page = await this.store.list(prefix, {
+      ...(options.limit ? { limit: options.limit } : {}),
+      ...(options.after !== undefined ? { after: prefix + options.after } : {}),
+      ...(options.revision !== undefined ? { revision: options.revision } : {}),
+    });
+    const last = page.items[page.items.length - 1];
+    return {
+      items: page.items.map((dv) => this.decode(rt, dv)),
+      revision: page.revision,
+      more: page.more,
+      ...(last ? { lastKey: last.kv.key.slice(prefix.length) } : {}),
+    };
+  }
+
+  revision(): Promise<number> {
+    return this.store.revision();
+  }
+
+  watch(
+    rt: ResourceType,
+    namespace: string | undefined,
+    afterRevision: number,
+    handlers: { onEvent(e: ObjectWatchEvent): void; onError(err: Error): void; onDecryptError(err: StoredValueTransformError): void },
+  ): Watch {
+    return this.store.watch(this.prefix(rt, namespace), {
+      afterRevision,
+      decryptPrevOnPut: true,
+      onEvent: (e: DecryptedWatchEvent) => {
+        try {
+          if (e.type === 'put') {
+            handlers.onEvent({ type: 'put', revision: e.revision, obj: this.decode(rt, e.value).obj, ...(e.prev ? { prev: this.decode(rt, e.prev).obj } : {}) });
+          } else {
+            const obj = e.prev ? withRevision(this.decode(rt, e.prev).obj, e.revision) : undefined;
+            handlers.onEvent({ type: 'delete', revision: e.revision, ...(obj ? { obj } : {}) });
+          }
+        } catch (err) {
+          handlers.onError(err as Error);
+        }
+      },
+      onError: (err) => handlers.onError(err),
+      onDecryptError: (err) => handlers.onDecryptError(err),
+    });
+  }
+}
+
+function withRevision(obj: KubeObject, rev: number): KubeObject {
+  return { ...obj, metadata: { ...obj.metadata, resourceVersion: String(rev) } };
+}

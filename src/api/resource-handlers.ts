@@ -1,0 +1,392 @@
+// The REST verbs for the three kinds: get, list, create, update (PUT), patch (merge, strategic,
+// JSON, apply), delete. Pure request → reply functions over the ObjectRepository; the HTTP layer
+// (server.ts) does bodies, auth and encoding, and watch.ts does streams.
+import { randomUUID } from 'node:crypto';
+import type { Logger } from '../log.js';
+import { isStoreError } from '../storage/errors.js';
+import { decodeContinue, encodeContinue } from './continue-token.js';
+import { checkObject, decodeBody, fieldValidationOf, mediaType, parseDocument, type FieldValidation } from './decode.js';
+import { ApiError, badRequest, conflict, forbidden, invalid, notFound, unsupportedMediaType } from './errors.js';
+import { assertNamespaceWritable, deleteNamespaceContents, UNDELETABLE_NAMESPACES } from './namespaces.js';
+import type { ObjectRepository, StoredObject } from './object-repository.js';
+import { cloneJson, isPlainObject, jsonEqual, rfc3339Seconds, type Json, type KubeObject } from './objects.js';
+import { serverSideApply } from './patch/apply.js';
+import { trackUpdate } from './patch/managed-fields.js';
+import { applyJsonPatch } from './patch/json-patch.js';
+import { applyMergePatch } from './patch/json-merge-patch.js';
+import { applyStrategicMergePatch } from './patch/strategic-merge-patch.js';
+import type { ResourceType } from './resource-types.js';
+import { parseFieldSelector, parseLabelSelector, type Matcher } from './selectors.js';
+import { tableOf } from './table.js';
+
+export interface ResourceRequest {
+  rt: ResourceType;
+  /** URL namespace (namespaced kinds; undefined for an all-namespaces list). */
+  namespace?: string;
+  name?: string;
+  query: URLSearchParams;
+  body: Buffer;
+  contentType?: string;
+  /** Accept asked for a meta.k8s.io/v1 Table. */
+  wantTable: boolean;
+  /** Collected `Warning` texts (unknown fields with fieldValidation=Warn). */
+  warnings: string[];
+  /** The field manager of writes: `fieldManager`, else derived from the User-Agent (kube's rule). */
+  fieldManager: string;
+}
+
+export interface Reply {
+  code: number;
+  body: unknown;
+  contentType?: string;
+}
+
+export const TABLE_CONTENT_TYPE = 'application/json;as=Table;v=v1;g=meta.k8s.io';
+const PATCH_TYPES = 'application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json';
+const MAX_UPDATE_RETRIES = 5;
+const GENERATE_CHARS = 'bcdfghjklmnpqrstvwxz2456789';
+
+export interface ResourceHandlerDeps {
+  repo: ObjectRepository;
+  log: Logger;
+  now?: () => number;
+}
+
+export class ResourceHandlers {
+  private readonly repo: ObjectRepository;
+  private readonly now: () => number;
+  private readonly log: Logger;
+
+  constructor(deps: ResourceHandlerDeps) {
+    this.repo = deps.repo;
+    this.now = deps.now ?? Date.now;
+    this.log = deps.log;
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  async get(req: ResourceRequest): Promise<Reply> {
+    const name = req.name as string;
+    const cur = await this.repo.get(req.rt, req.namespace, name);
+    if (!cur) throw notFound(req.rt.resource, name);
+    return this.objectReply(req, 200, cur.obj);
+  }
+
+  async list(req: ResourceRequest): Promise<Reply> {
+    const { rt, query } = req;
+    const labels = parseLabelSelector(query.get('labelSelector'));
+    const fields = parseFieldSelector(query.get('fieldSelector'), rt.kind);
+    const limitRaw = query.get('limit');
+    const limit = limitRaw ? Number.parseInt(limitRaw, 10) : 0;
+    if (Number.isNaN(limit) || limit < 0) throw badRequest(`invalid limit ${JSON.stringify(limitRaw)}`);
+    const cont = query.get('continue');
+    const token = cont ? decodeContinue(cont) : undefined;
+
+    const items: KubeObject[] = [];
+    let revision = token?.revision;
+    let after = token?.after;
+    let more = false;
+    for (;;) {
+      const page = await this.repo.list(rt, req.namespace, {
+        ...(limit > 0 ? { limit: limit - items.length } : {}),
+        ...(after !== undefined ? { after } : {}),
+        ...(revision !== undefined ? { revision } : {}),
+      });
+      revision = page.revision;
+      for (const it of page.items) if (labels(it.obj) && fields(it.obj)) items.push(it.obj);
+      after = page.lastKey ?? after;
+      more = page.more;
+      if (!more || limit === 0 || items.length >= limit) break;
+    }
+    const listMeta: { resourceVersion: string; continue?: string } = { resourceVersion: String(revision) };
+    if (more && after !== undefined) listMeta.continue = encodeContinue({ revision: revision as number, after });
+    if (req.wantTable) {
+      const now = this.now();
+      return { code: 200, body: tableOf(rt.columns, (o) => rt.cells(o, now), items, listMeta), contentType: TABLE_CONTENT_TYPE };
+    }
+    // Items carry no kind/apiVersion inside a list, as kube-apiserver's.
+    const bare = items.map(({ kind: _k, apiVersion: _a, ...rest }) => rest);
+    return { code: 200, body: { kind: rt.listKind, apiVersion: 'v1', metadata: listMeta, items: bare } };
+  }
+
+  /** Matchers for watch and list filtering. */
+  selectors(req: ResourceRequest): Matcher {
+    const labels = parseLabelSelector(req.query.get('labelSelector'));
+    const fields = parseFieldSelector(req.query.get('fieldSelector'), req.rt.kind);
+    return (o) => labels(o) && fields(o);
+  }
+
+  // ---------------------------------------------------------------- writes
+
+  async create(req: ResourceRequest): Promise<Reply> {
+    const { rt } = req;
+    const validation = fieldValidationOf(req.query);
+    const obj = checkObject(rt, decodeBody(req.body, req.contentType), validation, req.warnings);
+    return this.createObject(req, obj);
+  }
+
+  private async createObject(req: ResourceRequest, obj: KubeObject, op: 'Update' | 'Apply' = 'Update'): Promise<Reply> {
+    const { rt } = req;
+    const meta = obj.metadata;
+    if (rt.namespaced) {
+      if (meta.namespace && req.namespace && meta.namespace !== req.namespace) {
+        throw badRequest('the namespace of the provided object does not match the namespace sent on the request');
+      }
+      meta.namespace = req.namespace;
+    }
+    if (!meta.name && meta.generateName) {
+      let suffix = '';
+      for (let i = 0; i < 5; i++) suffix += GENERATE_CHARS[Math.floor(Math.random() * GENERATE_CHARS.length)];
+      meta.name = meta.generateName + suffix;
+    }
+    for (const f of ['uid', 'resourceVersion', 'deletionTimestamp', 'deletionGracePeriodSeconds', 'selfLink', 'generation'] as const) delete meta[f];
+    meta.uid = randomUUID();
+    meta.creationTimestamp = rfc3339Seconds(this.now());
+    rt.normalize(obj);
+    if (op === 'Update') trackUpdate(undefined, obj, req.fieldManager, meta.creationTimestamp);
+    this.validate(rt, obj);
+    if (rt.namespaced) await assertNamespaceWritable(this.repo, req.namespace as string);
+    const reordered = orderMetadata(obj);
+    if (isDryRun(req.query)) return this.objectReply(req, 201, reordered);
+    const created = await this.repo.create(rt, reordered);
+    return this.objectReply(req, 201, created);
+  }
+
+  async update(req: ResourceRequest): Promise<Reply> {
+    const { rt } = req;
+    const name = req.name as string;
+    const obj = checkObject(rt, decodeBody(req.body, req.contentType), fieldValidationOf(req.query), req.warnings);
+    if (obj.metadata.name !== undefined && obj.metadata.name !== name) {
+      throw badRequest(`the name of the object (${obj.metadata.name}) does not match the name on the URL (${name})`);
+    }
+    if (rt.namespaced && obj.metadata.namespace && obj.metadata.namespace !== req.namespace) {
+      throw badRequest('the namespace of the provided object does not match the namespace sent on the request');
+    }
+    const wanted = obj.metadata.resourceVersion;
+    const result = await this.guaranteedUpdate(req, (cur) => {
+      if (wanted && wanted !== String(cur.revision)) throw conflict(rt.resource, name);
+      return obj;
+    });
+    return this.objectReply(req, 200, result);
+  }
+
+  async patch(req: ResourceRequest): Promise<Reply> {
+    const { rt } = req;
+    const name = req.name as string;
+    const type = mediaType(req.contentType);
+    const validation = fieldValidationOf(req.query);
+    if (type === 'application/apply-patch+yaml') return this.apply(req, validation);
+    let patchFn: (cur: Json) => Json;
+    const patch = parseDocument(req.body, 'json');
+    switch (type) {
+      case 'application/merge-patch+json':
+        patchFn = (cur) => applyMergePatch(cur, patch);
+        break;
+      case 'application/strategic-merge-patch+json':
+        patchFn = (cur) => applyStrategicMergePatch(cur as never, patch);
+        break;
+      case 'application/json-patch+json':
+        patchFn = (cur) => applyJsonPatch(cur, patch);
+        break;
+      default:
+        throw unsupportedMediaType(`the body of the request was in an unknown format - accepted media types include: ${PATCH_TYPES}`);
+    }
+    const result = await this.guaranteedUpdate(req, (cur) => {
+      const warnings: string[] = [];
+      const patched = checkObject(rt, patchFn(cloneJson(cur.obj) as unknown as Json), validation, warnings);
+      if (patched.metadata.name !== name) throw badRequest(`the name of the object (${patched.metadata.name ?? ''}) does not match the name on the URL (${name})`);
+      if (patched.metadata.resourceVersion && patched.metadata.resourceVersion !== String(cur.revision)) throw conflict(rt.resource, name);
+      req.warnings.splice(0, req.warnings.length, ...warnings);
+      return patched;
+    });
+    return this.objectReply(req, 200, result);
+  }
+
+  private async apply(req: ResourceRequest, validation: FieldValidation): Promise<Reply> {
+    const { rt } = req;
+    const name = req.name as string;
+    const manager = req.query.get('fieldManager');
+    if (!manager) {
+      throw new ApiError(422, 'Invalid', 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch', {
+        kind: 'PatchOptions', group: 'meta.k8s.io', causes: [{ reason: 'FieldValueRequired', message: 'Required value: is required for apply patch', field: 'fieldManager' }],
+      });
+    }
+    const applied = checkObject(rt, parseDocument(req.body, 'yaml'), validation, req.warnings);
+    if (applied.metadata.name !== name) {
+      throw badRequest(`the name of the object (${applied.metadata.name ?? ''}) does not match the name on the URL (${name})`);
+    }
+    if (rt.namespaced && applied.metadata.namespace && applied.metadata.namespace !== req.namespace) {
+      throw badRequest('the namespace of the provided object does not match the namespace sent on the request');
+    }
+    const now = rfc3339Seconds(this.now());
+    const force = req.query.get('force') === 'true';
+    for (let attempt = 0; ; attempt++) {
+      const cur = await this.repo.get(rt, req.namespace, name);
+      if (!cur) {
+        try {
+          return await this.createObject(req, serverSideApply(undefined, applied, manager, now, force), 'Apply');
+        } catch (err) {
+          if (isStoreError(err, 'KEY_EXISTS') && attempt < MAX_UPDATE_RETRIES) continue;
+          throw err;
+        }
+      }
+      try {
+        const result = await this.writeUpdate(req, cur, serverSideApply(cur.obj, applied, manager, now, force), 'Apply');
+        return this.objectReply(req, 200, result);
+      } catch (err) {
+        if ((isStoreError(err, 'CONFLICT') || isStoreError(err, 'NOT_FOUND')) && attempt < MAX_UPDATE_RETRIES) continue;
+        throw err;
+      }
+    }
+  }
+
+  /**
+   * Read, mutate, write at the read revision; a concurrent write makes it start over (kube's
+   * GuaranteedUpdate). The mutation decides preconditions (a stale resourceVersion → 409).
+   */
+  private async guaranteedUpdate(req: ResourceRequest, mutate: (cur: StoredObject) => KubeObject): Promise<KubeObject> {
+    const { rt } = req;
+    const name = req.name as string;
+    for (let attempt = 0; ; attempt++) {
+      const cur = await this.repo.get(rt, req.namespace, name);
+      if (!cur) throw notFound(rt.resource, name);
+      try {
+        return await this.writeUpdate(req, cur, mutate(cur));
+      } catch (err) {
+        if (isStoreError(err, 'CONFLICT') && attempt < MAX_UPDATE_RETRIES) continue;
+        if (isStoreError(err, 'NOT_FOUND')) throw notFound(rt.resource, name);
+        throw err;
+      }
+    }
+  }
+
+  /**
+   * Carries the server-owned metadata over, normalises and validates, then writes unless nothing
+   * changed and the stored value is current (an unchanged object keeps its resourceVersion; a stale
+   * one is rewritten with the current write provider: that is how `replace` re-encrypts).
+   */
+  private async writeUpdate(req: ResourceRequest, cur: StoredObject, next: KubeObject, op: 'Update' | 'Apply' = 'Update'): Promise<KubeObject> {
+    const { rt } = req;
+    const obj = cloneJson(next);
+    const meta = obj.metadata;
+    const old = cur.obj.metadata;
+    meta.name = old.name;
+    if (rt.namespaced) meta.namespace = old.namespace;
+    meta.uid = old.uid;
+    meta.creationTimestamp = old.creationTimestamp;
+    if (old.deletionTimestamp) meta.deletionTimestamp = old.deletionTimestamp;
+    else delete meta.deletionTimestamp;
+    if (meta.managedFields === undefined && old.managedFields !== undefined) meta.managedFields = old.managedFields;
+    if (Array.isArray(meta.managedFields) && meta.managedFields.length === 0) delete meta.managedFields;
+    delete meta.generation;
+    delete meta.selfLink;
+    rt.normalize(obj);
+    if (rt.resource === 'namespaces' && isPlainObject(cur.obj['status'])) obj['status'] = cur.obj['status'];
+    if (op === 'Update') trackUpdate(cur.obj, obj, req.fieldManager, rfc3339Seconds(this.now()));
+    this.validate(rt, obj, cur.obj);
+    const ordered = orderMetadata(obj);
+    const unchanged = jsonEqual(JSON.parse(cur.plaintext.toString('utf8')), JSON.parse(this.repo.serialize(rt, ordered).toString('utf8')));
+    if (unchanged && !cur.stale) return cur.obj;
+    if (isDryRun(req.query)) return { ...ordered, metadata: { ...ordered.metadata, resourceVersion: String(cur.revision) } };
+    if (cur.stale) this.log.debug({ resource: rt.resource, namespace: meta.namespace, name: meta.name }, 'rewriting a stale stored value');
+    return this.repo.update(rt, ordered, cur.revision);
+  }
+
+  async delete(req: ResourceRequest): Promise<Reply> {
+    const { rt } = req;
+    const name = req.name as string;
+    const options = this.deleteOptions(req);
+    const cur = await this.repo.get(rt, req.namespace, name);
+    if (!cur) throw notFound(rt.resource, name);
+    const pre = isPlainObject(options['preconditions']) ? options['preconditions'] : {};
+    if (typeof pre['uid'] === 'string' && pre['uid'] !== cur.obj.metadata.uid) {
+      throw new ApiError(409, 'Conflict', `Operation cannot be fulfilled on ${rt.resource} "${name}": Precondition failed: UID in precondition: ${pre['uid']}, UID in object meta: ${cur.obj.metadata.uid ?? ''}`, { name, kind: rt.resource });
+    }
+    if (typeof pre['resourceVersion'] === 'string' && pre['resourceVersion'] !== String(cur.revision)) {
+      throw new ApiError(409, 'Conflict', `Operation cannot be fulfilled on ${rt.resource} "${name}": Precondition failed: ResourceVersion in precondition: ${pre['resourceVersion']}, ResourceVersion in object meta: ${cur.revision}`, { name, kind: rt.resource });
+    }
+    const dryRun = isDryRun(req.query) || (Array.isArray(options['dryRun']) && options['dryRun'].includes('All'));
+    if (rt.resource === 'namespaces') return this.deleteNamespace(req, cur, dryRun);
+    if (!dryRun) {
+      try {
+        await this.repo.delete(rt, req.namespace, name, cur.revision);
+      } catch (err) {
+        if (isStoreError(err, 'CONFLICT')) return this.delete(req);
+        throw err;
+      }
+    }
+    return {
+      code: 200,
+      body: { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', details: { name, kind: rt.resource, uid: cur.obj.metadata.uid } },
+    };
+  }
+
+  private async deleteNamespace(req: ResourceRequest, cur: StoredObject, dryRun: boolean): Promise<Reply> {
+    const name = req.name as string;
+    if (UNDELETABLE_NAMESPACES.has(name)) throw forbidden('namespaces', name, 'this namespace may not be deleted');
+    const terminating = cloneJson(cur.obj);
+    terminating.metadata.deletionTimestamp = terminating.metadata.deletionTimestamp ?? rfc3339Seconds(this.now());
+    terminating['status'] = { phase: 'Terminating' };
+    if (dryRun) return this.objectReply(req, 200, terminating);
+    let marked = cur.obj;
+    if (!cur.obj.metadata.deletionTimestamp) {
+      try {
+        marked = await this.repo.update(req.rt, orderMetadata(terminating), cur.revision);
+      } catch (err) {
+        if (isStoreError(err, 'CONFLICT')) return this.delete(req);
+        throw err;
+      }
+    }
+    const removed = await deleteNamespaceContents(this.repo, name);
+    await this.repo.delete(req.rt, undefined, name);
+    this.log.info({ namespace: name, objects: removed }, 'namespace deleted with its contents');
+    return this.objectReply(req, 200, marked);
+  }
+
+  private deleteOptions(req: ResourceRequest): Record<string, Json> {
+    if (req.body.length === 0 || req.body.toString('utf8').trim() === '') return {};
+    const v = parseDocument(req.body, 'json');
+    if (v === null) return {};
+    if (!isPlainObject(v)) throw badRequest('DeleteOptions must be a JSON object');
+    return v;
+  }
+
+  private validate(rt: ResourceType, obj: KubeObject, old?: KubeObject): void {
+    const causes = rt.validate(obj, old);
+    if (causes.length > 0) throw invalid(rt.kind, obj.metadata.name ?? obj.metadata.generateName ?? '', causes);
+  }
+
+  objectReply(req: ResourceRequest, code: number, obj: KubeObject): Reply {
+    if (req.wantTable) {
+      const now = this.now();
+      return {
+        code,
+        body: tableOf(req.rt.columns, (o) => req.rt.cells(o, now), [obj], { resourceVersion: obj.metadata.resourceVersion ?? '' }),
+        contentType: TABLE_CONTENT_TYPE,
+      };
+    }
+    return { code, body: obj };
+  }
+}
+
+export function isDryRun(query: URLSearchParams): boolean {
+  const values = query.getAll('dryRun');
+  for (const v of values) if (v !== 'All') throw badRequest(`dryRun: Unsupported value: ${JSON.stringify(v)}: supported values: "All"`);
+  return values.length > 0;
+}
+
+/** kind, apiVersion, metadata first (the order kube writes), metadata fields in kube's order. */
+function orderMetadata(obj: KubeObject): KubeObject {
+  const { kind, apiVersion, metadata, ...rest } = obj;
+  const order = ['name', 'generateName', 'namespace', 'uid', 'resourceVersion', 'generation', 'creationTimestamp', 'deletionTimestamp',
+    'deletionGracePeriodSeconds', 'labels', 'annotations', 'ownerReferences', 'finalizers', 'managedFields'];
+  const meta: Record<string, unknown> = {};
+  for (const k of order) if (metadata[k] !== undefined && metadata[k] !== null) meta[k] = metadata[k];
+  // Empty maps and lists are omitted, as Go's omitempty does.
+  for (const k of ['labels', 'annotations', 'finalizers', 'ownerReferences', 'managedFields']) {
+    const v = meta[k];
+    if ((Array.isArray(v) && v.length === 0) || (isPlainObject(v) && Object.keys(v).length === 0)) delete meta[k];
+  }
+  for (const [k, v] of Object.entries(metadata)) if (!(k in meta) && v !== undefined && v !== null) meta[k] = v;
+  return { ...(kind ? { kind } : {}), ...(apiVersion ? { apiVersion } : {}), metadata: meta as KubeObject['metadata'], ...rest } as KubeObject;
+}

@@ -1,0 +1,74 @@
+// The ONE place where errors become Kubernetes `Status` objects (HTTP code, reason, message). Typed
+// errors of every layer are mapped here: ApiError as is, StoreError by code, values that fail to
+// decrypt or encrypt as 500 InternalError naming the key, anything else as a generic 500 (logged,
+// not shown: an unexpected error's text is not known to be free of sensitive data).
+import type { Logger } from '../log.js';
+import { isStoreError, StoredValueTransformError } from '../storage/errors.js';
+import { parseStorageKey } from '../storage/keys.js';
+import { ApiError, type StatusDetails } from './errors.js';
+
+export interface Status {
+  kind: 'Status';
+  apiVersion: 'v1';
+  metadata: Record<string, never>;
+  status: 'Failure' | 'Success';
+  message?: string;
+  reason?: string;
+  details?: StatusDetails;
+  code: number;
+}
+
+export function failureStatus(code: number, reason: string, message: string, details?: StatusDetails): Status {
+  return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, ...(details ? { details } : {}), code };
+}
+
+/** Storage keys name the resource and object; used to word store errors like kube does. */
+function describeKey(prefix: string, key: string | undefined): { resource: string; name: string } {
+  if (key !== undefined) {
+    try {
+      const parsed = parseStorageKey(prefix, key);
+      return { resource: parsed.groupResource.resource, name: parsed.name };
+    } catch {
+      // fall through
+    }
+  }
+  return { resource: 'objects', name: key ?? '' };
+}
+
+export function statusFromError(err: unknown, etcdPrefix: string, log?: Logger): Status {
+  if (err instanceof ApiError) return failureStatus(err.httpCode, err.reason, err.message, err.details);
+  if (err instanceof StoredValueTransformError) {
+    log?.error({ key: err.key, operation: err.operation, err: err.message }, 'storage transformation failed');
+    const { resource, name } = describeKey(etcdPrefix, err.key);
+    return failureStatus(500, 'InternalError', `Internal error occurred: ${err.message}`, {
+      name,
+      kind: resource,
+      causes: [{ reason: 'UnexpectedServerResponse', message: err.message }],
+    });
+  }
+  if (isStoreError(err)) {
+    const { resource, name } = describeKey(etcdPrefix, err.key);
+    switch (err.code) {
+      case 'KEY_EXISTS':
+        return failureStatus(409, 'AlreadyExists', `${resource} "${name}" already exists`, { name, kind: resource });
+      case 'NOT_FOUND':
+        return failureStatus(404, 'NotFound', `${resource} "${name}" not found`, { name, kind: resource });
+      case 'CONFLICT':
+        return failureStatus(
+          409,
+          'Conflict',
+          `Operation cannot be fulfilled on ${resource} "${name}": the object has been modified; please apply your changes to the latest version and try again`,
+          { name, kind: resource },
+        );
+      case 'COMPACTED':
+        return failureStatus(410, 'Expired', `The resourceVersion for the provided list is too old.`);
+      case 'FUTURE_REVISION':
+        return failureStatus(504, 'Timeout', `Too large resource version`, { retryAfterSeconds: 1 });
+      case 'UNAVAILABLE':
+        log?.error({ err: err.message }, 'storage unavailable');
+        return failureStatus(503, 'ServiceUnavailable', 'the storage backend is unavailable', { retryAfterSeconds: 1 });
+    }
+  }
+  log?.error({ err: err instanceof Error ? { name: err.name, message: err.message, stack: err.stack } : String(err) }, 'unexpected error');
+  return failureStatus(500, 'InternalError', 'Internal error occurred: unexpected server error');
+}

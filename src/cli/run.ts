@@ -1,0 +1,8 @@
+// Runs the CLI from source (`node --import tsx src/cli/run.ts ...`), for tests and development;
+// bin/atrest.js runs the compiled dist/cli/main.js the same way.
+import { main } from './main.js';
+
+main(process.argv).catch((err: unknown) => {
+  process.stderr.write(`atrest: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,92 @@
+// `atrest serve`: the Kubernetes-compatible API server for core/v1 Namespaces, Secrets and
+// ConfigMaps, encrypted at rest. Flags are named like kube-apiserver's; every flag also reads an
+// ATREST_* environment variable. Thin: parses flags and runs startApiServer (src/api).
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { DEFAULT_RELOAD_INTERVAL_MS, startApiServer } from '../api/index.js';
+import { createLogger } from '../log.js';
+import { DEFAULT_ETCD_PREFIX } from '../storage/keys.js';
+import { DEFAULT_DATA_DIR } from '../storage/open.js';
+
+interface ServeOptions {
+  encryptionProviderConfig?: string;
+  experimentalEncryptionProviderConfig?: string;
+  encryptionProviderConfigAutomaticReload?: boolean;
+  encryptionProviderConfigReloadInterval: number;
+  etcdServers?: string;
+  etcdPrefix: string;
+  etcdCafile?: string;
+  etcdCertfile?: string;
+  etcdKeyfile?: string;
+  dataDir: string;
+  bindAddress: string;
+  securePort: number;
+  tlsCertFile?: string;
+  tlsPrivateKeyFile?: string;
+  tokenAuthFile?: string;
+  maxRequestBodyBytes?: number;
+}
+
+function integer(min: number, max: number): (v: string) => number {
+  return (v) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`must be an integer from ${min} to ${max}`);
+    return n;
+  };
+}
+
+export function registerServe(program: Command): void {
+  program
+    .command('serve')
+    .description('run the API server (core/v1 Namespaces, Secrets, ConfigMaps) for kubectl, encrypted at rest')
+    .addOption(new Option('--encryption-provider-config <file>', 'EncryptionConfiguration file; without it everything is stored unencrypted (identity)').env('ATREST_ENCRYPTION_PROVIDER_CONFIG'))
+    .addOption(new Option('--experimental-encryption-provider-config <file>', 'old name of --encryption-provider-config').hideHelp())
+    .addOption(new Option('--encryption-provider-config-automatic-reload', 'reload the encryption config file when its content changes').env('ATREST_ENCRYPTION_PROVIDER_CONFIG_AUTOMATIC_RELOAD'))
+    .addOption(
+      new Option('--encryption-provider-config-reload-interval <ms>', 'how often the file is checked with automatic reload')
+        .default(DEFAULT_RELOAD_INTERVAL_MS).argParser(integer(10, 86_400_000)).env('ATREST_ENCRYPTION_PROVIDER_CONFIG_RELOAD_INTERVAL'),
+    )
+    .addOption(new Option('--etcd-servers <urls>', 'comma-separated etcd v3 client URLs (else the embedded store in --data-dir)').env('ATREST_ETCD_SERVERS'))
+    .addOption(new Option('--etcd-prefix <prefix>', 'key prefix of every object').default(DEFAULT_ETCD_PREFIX).env('ATREST_ETCD_PREFIX'))
+    .addOption(new Option('--etcd-cafile <file>', 'CA bundle of the etcd servers').env('ATREST_ETCD_CAFILE'))
+    .addOption(new Option('--etcd-certfile <file>', 'client certificate for etcd').env('ATREST_ETCD_CERTFILE'))
+    .addOption(new Option('--etcd-keyfile <file>', 'client key for etcd').env('ATREST_ETCD_KEYFILE'))
+    .addOption(new Option('--data-dir <dir>', 'embedded store, generated certificates, token and admin.kubeconfig').default(DEFAULT_DATA_DIR).env('ATREST_DATA_DIR'))
+    .addOption(new Option('--bind-address <ip>', 'address to listen on').default('127.0.0.1').env('ATREST_BIND_ADDRESS'))
+    .addOption(new Option('--secure-port <port>', 'HTTPS port (0: pick a free one)').default(6443).argParser(integer(0, 65535)).env('ATREST_SECURE_PORT'))
+    .addOption(new Option('--tls-cert-file <file>', 'serving certificate (PEM); else one is generated into --data-dir').env('ATREST_TLS_CERT_FILE'))
+    .addOption(new Option('--tls-private-key-file <file>', 'key of --tls-cert-file (PEM)').env('ATREST_TLS_PRIVATE_KEY_FILE'))
+    .addOption(new Option('--token-auth-file <file>', 'static tokens, kube CSV format token,user,uid[,"groups"]; else an admin token is generated').env('ATREST_TOKEN_AUTH_FILE'))
+    .addOption(new Option('--max-request-body-bytes <n>', 'larger request bodies get 413').argParser(integer(1024, 1 << 30)).env('ATREST_MAX_REQUEST_BODY_BYTES'))
+    .action(async (opts: ServeOptions) => {
+      const log = createLogger('apiserver');
+      const config = opts.encryptionProviderConfig ?? opts.experimentalEncryptionProviderConfig;
+      const server = await startApiServer({
+        log,
+        dataDir: opts.dataDir,
+        etcdPrefix: opts.etcdPrefix,
+        bindAddress: opts.bindAddress,
+        securePort: opts.securePort,
+        reloadIntervalMs: opts.encryptionProviderConfigReloadInterval,
+        ...(config ? { encryptionProviderConfig: config } : {}),
+        ...(opts.encryptionProviderConfigAutomaticReload ? { encryptionProviderConfigAutomaticReload: true } : {}),
+        ...(opts.etcdServers ? { etcdServers: opts.etcdServers } : {}),
+        ...(opts.etcdCafile ? { etcdCaFile: opts.etcdCafile } : {}),
+        ...(opts.etcdCertfile ? { etcdCertFile: opts.etcdCertfile } : {}),
+        ...(opts.etcdKeyfile ? { etcdKeyFile: opts.etcdKeyfile } : {}),
+        ...(opts.tlsCertFile ? { tlsCertFile: opts.tlsCertFile } : {}),
+        ...(opts.tlsPrivateKeyFile ? { tlsPrivateKeyFile: opts.tlsPrivateKeyFile } : {}),
+        ...(opts.tokenAuthFile ? { tokenAuthFile: opts.tokenAuthFile } : {}),
+        ...(opts.maxRequestBodyBytes ? { maxRequestBodyBytes: opts.maxRequestBodyBytes } : {}),
+      });
+      // One machine-readable line on stdout (the port matters with --secure-port 0).
+      process.stdout.write(`${JSON.stringify({ url: server.url, port: server.port, kubeconfig: server.kubeconfigPath })}\n`);
+      await new Promise<void>((resolve) => {
+        const stop = (signal: string): void => {
+          log.info({ signal }, 'shutting down');
+          void server.close().then(resolve);
+        };
+        process.once('SIGINT', () => stop('SIGINT'));
+        process.once('SIGTERM', () => stop('SIGTERM'));
+      });
+    });
+}

@@ -1,0 +1,65 @@
+// AES-GCM as kube-apiserver's aesgcm provider and the kms envelopes use it (format.md §1.3):
+// `nonce(12) ‖ ciphertext ‖ tag(16)`, the storage key as authenticated data, a fresh random nonce
+// per write. Every open failure reads `cipher: message authentication failed`, like Go's.
+import { createCipheriv, createDecipheriv, type CipherGCMTypes, type KeyObject } from 'node:crypto';
+import { aesKeyObject } from './aes-key.js';
+import { CryptoError, ERR_GCM_AUTH, ERR_SHORT_DATA } from './errors.js';
+import { createPooledNonceSource, type NonceSource } from './nonce.js';
+
+export const GCM_NONCE_SIZE = 12;
+export const GCM_TAG_SIZE = 16;
+
+export class AesGcm {
+  private readonly key: KeyObject;
+  private readonly algorithm: CipherGCMTypes;
+  private readonly nonceSource: NonceSource;
+
+  /** `key`: 16, 24 or 32 bytes. `nonceSource` is for tests only (fixed-nonce vectors). */
+  constructor(key: Uint8Array, options: { nonceSource?: NonceSource } = {}) {
+    const { key: keyObject, bits } = aesKeyObject(key);
+    this.key = keyObject;
+    this.algorithm = `aes-${bits}-gcm`;
+    this.nonceSource = options.nonceSource ?? createPooledNonceSource();
+  }
+
+  /** Returns `header ‖ nonce ‖ ciphertext ‖ tag` in one buffer, authenticating `aad`. */
+  seal(plaintext: Uint8Array, aad: Uint8Array, header?: Uint8Array): Buffer {
+    const h = header?.length ?? 0;
+    const out = Buffer.allocUnsafe(h + GCM_NONCE_SIZE + plaintext.length + GCM_TAG_SIZE);
+    if (header) out.set(header, 0);
+    const nonce = out.subarray(h, h + GCM_NONCE_SIZE);
+    this.nonceSource(nonce);
+    const cipher = createCipheriv(this.algorithm, this.key, nonce, { authTagLength: GCM_TAG_SIZE });
+    cipher.setAAD(aad);
+    const body = cipher.update(plaintext);
+    const tail = cipher.final(); // empty for GCM, kept for completeness
+    let at = h + GCM_NONCE_SIZE;
+    out.set(body, at);
+    at += body.length;
+    if (tail.length > 0) {
+      out.set(tail, at);
+      at += tail.length;
+    }
+    if (at !== out.length - GCM_TAG_SIZE) throw new CryptoError('ENCRYPT_FAILED', 'aes-gcm produced an unexpected ciphertext length');
+    out.set(cipher.getAuthTag(), at);
+    return out;
+  }
+
+  /** Reads `nonce ‖ ciphertext ‖ tag` bound to `aad`. */
+  open(data: Uint8Array, aad: Uint8Array): Buffer {
+    if (data.length < GCM_NONCE_SIZE) throw new CryptoError('DECRYPT_FAILED', ERR_SHORT_DATA);
+    // Go's gcm.Open rejects a ciphertext shorter than the tag with its one authentication error.
+    if (data.length < GCM_NONCE_SIZE + GCM_TAG_SIZE) throw new CryptoError('DECRYPT_FAILED', ERR_GCM_AUTH);
+    const tagAt = data.length - GCM_TAG_SIZE;
+    try {
+      const decipher = createDecipheriv(this.algorithm, this.key, data.subarray(0, GCM_NONCE_SIZE), { authTagLength: GCM_TAG_SIZE });
+      decipher.setAAD(aad);
+      decipher.setAuthTag(data.subarray(tagAt));
+      const body = decipher.update(data.subarray(GCM_NONCE_SIZE, tagAt));
+      const tail = decipher.final(); // throws when the tag does not verify
+      return tail.length === 0 ? body : Buffer.concat([body, tail]);
+    } catch (err) {
+      throw new CryptoError('DECRYPT_FAILED', ERR_GCM_AUTH, { cause: err });
+    }
+  }
+}

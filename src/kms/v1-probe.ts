@@ -1,0 +1,39 @@
+// kms v1 health probe (format.md §2.4): Encrypt(`ping`) then Decrypt of the result, cached 20 s on
+// success and 3 s on failure, served as the `kms-provider-<i>` check.
+import { messageOf } from '../errors.js';
+import type { HealthCheck } from '../health.js';
+import { KmsUnavailableError } from './errors.js';
+import { CachedProbe, type ProbeTtls } from './probe-cache.js';
+import type { KmsV1Service } from './service.js';
+
+export class KmsV1Probe {
+  private readonly cached: CachedProbe;
+
+  constructor(readonly providerName: string, private readonly service: KmsV1Service, ttls: ProbeTtls, now: () => number) {
+    this.cached = new CachedProbe(() => this.probe(), ttls, now);
+  }
+
+  check(): Promise<void> {
+    return this.cached.check();
+  }
+
+  healthCheck(index: number): HealthCheck {
+    return { name: `kms-provider-${index}`, check: () => this.check() };
+  }
+
+  private async probe(): Promise<void> {
+    let cipher: Uint8Array;
+    try {
+      cipher = await this.service.encrypt(PING);
+    } catch (err) {
+      throw new KmsUnavailableError(`failed to perform encrypt section of the healthz check for KMS Provider ${this.providerName}, error: ${messageOf(err)}`, undefined, { cause: err });
+    }
+    try {
+      await this.service.decrypt(cipher);
+    } catch (err) {
+      throw new KmsUnavailableError(`failed to perform decrypt section of the healthz check for KMS Provider ${this.providerName}, error: ${messageOf(err)}`, undefined, { cause: err });
+    }
+  }
+}
+
+const PING = Buffer.from('ping');

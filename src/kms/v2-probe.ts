@@ -1,0 +1,99 @@
+// kms v2 Status probe and key_id rotation (format.md §2.2, §2.4, §2.5; kube-apiserver
+// `kmsv2PluginProbe`). One probe per provider serves both the status loop and the health check:
+// Status, then the response checks (healthz `ok`, version `v2`/`v2beta1` and never changing, a
+// valid key_id), then — whenever the key_id is valid — extend or rotate the DEK-seed state.
+// Results are cached 20 s / 3 s like kube-apiserver's.
+import { randomUUID } from 'node:crypto';
+import { messageOf } from '../errors.js';
+import type { HealthCheck } from '../health.js';
+import type { Logger } from '../log.js';
+import type { DekSeedStateHolder } from '../transform/kmsv2/state.js';
+import { checkKeyId, keyIdHash } from '../transform/kmsv2/validation.js';
+import { KmsResponseError, KmsUnavailableError, aggregateMessage } from './errors.js';
+import { CachedProbe, type ProbeTtls } from './probe-cache.js';
+import type { KmsV2Service } from './service.js';
+
+export interface KmsV2ProbeObserver {
+  keyIdFromStatus?(providerName: string, keyId: string): void;
+  invalidKeyIdFromStatus?(providerName: string, error: string): void;
+}
+
+export class KmsV2Probe {
+  private readonly cached: CachedProbe;
+  /** The first accepted Status version; it must not change afterwards. */
+  private version = '';
+
+  constructor(
+    readonly providerName: string,
+    private readonly service: KmsV2Service,
+    private readonly state: DekSeedStateHolder,
+    ttls: ProbeTtls,
+    now: () => number,
+    private readonly observer: KmsV2ProbeObserver = {},
+    private readonly log?: Logger,
+  ) {
+    this.cached = new CachedProbe(() => this.probe(), ttls, now);
+  }
+
+  check(): Promise<void> {
+    return this.cached.check();
+  }
+
+  healthCheck(index: number): HealthCheck {
+    return { name: `kms-provider-${index}`, check: () => this.check() };
+  }
+
+  private async probe(): Promise<void> {
+    let status;
+    try {
+      status = await this.service.status();
+    } catch (err) {
+      throw new KmsUnavailableError(`failed to perform status section of the healthz check for KMS Provider ${this.providerName}, error: ${messageOf(err)}`,
+        err instanceof KmsUnavailableError ? err.grpcCode : undefined, { cause: err });
+    }
+    const errs: string[] = [];
+    if (status.healthz !== 'ok') errs.push(`got unexpected healthz status: ${status.healthz}`);
+    if (status.version !== 'v2' && status.version !== 'v2beta1') {
+      errs.push(`expected KMSv2 API version v2, got ${status.version}`);
+    } else {
+      if (!this.version) this.version = status.version;
+      if (this.version !== status.version) {
+        errs.push(`KMSv2 API version should not change after the initial status response version ${this.version}, got ${status.version}`);
+      }
+    }
+    const keyIdErr = checkKeyId(status.keyId);
+    if (keyIdErr) {
+      this.observer.invalidKeyIdFromStatus?.(this.providerName, keyIdErr.code);
+      errs.push(`got invalid KMSv2 KeyID hash "${keyIdHash(status.keyId)}": ${keyIdErr.message}`);
+    } else {
+      this.observer.keyIdFromStatus?.(this.providerName, status.keyId);
+      try {
+        const uid = randomUUID();
+        const { rotated } = await this.state.rotate(this.service, status.keyId, uid);
+        if (rotated) this.log?.info({ provider: this.providerName, uid, keyIdHash: keyIdHash(status.keyId) }, 'kms v2 DEK seed rotated');
+      } catch (err) {
+        errs.push(messageOf(err));
+      }
+    }
+    if (errs.length) throw new KmsResponseError(`kmsv2 Provider ${this.providerName} is not healthy, error: ${aggregateMessage(errs)}`);
+  }
+}
+
+/** The single `kms-providers` check: every probe, errors as `<name>: <err>` aggregated. */
+export function combinedHealthCheck(checks: readonly HealthCheck[]): HealthCheck {
+  return {
+    name: 'kms-providers',
+    async check(): Promise<void> {
+      const errs: string[] = [];
+      // Serially, as kube-apiserver does (its close grace period assumes it).
+      for (const c of checks) {
+        try {
+          await c.check();
+        } catch (err) {
+          errs.push(`${c.name}: ${messageOf(err)}`);
+        }
+      }
+      if (errs.length) throw new KmsUnavailableError(aggregateMessage(errs));
+    },
+  };
+}

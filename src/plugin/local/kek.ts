@@ -1,0 +1,120 @@
+// The local backend serving: the key file's versions in memory (as KeyObjects), the newest one
+// wrapping, any one unwrapping. refresh() re-reads the file when it was rewritten (device, inode,
+// size or mtime changed) and swaps the whole set at once; a bad rewrite leaves the loaded keys in
+// place and fails the refresh with the reason. A ciphertext naming a version not loaded yet makes
+// it look at the file once more (another process may just have rotated).
+import { createSecretKey, type KeyObject } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import type { Logger } from '../../log.js';
+import { BackendError, type KekBackend, type WrapResult } from '../backend.js';
+import { open as openCiphertext, seal, versionRefOf } from './ciphertext.js';
+import { keyIdOf, readKeyFile, type KeyFileContents, type KeyFileStamp } from './key-file.js';
+
+interface LoadedVersion {
+  version: number;
+  id: string;
+  keyId: string;
+  key: KeyObject;
+}
+
+interface Loaded {
+  byRef: Map<string, LoadedVersion>;
+  current: LoadedVersion;
+  stamp: KeyFileStamp;
+}
+
+function refKey(version: number, id: string): string {
+  return `${version}:${id}`;
+}
+
+function load(contents: KeyFileContents, stamp: KeyFileStamp): Loaded {
+  const byRef = new Map<string, LoadedVersion>();
+  let current: LoadedVersion | undefined;
+  for (const v of contents.versions) {
+    const loaded = { version: v.version, id: v.id, keyId: keyIdOf(v), key: createSecretKey(v.key) };
+    v.key.fill(0);
+    byRef.set(refKey(v.version, v.id), loaded);
+    if (!current || loaded.version > current.version) current = loaded;
+  }
+  if (!current) throw new BackendError('CONFIG', 'key file has no versions');
+  return { byRef, current, stamp };
+}
+
+export class LocalKek implements KekBackend {
+  readonly kind = 'local';
+  private state: Loaded | undefined;
+  private refreshing: Promise<void> | undefined;
+
+  private constructor(readonly path: string, private readonly log: Logger, state: Loaded) {
+    this.state = state;
+  }
+
+  static async open(path: string, log: Logger): Promise<LocalKek> {
+    const { contents, stamp } = await readKeyFile(path);
+    const kek = new LocalKek(path, log, load(contents, stamp));
+    log.info({ event: 'key-file-loaded', keyFile: path, versions: contents.versions.length, currentVersion: kek.loaded().current.version }, 'local KEK loaded');
+    return kek;
+  }
+
+  private loaded(): Loaded {
+    if (!this.state) throw new BackendError('UNAVAILABLE', `the local backend for ${this.path} is closed`);
+    return this.state;
+  }
+
+  async currentKeyId(): Promise<string> {
+    return this.loaded().current.keyId;
+  }
+
+  async encrypt(plaintext: Uint8Array): Promise<WrapResult> {
+    const { current } = this.loaded();
+    return { ciphertext: seal(current, current.keyId, current.key, plaintext), keyId: current.keyId };
+  }
+
+  async decrypt(ciphertext: Uint8Array): Promise<Buffer> {
+    const ref = versionRefOf(ciphertext);
+    let entry = this.loaded().byRef.get(refKey(ref.version, ref.id));
+    if (!entry) {
+      await this.refresh().catch(() => undefined);
+      entry = this.loaded().byRef.get(refKey(ref.version, ref.id));
+    }
+    if (!entry) {
+      throw new BackendError('INVALID_CIPHERTEXT', `ciphertext names key version ${ref.version} (id ${ref.id}), which key file ${this.path} does not hold`);
+    }
+    return openCiphertext(entry.keyId, entry.key, ciphertext);
+  }
+
+  refresh(): Promise<void> {
+    this.refreshing ??= this.reload().finally(() => { this.refreshing = undefined; });
+    return this.refreshing;
+  }
+
+  private async reload(): Promise<void> {
+    const before = this.loaded();
+    let info;
+    try {
+      info = await stat(this.path);
+    } catch (err) {
+      throw new BackendError('CONFIG', `key file ${this.path}: cannot be read any more (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); serving with the versions loaded`, { cause: err });
+    }
+    const s = before.stamp;
+    if (info.dev === s.dev && info.ino === s.ino && info.size === s.size && info.mtimeMs === s.mtimeMs) return;
+    const { contents, stamp } = await readKeyFile(this.path);
+    if (stamp.sha256 === s.sha256) {
+      before.stamp = stamp;
+      for (const v of contents.versions) v.key.fill(0);
+      return;
+    }
+    const next = load(contents, stamp);
+    const dropped = [...before.byRef.values()].filter((v) => !next.byRef.has(refKey(v.version, v.id)));
+    if (this.state) this.state = next;
+    if (dropped.length > 0) {
+      this.log.warn({ event: 'key-versions-removed', keyFile: this.path, versions: dropped.map((v) => v.version) },
+        'key file no longer holds some versions: ciphertexts wrapped by them cannot be decrypted');
+    }
+    this.log.info({ event: 'key-file-reloaded', keyFile: this.path, versions: next.byRef.size, currentVersion: next.current.version }, 'local key file reloaded');
+  }
+
+  async close(): Promise<void> {
+    this.state = undefined;
+  }
+}

@@ -1,0 +1,75 @@
+// Typed errors of the storage layer. Both backends raise the same codes for the same situations, so
+// the API server maps them to Kubernetes Status objects without knowing which backend is in use.
+// Messages name the key and the operation, never a value.
+import { AtrestError } from '../errors.js';
+import type { KeyValue } from './types.js';
+
+export type StoreErrorCode =
+  /** create: the key exists. */
+  | 'KEY_EXISTS'
+  /** update/delete at a revision: the key was changed since; `current` holds what is stored now. */
+  | 'CONFLICT'
+  /** update: the key does not exist. */
+  | 'NOT_FOUND'
+  /** watch/list at a revision that compaction removed; `compactRevision` when the backend says. */
+  | 'COMPACTED'
+  /** list at a revision the store has not reached yet. */
+  | 'FUTURE_REVISION'
+  /** the backend cannot be reached or the store is closed. */
+  | 'UNAVAILABLE';
+
+export interface StoreErrorDetails {
+  key?: string;
+  current?: KeyValue;
+  compactRevision?: number;
+  cause?: unknown;
+}
+
+export class StoreError extends AtrestError {
+  declare readonly code: StoreErrorCode;
+  /** The key the operation was about, when there is one. */
+  readonly key: string | undefined;
+  /** CONFLICT: the key's current value and revisions. */
+  readonly current: KeyValue | undefined;
+  /** COMPACTED: the revision history now starts after, when known. */
+  readonly compactRevision: number | undefined;
+
+  constructor(code: StoreErrorCode, message: string, details: StoreErrorDetails = {}) {
+    super(code, message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.key = details.key;
+    this.current = details.current;
+    this.compactRevision = details.compactRevision;
+  }
+}
+
+/** True when `err` is a StoreError with `code`. */
+export function isStoreError(err: unknown, code?: StoreErrorCode): err is StoreError {
+  return err instanceof StoreError && (code === undefined || err.code === code);
+}
+
+/**
+ * A stored value that could not be decrypted (read) or encrypted (write) by the transformer of its
+ * key. Code `STORAGE_TRANSFORM_FAILED`; the message names the key; the transformer's error is the
+ * `cause` (its message is included: TransformErrors never hold key material or plaintext).
+ */
+export class StoredValueTransformError extends AtrestError {
+  readonly key: string;
+  readonly operation: 'read' | 'write';
+  /** Why, without the key: a TransformError's `reason` (its message already names the key), else the cause's message. */
+  readonly reason: string;
+
+  constructor(key: string, operation: 'read' | 'write', cause: unknown) {
+    const reason = reasonOf(cause);
+    const what = operation === 'read' ? 'decrypt the stored value of' : 'encrypt the value for';
+    super('STORAGE_TRANSFORM_FAILED', `failed to ${what} ${key}: ${reason}`, { cause });
+    this.key = key;
+    this.operation = operation;
+    this.reason = reason;
+  }
+}
+
+function reasonOf(cause: unknown): string {
+  const reason = (cause as { reason?: unknown } | null | undefined)?.reason;
+  if (typeof reason === 'string' && reason !== '') return reason;
+  return cause instanceof Error ? cause.message : String(cause);
+}

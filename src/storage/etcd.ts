@@ -1,0 +1,439 @@
+// The etcd v3 backend, on the `etcd3` client (gRPC). Keys and values travel as raw bytes. Writes are
+// transactions comparing the key's create/mod revision, exactly as kube-apiserver's etcd3 store
+// does, so a stale resourceVersion is refused by etcd itself:
+//   create:  if create_revision(key) == 0 then put
+//   update:  if mod_revision(key) == expected and create_revision(key) > 0 then put else get
+//   delete:  if mod_revision(key) == expected then delete else get
+// Reads are linearizable (serializable: false). Several endpoints: each call goes to a random
+// member; a member that just failed is skipped for a second, and transient failures (member down,
+// leader election, timeouts) are retried here with backoff within the request deadline. A write
+// whose first attempt may have been applied before its response was lost is recognised on retry by
+// its own bytes being the key's current value. Watches resume after the last delivered event when
+// their connection breaks (keepalive pings notice a silent member).
+import { isRecoverableError, Etcd3, type IKeyValue, type IOptions, type IResponseHeader, type Watcher } from 'etcd3';
+import { StoreError } from './errors.js';
+import { asBuffer, prefixEndBytes } from './prefix.js';
+import type { KeyValue, ListOptions, ListResult, Store, UpdateOp, UpdateOutcome, Watch, WatchEvent, WatchOptions } from './types.js';
+
+export interface EtcdTlsOptions {
+  /** PEM CA bundle that signed the etcd server certificates (`--etcd-cafile`). */
+  ca?: Buffer;
+  /** PEM client certificate and key for mutual TLS (`--etcd-certfile`, `--etcd-keyfile`). */
+  cert?: Buffer;
+  key?: Buffer;
+}
+
+export interface EtcdStoreOptions {
+  /** Client URLs, e.g. `http://127.0.0.1:2379` (kube's `--etcd-servers`, already split on commas). */
+  endpoints: string[];
+  tls?: EtcdTlsOptions;
+  /** How many writes of one `updateMany` are in flight at once (default 32; etcd batches them into few fsyncs). */
+  batchConcurrency?: number;
+  /** How long `ping` (the `etcd` health check) waits for an answer (default 2000 ms, kube's etcd health timeout). */
+  dialTimeoutMs?: number;
+  /** Deadline of one operation including its retries (default 15000 ms). */
+  requestTimeoutMs?: number;
+  /**
+   * Deadline of one attempt of a write (default 3000 ms). A write sent to a member that lost its
+   * leader waits ~6 s in etcd before failing; giving up sooner and trying another member is safe
+   * because every write is a compare-and-swap (a late first attempt cannot apply twice).
+   */
+  writeAttemptTimeoutMs?: number;
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+const COMPACTED_MESSAGE = 'required revision has been compacted';
+const FUTURE_MESSAGE = 'required revision is a future revision';
+
+/** What the etcd store offers beyond Store's required methods. */
+export interface EtcdStoreExtras {
+  compact(revision: number): Promise<void>;
+  updateMany(ops: readonly UpdateOp[]): Promise<UpdateOutcome[]>;
+}
+
+export function openEtcdStore(options: EtcdStoreOptions): Store & EtcdStoreExtras {
+  return new EtcdStore(options);
+}
+
+type PolicyFn<T> = (context: { signal: AbortSignal }) => PromiseLike<T> | T;
+type ClientPolicy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
+const noEvent = () => ({ dispose() {} });
+
+/** The etcd3 client's global retry, replaced by a pass-through: this store retries itself, knowing which calls are writes. */
+const passThroughPolicy = {
+  execute: <T>(fn: PolicyFn<T>) => Promise.resolve().then(() => fn({ signal: new AbortController().signal })),
+  onSuccess: noEvent,
+  onFailure: noEvent,
+} as unknown as ClientPolicy;
+
+const SKIPPED_MESSAGE = 'etcd member skipped after a recent failure';
+
+/**
+ * Per-member policies instead of the client's default circuit breaker (which skips a member for 5 s
+ * after 3 failures, so after a rolling restart every member can be "open" at once and the store
+ * stalls): a member that just failed with a transient error is skipped for `cooldownMs` while
+ * another member is not, and the client moves on to the next member meanwhile.
+ */
+function cooldownPolicies(cooldownMs: number): () => ClientPolicy {
+  const members: Array<{ skipUntil: number }> = [];
+  return () => {
+    const me = { skipUntil: 0 };
+    members.push(me);
+    return {
+      execute: async <T>(fn: PolicyFn<T>) => {
+        const now = Date.now();
+        if (now < me.skipUntil && members.some((m) => now >= m.skipUntil)) throw new Error(SKIPPED_MESSAGE);
+        try {
+          const result = await fn({ signal: new AbortController().signal });
+          me.skipUntil = 0;
+          return result;
+        } catch (err) {
+          if (err instanceof Error && isRecoverableError(err)) me.skipUntil = Date.now() + cooldownMs;
+          throw err;
+        }
+      },
+      onSuccess: noEvent,
+      onFailure: noEvent,
+    } as unknown as ClientPolicy;
+  };
+}
+
+class EtcdStore implements Store {
+  private readonly client: Etcd3;
+  private readonly requestTimeoutMs: number;
+  private readonly writeAttemptTimeoutMs: number;
+  private readonly batchConcurrency: number;
+  private readonly pingTimeoutMs: number;
+  private readonly watches = new Set<EtcdWatch>();
+  private closed = false;
+
+  constructor(options: EtcdStoreOptions) {
+    if (options.endpoints.length === 0) throw new StoreError('UNAVAILABLE', 'no etcd endpoints given');
+    this.requestTimeoutMs = options.requestTimeoutMs ?? 15_000;
+    this.writeAttemptTimeoutMs = options.writeAttemptTimeoutMs ?? 3_000;
+    this.batchConcurrency = Math.max(1, options.batchConcurrency ?? 32);
+    this.pingTimeoutMs = options.dialTimeoutMs ?? 2_000;
+    const clientOptions: IOptions = {
+      hosts: options.endpoints.map((e) => e.trim()).filter((e) => e !== ''),
+      grpcOptions: {
+        // Large lists (thousands of secrets) exceed gRPC's 4 MiB default.
+        'grpc.max_receive_message_length': -1,
+        'grpc.max_send_message_length': -1,
+        'grpc.keepalive_time_ms': 30_000,
+        'grpc.keepalive_timeout_ms': 10_000,
+      },
+      faultHandling: { global: passThroughPolicy, host: cooldownPolicies(1000) },
+    };
+    if (options.tls) {
+      clientOptions.credentials = {
+        rootCertificate: options.tls.ca ?? (undefined as unknown as Buffer),
+        ...(options.tls.key ? { privateKey: options.tls.key } : {}),
+        ...(options.tls.cert ? { certChain: options.tls.cert } : {}),
+      };
+    }
+    this.client = new Etcd3(clientOptions);
+  }
+
+  async get(key: string): Promise<KeyValue | undefined> {
+    const res = await this.call('get', key, (deadline) => this.client.kv.range({ key: Buffer.from(key) }, { deadline }));
+    const kv = res.kvs[0];
+    return kv ? toKeyValue(kv) : undefined;
+  }
+
+  async create(key: string, value: Uint8Array): Promise<number> {
+    const k = Buffer.from(key);
+    const v = asBuffer(value);
+    const { res, retried } = await this.callWrite('create', key, (deadline) =>
+      this.client.kv.txn(
+        {
+          compare: [{ key: k, target: 'Create', result: 'Equal', create_revision: 0 }],
+          success: [{ request_put: { key: k, value: v } }],
+          failure: [{ request_range: { key: k } }],
+        },
+        { deadline },
+      ),
+    );
+    if (res.succeeded) return revisionOf(res.header);
+    const current = firstKv(res.responses[0]?.response_range?.kvs);
+    // Our own earlier attempt may have been applied before its connection broke.
+    if (retried && current && current.createRevision === current.modRevision && current.value.equals(v)) return current.modRevision;
+    throw new StoreError('KEY_EXISTS', `key ${key} already exists`, { key });
+  }
+
+  async update(key: string, value: Uint8Array, expectedRevision: number): Promise<number> {
+    const k = Buffer.from(key);
+    const v = asBuffer(value);
+    const { res, retried } = await this.callWrite('update', key, (deadline) =>
+      this.client.kv.txn(
+        {
+          compare: [
+            { key: k, target: 'Mod', result: 'Equal', mod_revision: expectedRevision },
+            { key: k, target: 'Create', result: 'Greater', create_revision: 0 },
+          ],
+          success: [{ request_put: { key: k, value: v } }],
+          failure: [{ request_range: { key: k } }],
+        },
+        { deadline },
+      ),
+    );
+    if (res.succeeded) return revisionOf(res.header);
+    const current = firstKv(res.responses[0]?.response_range?.kvs);
+    if (!current) throw new StoreError('NOT_FOUND', `key ${key} not found`, { key });
+    if (retried && current.modRevision > expectedRevision && current.value.equals(v)) return current.modRevision;
+    throw new StoreError('CONFLICT', `key ${key} was modified: expected revision ${expectedRevision}, current ${current.modRevision}`, {
+      key,
+      current,
+    });
+  }
+
+  async updateMany(ops: readonly UpdateOp[]): Promise<UpdateOutcome[]> {
+    const outcomes = new Array<UpdateOutcome>(ops.length);
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < ops.length) {
+        const i = next++;
+        const op = ops[i] as UpdateOp;
+        try {
+          outcomes[i] = { ok: true, revision: await this.update(op.key, op.value, op.expectedRevision) };
+        } catch (err) {
+          outcomes[i] = { ok: false, error: err as Error };
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.batchConcurrency, ops.length) }, worker));
+    return outcomes;
+  }
+
+  async delete(key: string, expectedRevision?: number): Promise<KeyValue | undefined> {
+    const k = Buffer.from(key);
+    if (expectedRevision === undefined) {
+      const { res } = await this.callWrite('delete', key, (deadline) =>
+        this.client.kv.deleteRange({ key: k, prev_kv: true }, { deadline }),
+      );
+      return firstKv(res.prev_kvs);
+    }
+    const { res } = await this.callWrite('delete', key, (deadline) =>
+      this.client.kv.txn(
+        {
+          compare: [{ key: k, target: 'Mod', result: 'Equal', mod_revision: expectedRevision }],
+          success: [{ request_delete_range: { key: k, prev_kv: true } }],
+          failure: [{ request_range: { key: k } }],
+        },
+        { deadline },
+      ),
+    );
+    if (res.succeeded) return firstKv(res.responses[0]?.response_delete_range?.prev_kvs);
+    const current = firstKv(res.responses[0]?.response_range?.kvs);
+    if (!current) return undefined;
+    throw new StoreError('CONFLICT', `key ${key} was modified: expected revision ${expectedRevision}, current ${current.modRevision}`, {
+      key,
+      current,
+    });
+  }
+
+  async list(prefix: string, options: ListOptions = {}): Promise<ListResult> {
+    const p = Buffer.from(prefix);
+    let start = p;
+    if (options.after !== undefined) {
+      const afterNext = Buffer.concat([Buffer.from(options.after), Buffer.from([0])]);
+      if (Buffer.compare(afterNext, p) > 0) start = afterNext;
+    }
+    const end = p.length === 0 ? Buffer.from([0]) : prefixEndBytes(p);
+    const key = start.length === 0 ? Buffer.from([0]) : start;
+    const limit = options.limit && options.limit > 0 ? options.limit : 0;
+    const revision = options.revision && options.revision > 0 ? options.revision : 0;
+    const res = await this.call('list', prefix, (deadline) =>
+      this.client.kv.range({ key, range_end: end, limit, revision }, { deadline }),
+    );
+    return { items: res.kvs.map(toKeyValue), revision: revision || revisionOf(res.header), more: res.more };
+  }
+
+  watch(prefix: string, options: WatchOptions): Watch {
+    const w = new EtcdWatch(this, prefix, options);
+    this.watches.add(w);
+    return w;
+  }
+
+  async revision(): Promise<number> {
+    // A linearizable read of a key that cannot exist; only the header matters.
+    const res = await this.call('revision', undefined, (deadline) =>
+      this.client.kv.range({ key: Buffer.from([0]), limit: 1, count_only: true }, { deadline }),
+    );
+    return revisionOf(res.header);
+  }
+
+  async compact(revision: number): Promise<void> {
+    try {
+      await this.call('compact', undefined, (deadline) => this.client.kv.compact({ revision, physical: true }, { deadline }));
+    } catch (err) {
+      // Compacting at or below the current compaction point is a no-op, as on the embedded store.
+      if (err instanceof StoreError && err.code === 'COMPACTED') return;
+      throw err;
+    }
+  }
+
+  async ping(): Promise<void> {
+    // kube's etcd health check is a linearizable read: it needs a quorum, not just a reachable member.
+    await this.call('health check', undefined, (deadline) =>
+      this.client.kv.range({ key: Buffer.from('health'), limit: 1, count_only: true }, { deadline }),
+      this.pingTimeoutMs,
+    );
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const w of this.watches) w.close();
+    this.watches.clear();
+    this.client.close();
+  }
+
+  // ---- internals ----
+
+  newWatcher(prefix: string, startRevision: number): Watcher {
+    const p = Buffer.from(prefix);
+    const builder = this.client.watch().withPreviousKV().startRevision(String(startRevision));
+    if (p.length === 0) builder.inRange({ start: Buffer.from([0]), end: Buffer.from([0]) });
+    else builder.prefix(p);
+    return builder.watcher();
+  }
+
+  detach(w: EtcdWatch): void {
+    this.watches.delete(w);
+  }
+
+  /** Whether reading at `revision` fails because it was compacted (used to explain a cancelled watch). */
+  async compactedAt(revision: number): Promise<boolean> {
+    try {
+      await this.client.kv.range({ key: Buffer.from([0]), limit: 1, count_only: true, revision }, { deadline: Date.now() + this.requestTimeoutMs });
+      return false;
+    } catch (err) {
+      return (err as Error).message.includes(COMPACTED_MESSAGE);
+    }
+  }
+
+  private async callWrite<T>(op: string, key: string, fn: (deadline: number) => Promise<T>): Promise<{ res: T; retried: boolean }> {
+    let attempts = 0;
+    const res = await this.call(op, key, (deadline) => {
+      attempts++;
+      return fn(Math.min(deadline, Date.now() + this.writeAttemptTimeoutMs));
+    });
+    return { res, retried: attempts > 1 };
+  }
+
+  /**
+   * Runs one etcd call with a deadline, retrying transient failures (unreachable member, leader
+   * election, request timed out) with backoff until `timeoutMs` has passed; maps errors to StoreError.
+   */
+  private async call<T>(op: string, key: string | undefined, fn: (deadline: number) => Promise<T>, timeoutMs = this.requestTimeoutMs): Promise<T> {
+    const what = key === undefined ? `etcd ${op}` : `etcd ${op} of ${key}`;
+    if (this.closed) throw new StoreError('UNAVAILABLE', `${what}: the store is closed`, { key });
+    const deadline = Date.now() + timeoutMs;
+    let backoff = 25;
+    for (;;) {
+      try {
+        return await fn(deadline);
+      } catch (err) {
+        const e = err as Error;
+        if (e.message.includes(COMPACTED_MESSAGE)) throw new StoreError('COMPACTED', `${what}: ${e.message}`, { key, cause: err });
+        if (e.message.includes(FUTURE_MESSAGE)) throw new StoreError('FUTURE_REVISION', `${what}: ${e.message}`, { key, cause: err });
+        const transient = isTransient(e);
+        if (!transient || this.closed || Date.now() + backoff >= deadline) {
+          throw new StoreError('UNAVAILABLE', `${what}: ${e.message}`, { key, cause: err });
+        }
+        await sleep(backoff);
+        backoff = Math.min(backoff * 2, 500);
+      }
+    }
+  }
+}
+
+function isTransient(err: Error): boolean {
+  if (isRecoverableError(err)) return true;
+  // A member skipped after a recent failure (the client wraps our error, keeping its message).
+  if (err.message.includes(SKIPPED_MESSAGE)) return true;
+  return /etcdserver: (no leader|leader changed|request timed out|too many requests)/.test(err.message);
+}
+
+/**
+ * One watch: etcd3's Watcher (which reconnects by itself, resuming after the last revision it saw)
+ * mapped onto WatchEvent. A cancelled watch is explained: COMPACTED when its next revision has been
+ * compacted, else UNAVAILABLE.
+ */
+class EtcdWatch implements Watch {
+  private readonly watcher: Watcher;
+  private closed = false;
+  private nextRevision: number;
+
+  constructor(
+    private readonly store: EtcdStore,
+    private readonly prefix: string,
+    private readonly options: WatchOptions,
+  ) {
+    this.nextRevision = Math.max(0, options.afterRevision) + 1;
+    this.watcher = store.newWatcher(prefix, this.nextRevision);
+    this.watcher.on('data', (res) => {
+      if (this.closed) return;
+      for (const ev of res.events) {
+        if (this.closed) return;
+        const event = toWatchEvent(ev.type, ev.kv, ev.prev_kv);
+        const rev = event.type === 'put' ? event.kv.modRevision : event.modRevision;
+        this.nextRevision = rev + 1;
+        this.options.onEvent(event);
+      }
+    });
+    this.watcher.on('error', (err: Error) => void this.onCancelled(err));
+    // etcd3 resumes a reconnecting watch from the revision in the last response header + 1, but etcd
+    // stamps history replay batches with its *current* revision: a connection lost during catch-up
+    // would skip the rest of the history. Resume after the last event delivered instead.
+    this.watcher.on('disconnected', () => {
+      this.watcher.request.start_revision = this.nextRevision;
+    });
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.store.detach(this);
+    this.watcher.cancel().catch(() => undefined);
+  }
+
+  private async onCancelled(err: Error): Promise<void> {
+    if (this.closed) return;
+    const compacted = await this.store.compactedAt(this.nextRevision).catch(() => false);
+    if (this.closed) return;
+    this.close();
+    this.options.onError(
+      compacted
+        ? new StoreError('COMPACTED', `watch of ${this.prefix} from revision ${this.nextRevision}: ${COMPACTED_MESSAGE}`, { cause: err })
+        : new StoreError('UNAVAILABLE', `watch of ${this.prefix}: ${err.message}`, { cause: err }),
+    );
+  }
+}
+
+function revisionOf(header: IResponseHeader): number {
+  return Number(header.revision);
+}
+
+function toKeyValue(kv: IKeyValue): KeyValue {
+  return {
+    key: kv.key.toString('utf8'),
+    value: kv.value,
+    modRevision: Number(kv.mod_revision),
+    createRevision: Number(kv.create_revision),
+  };
+}
+
+function firstKv(kvs: IKeyValue[] | undefined): KeyValue | undefined {
+  const kv = kvs?.[0];
+  return kv ? toKeyValue(kv) : undefined;
+}
+
+function toWatchEvent(type: string, kv: IKeyValue, prev: IKeyValue | undefined | null): WatchEvent {
+  const prevKv = prev && prev.key && prev.key.length > 0 ? toKeyValue(prev) : undefined;
+  if (type === 'Delete') {
+    return { type: 'delete', key: kv.key.toString('utf8'), modRevision: Number(kv.mod_revision), ...(prevKv ? { prev: prevKv } : {}) };
+  }
+  return { type: 'put', kv: toKeyValue(kv), ...(prevKv ? { prev: prevKv } : {}) };
+}

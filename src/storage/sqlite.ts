@@ -1,0 +1,533 @@
+// The embedded store: one SQLite file (better-sqlite3, synchronous) laid out the way kine lays out
+// etcd on SQL. Every write appends one row to `kv`; the row id is the global revision, so
+// resourceVersion, conflicts and watch behave as on etcd:
+//   - a key's state at revision R is its row with the largest id <= R (absent if that row is a tombstone);
+//   - create/update/delete-at-revision read the latest row and append in one IMMEDIATE transaction;
+//   - watch = the rows with id > afterRevision, read back from the table, then fed live by the writers;
+//   - compaction deletes superseded rows and tombstones at or below a revision.
+// One process owns the file for writing (the in-process watch only sees this process's writes);
+// other processes may open it read-only (`atrest get-raw`), which WAL mode allows while it runs.
+import Database from 'better-sqlite3';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { silentLogger, type Logger } from '../log.js';
+import { StoreError } from './errors.js';
+import { asBuffer, prefixEndString } from './prefix.js';
+import type { KeyValue, ListOptions, ListResult, Store, UpdateOp, UpdateOutcome, Watch, WatchEvent, WatchOptions } from './types.js';
+
+/** The embedded store's file name inside `--data-dir`. */
+export const STORE_FILE_NAME = 'store.db';
+
+export interface SqliteStoreOptions {
+  /** Open an existing file without writing to it (tools reading a running server's store). */
+  readonly?: boolean;
+  /** Automatic compaction keeps at least this many revisions of history (default 1000, like kine). */
+  compactKeepRevisions?: number;
+  /** How often automatic compaction runs; 0 disables it (default 5 minutes). */
+  compactIntervalMs?: number;
+  /** `full` (default): every commit is fsynced. `normal`: a power loss may drop the last commits (a crash does not). */
+  synchronous?: 'full' | 'normal';
+  /** Rows read per step when a watch catches up on history (default 500). */
+  watchBatchSize?: number;
+  logger?: Logger;
+}
+
+interface LatestRow {
+  id: number;
+  created: number;
+  deleted: number;
+  create_revision: number;
+  value: Buffer;
+}
+
+interface ListRow {
+  id: number;
+  name: string;
+  created: number;
+  create_revision: number;
+  value: Buffer;
+}
+
+interface EventRow {
+  id: number;
+  name: string;
+  created: number;
+  deleted: number;
+  create_revision: number;
+  prev_revision: number;
+  value: Buffer;
+  prev_id: number | null;
+  prev_value: Buffer | null;
+  prev_created: number | null;
+  prev_create_revision: number | null;
+  prev_deleted: number | null;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS kv (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  name TEXT NOT NULL,
+  created INTEGER NOT NULL,
+  deleted INTEGER NOT NULL,
+  create_revision INTEGER NOT NULL,
+  prev_revision INTEGER NOT NULL,
+  value BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS kv_name_id ON kv (name, id);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+`;
+
+const EVENT_COLUMNS = `kv.id, kv.name, kv.created, kv.deleted, kv.create_revision, kv.prev_revision, kv.value,
+  p.id AS prev_id, p.value AS prev_value, p.created AS prev_created, p.create_revision AS prev_create_revision, p.deleted AS prev_deleted`;
+
+/** Creates the directory (0700) and the file (0600) before SQLite does, so neither is ever wider. */
+function prepareFile(file: string): void {
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  closeSync(openSync(file, 'a', 0o600));
+}
+
+function createRevisionOf(row: { id: number; created: number; create_revision: number }): number {
+  // A row that created its key stores 0 and is its own create revision (kine does the same).
+  return row.created ? row.id : row.create_revision;
+}
+
+export function openSqliteStore(file: string, options: SqliteStoreOptions = {}): Store & SqliteStoreExtras {
+  return new SqliteStore(file, options);
+}
+
+/** What the embedded store offers beyond Store. */
+export interface SqliteStoreExtras {
+  /** The revision compaction has removed history up to (0: none). */
+  compactRevision(): number;
+  compact(revision: number): Promise<void>;
+  updateMany(ops: readonly UpdateOp[]): Promise<UpdateOutcome[]>;
+}
+
+class SqliteStore implements Store, SqliteStoreExtras {
+  private readonly db: Database.Database;
+  private readonly readonly: boolean;
+  private readonly logger: Logger;
+  private readonly watchers = new Set<SqliteWatcher>();
+  private readonly statements = new Map<string, Database.Statement>();
+  private readonly stLatest: Database.Statement;
+  readonly watchBatchSize: number;
+  private compactTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private compactedTo = 0;
+
+  private readonly txCreate: (key: string, value: Buffer) => number;
+  private readonly txUpdate: (key: string, value: Buffer, expected: number) => { rev: number; prev: KeyValue };
+  private readonly txUpdateMany: (ops: ReadonlyArray<{ key: string; value: Buffer; expectedRevision: number }>) => Array<{ rev: number; prev: KeyValue } | StoreError>;
+  private readonly txDelete: (key: string, expected: number | undefined) => { rev: number; prev: KeyValue } | undefined;
+  private readonly txCompact: (revision: number) => void;
+
+  constructor(file: string, options: SqliteStoreOptions) {
+    this.readonly = options.readonly ?? false;
+    this.logger = options.logger ?? silentLogger();
+    if (file !== ':memory:' && !this.readonly) prepareFile(file);
+    try {
+      this.db = new Database(file, { readonly: this.readonly, fileMustExist: this.readonly });
+    } catch (err) {
+      throw new StoreError('UNAVAILABLE', `cannot open the embedded store ${file}: ${(err as Error).message}`, { cause: err });
+    }
+    this.db.pragma('busy_timeout = 5000');
+    if (!this.readonly) {
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma(`synchronous = ${options.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
+      this.db.exec(SCHEMA);
+    } else if (!this.db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'kv'`).get()) {
+      this.db.close();
+      throw new StoreError('UNAVAILABLE', `${file} is not an atrest embedded store (no kv table)`);
+    }
+    this.compactedTo = this.readCompactRevision();
+
+    const latest = this.db.prepare('SELECT id, created, deleted, create_revision, value FROM kv WHERE name = ? ORDER BY id DESC LIMIT 1');
+    this.stLatest = latest;
+    const insert = this.readonly
+      ? undefined
+      : this.db.prepare('INSERT INTO kv (name, created, deleted, create_revision, prev_revision, value) VALUES (?, ?, ?, ?, ?, ?)');
+    const run = (...args: unknown[]): number => {
+      if (!insert) throw new StoreError('UNAVAILABLE', 'the embedded store was opened read-only');
+      return Number(insert.run(...args).lastInsertRowid);
+    };
+    const live = (key: string): LatestRow | undefined => {
+      const row = latest.get(key) as LatestRow | undefined;
+      return row && !row.deleted ? row : undefined;
+    };
+    const kvOf = (key: string, row: LatestRow): KeyValue => ({ key, value: row.value, modRevision: row.id, createRevision: createRevisionOf(row) });
+
+    this.txCreate = this.db.transaction((key: string, value: Buffer) => {
+      const row = latest.get(key) as LatestRow | undefined;
+      if (row && !row.deleted) throw new StoreError('KEY_EXISTS', `key ${key} already exists`, { key });
+      return run(key, 1, 0, 0, row?.id ?? 0, value);
+    }).immediate as unknown as (key: string, value: Buffer) => number;
+
+    const updateRow = (key: string, value: Buffer, expected: number) => {
+      const row = live(key);
+      if (!row) throw new StoreError('NOT_FOUND', `key ${key} not found`, { key });
+      const prev = kvOf(key, row);
+      if (row.id !== expected) {
+        throw new StoreError('CONFLICT', `key ${key} was modified: expected revision ${expected}, current ${row.id}`, { key, current: prev });
+      }
+      return { rev: run(key, 0, 0, prev.createRevision, row.id, value), prev };
+    };
+    this.txUpdate = this.db.transaction(updateRow).immediate as unknown as (key: string, value: Buffer, expected: number) => { rev: number; prev: KeyValue };
+    // A refused operation wrote nothing, so the others go on in the same transaction.
+    this.txUpdateMany = this.db.transaction((ops: ReadonlyArray<{ key: string; value: Buffer; expectedRevision: number }>) =>
+      ops.map((op) => {
+        try {
+          return updateRow(op.key, op.value, op.expectedRevision);
+        } catch (err) {
+          if (err instanceof StoreError) return err;
+          throw err;
+        }
+      }),
+    ).immediate as unknown as typeof this.txUpdateMany;
+
+    this.txDelete = this.db.transaction((key: string, expected: number | undefined) => {
+      const row = live(key);
+      if (!row) return undefined;
+      const prev = kvOf(key, row);
+      if (expected !== undefined && row.id !== expected) {
+        throw new StoreError('CONFLICT', `key ${key} was modified: expected revision ${expected}, current ${row.id}`, { key, current: prev });
+      }
+      // The tombstone keeps the deleted value so delete events can carry it after compaction of the row before.
+      return { rev: run(key, 0, 1, prev.createRevision, row.id, row.value), prev };
+    }).immediate as unknown as (key: string, expected: number | undefined) => { rev: number; prev: KeyValue } | undefined;
+
+    const dropSuperseded = this.readonly
+      ? undefined
+      : this.db.prepare('DELETE FROM kv WHERE id IN (SELECT prev_revision FROM kv WHERE prev_revision != 0 AND id <= ?)');
+    const dropTombstones = this.readonly ? undefined : this.db.prepare('DELETE FROM kv WHERE deleted = 1 AND id <= ?');
+    const setCompacted = this.readonly
+      ? undefined
+      : this.db.prepare(`INSERT INTO meta (name, value) VALUES ('compact_revision', ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value`);
+    this.txCompact = this.db.transaction((revision: number) => {
+      if (!dropSuperseded || !dropTombstones || !setCompacted) throw new StoreError('UNAVAILABLE', 'the embedded store was opened read-only');
+      dropSuperseded.run(revision);
+      dropTombstones.run(revision);
+      setCompacted.run(revision);
+    }).immediate as unknown as (revision: number) => void;
+
+    const interval = options.compactIntervalMs ?? 5 * 60_000;
+    const keep = options.compactKeepRevisions ?? 1000;
+    if (!this.readonly && interval > 0) {
+      this.compactTimer = setInterval(() => this.autoCompact(keep), interval);
+      this.compactTimer.unref();
+    }
+    this.watchBatchSize = options.watchBatchSize ?? 500;
+  }
+
+  async get(key: string): Promise<KeyValue | undefined> {
+    const row = this.guard(key, () => this.stLatest.get(key)) as LatestRow | undefined;
+    if (!row || row.deleted) return undefined;
+    return { key, value: row.value, modRevision: row.id, createRevision: createRevisionOf(row) };
+  }
+
+  async create(key: string, value: Uint8Array): Promise<number> {
+    const buf = asBuffer(value);
+    const rev = this.guard(key, () => this.txCreate(key, buf));
+    this.publish(rev, { type: 'put', kv: { key, value: buf, modRevision: rev, createRevision: rev } });
+    return rev;
+  }
+
+  async update(key: string, value: Uint8Array, expectedRevision: number): Promise<number> {
+    const buf = asBuffer(value);
+    const { rev, prev } = this.guard(key, () => this.txUpdate(key, buf, expectedRevision));
+    this.publish(rev, { type: 'put', kv: { key, value: buf, modRevision: rev, createRevision: prev.createRevision }, prev });
+    return rev;
+  }
+
+  async updateMany(ops: readonly UpdateOp[]): Promise<UpdateOutcome[]> {
+    if (ops.length === 0) return [];
+    const bufs = ops.map((op) => ({ key: op.key, value: asBuffer(op.value), expectedRevision: op.expectedRevision }));
+    const results = this.guard(undefined, () => this.txUpdateMany(bufs));
+    return results.map((r, i) => {
+      if (r instanceof StoreError) return { ok: false, error: r };
+      const op = bufs[i] as (typeof bufs)[number];
+      this.publish(r.rev, { type: 'put', kv: { key: op.key, value: op.value, modRevision: r.rev, createRevision: r.prev.createRevision }, prev: r.prev });
+      return { ok: true, revision: r.rev };
+    });
+  }
+
+  async delete(key: string, expectedRevision?: number): Promise<KeyValue | undefined> {
+    const result = this.guard(key, () => this.txDelete(key, expectedRevision));
+    if (!result) return undefined;
+    this.publish(result.rev, { type: 'delete', key, modRevision: result.rev, prev: result.prev });
+    return result.prev;
+  }
+
+  async list(prefix: string, options: ListOptions = {}): Promise<ListResult> {
+    return this.guard(prefix, () => {
+      const current = this.currentRevision();
+      const revision = options.revision && options.revision > 0 ? options.revision : current;
+      this.checkReadRevision(revision, current);
+      const upper = prefixEndString(prefix);
+      const after = options.after !== undefined && options.after >= prefix ? options.after : undefined;
+      const lowerOp = after === undefined ? '>=' : '>';
+      const sql =
+        `SELECT kv.id, kv.name, kv.created, kv.create_revision, kv.value FROM kv JOIN ` +
+        `(SELECT MAX(id) AS mid FROM kv WHERE name ${lowerOp} ?${upper === undefined ? '' : ' AND name < ?'} AND id <= ? GROUP BY name) m ` +
+        `ON kv.id = m.mid WHERE kv.deleted = 0 ORDER BY kv.name LIMIT ?`;
+      const limit = options.limit && options.limit > 0 ? options.limit : 0;
+      const params: unknown[] = [after ?? prefix];
+      if (upper !== undefined) params.push(upper);
+      params.push(revision, limit > 0 ? limit + 1 : -1);
+      const rows = this.stmt(`list${lowerOp}${upper === undefined ? '' : '<'}`, sql).all(...params) as ListRow[];
+      const more = limit > 0 && rows.length > limit;
+      if (more) rows.length = limit;
+      const items = rows.map((r) => ({ key: r.name, value: r.value, modRevision: r.id, createRevision: createRevisionOf(r) }));
+      return { items, revision, more };
+    });
+  }
+
+  watch(prefix: string, options: WatchOptions): Watch {
+    const watcher = new SqliteWatcher(this, prefix, options);
+    if (this.closed) {
+      watcher.fail(new StoreError('UNAVAILABLE', 'the embedded store is closed'));
+      return watcher;
+    }
+    this.watchers.add(watcher);
+    watcher.start();
+    return watcher;
+  }
+
+  async revision(): Promise<number> {
+    return this.guard(undefined, () => this.currentRevision());
+  }
+
+  async compact(revision: number): Promise<void> {
+    this.guard(undefined, () => {
+      const current = this.currentRevision();
+      if (revision > current) {
+        throw new StoreError('FUTURE_REVISION', `cannot compact at revision ${revision}: the store is at ${current}`);
+      }
+      if (revision <= this.compactedTo) return;
+      this.txCompact(revision);
+      this.compactedTo = revision;
+    });
+  }
+
+  compactRevision(): number {
+    if (this.readonly && !this.closed) this.compactedTo = this.readCompactRevision();
+    return this.compactedTo;
+  }
+
+  async ping(): Promise<void> {
+    this.guard(undefined, () => this.stmt('ping', 'SELECT 1').get());
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.compactTimer) clearInterval(this.compactTimer);
+    for (const w of this.watchers) w.close();
+    this.watchers.clear();
+    this.db.close();
+  }
+
+  // ---- internals used by SqliteWatcher ----
+
+  /** Raw event rows with id in (after, upTo] for keys under `prefix`, oldest first. */
+  readEvents(prefix: string, after: number, upTo: number, limit: number): EventRow[] {
+    const upper = prefixEndString(prefix);
+    const sql =
+      `SELECT ${EVENT_COLUMNS} FROM kv LEFT JOIN kv p ON p.id = kv.prev_revision ` +
+      `WHERE kv.id > ? AND kv.id <= ? AND kv.name >= ?${upper === undefined ? '' : ' AND kv.name < ?'} ORDER BY kv.id LIMIT ?`;
+    const params: unknown[] = [after, upTo, prefix];
+    if (upper !== undefined) params.push(upper);
+    params.push(limit);
+    return this.stmt(`events${upper === undefined ? '' : '<'}`, sql).all(...params) as EventRow[];
+  }
+
+  currentRevision(): number {
+    const row = this.stmt('revision', `SELECT seq FROM sqlite_sequence WHERE name = 'kv'`).get() as { seq: number } | undefined;
+    return row?.seq ?? 0;
+  }
+
+  detach(watcher: SqliteWatcher): void {
+    this.watchers.delete(watcher);
+  }
+
+  isClosed(): boolean {
+    return this.closed;
+  }
+
+  private checkReadRevision(revision: number, current: number): void {
+    if (revision > current) {
+      throw new StoreError('FUTURE_REVISION', `revision ${revision} is newer than the store's current revision ${current}`);
+    }
+    const compacted = this.compactRevision();
+    if (revision < compacted) {
+      throw new StoreError('COMPACTED', `revision ${revision} has been compacted (history starts after ${compacted})`, {
+        compactRevision: compacted,
+      });
+    }
+  }
+
+  private readCompactRevision(): number {
+    const row = this.db.prepare(`SELECT value FROM meta WHERE name = 'compact_revision'`).get() as { value: number } | undefined;
+    return row?.value ?? 0;
+  }
+
+  private autoCompact(keep: number): void {
+    if (this.closed) return;
+    const target = this.currentRevision() - keep;
+    if (target <= this.compactedTo) return;
+    this.compact(target).then(
+      () => this.logger.debug({ revision: target }, 'compacted the embedded store'),
+      (err: unknown) => this.logger.warn({ err: (err as Error).message }, 'compaction of the embedded store failed'),
+    );
+  }
+
+  private publish(rev: number, event: WatchEvent): void {
+    for (const w of this.watchers) w.notify(rev, event);
+  }
+
+  private stmt(name: string, sql: string): Database.Statement {
+    let s = this.statements.get(name);
+    if (!s) {
+      s = this.db.prepare(sql);
+      this.statements.set(name, s);
+    }
+    return s;
+  }
+
+  /** Runs `fn`, turning SQLite and closed-store failures into StoreError UNAVAILABLE naming `key`. */
+  private guard<T>(key: string | undefined, fn: () => T): T {
+    if (this.closed) throw new StoreError('UNAVAILABLE', 'the embedded store is closed', { key });
+    try {
+      return fn();
+    } catch (err) {
+      if (err instanceof StoreError) throw err;
+      const where = key === undefined ? '' : ` (key ${key})`;
+      throw new StoreError('UNAVAILABLE', `embedded store error${where}: ${(err as Error).message}`, { key, cause: err });
+    }
+  }
+}
+
+/**
+ * One watch on the embedded store. `cursor` is the last revision it has looked at. While it is
+ * level with the writers (cursor = revision - 1 when a write is published) it takes the writer's
+ * event directly; otherwise (just started, or behind) it reads the rows after its cursor from the
+ * table in batches. Either way events reach the caller in revision order, on a later tick than the
+ * write, never inside the writer's call.
+ */
+class SqliteWatcher implements Watch {
+  private cursor: number;
+  private readonly queue: WatchEvent[] = [];
+  private needRead = true;
+  private scheduled = false;
+  private closed = false;
+
+  constructor(
+    private readonly store: SqliteStore,
+    private readonly prefix: string,
+    private readonly options: WatchOptions,
+  ) {
+    this.cursor = Math.max(0, options.afterRevision);
+  }
+
+  start(): void {
+    this.schedule();
+  }
+
+  notify(rev: number, event: WatchEvent): void {
+    if (this.closed) return;
+    if (!this.needRead && this.cursor === rev - 1) {
+      this.cursor = rev;
+      const key = event.type === 'put' ? event.kv.key : event.key;
+      if (!key.startsWith(this.prefix)) return;
+      this.queue.push(event);
+    } else {
+      this.needRead = true;
+    }
+    this.schedule();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.queue.length = 0;
+    this.store.detach(this);
+  }
+
+  fail(err: Error): void {
+    if (this.closed) return;
+    this.close();
+    setImmediate(() => this.options.onError(err));
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.closed) return;
+    this.scheduled = true;
+    setImmediate(() => this.step());
+  }
+
+  private step(): void {
+    this.scheduled = false;
+    if (this.closed) return;
+    if (this.store.isClosed()) {
+      this.close();
+      return;
+    }
+    if (this.needRead) {
+      try {
+        this.readBatch();
+      } catch (err) {
+        this.fail(err instanceof StoreError ? err : new StoreError('UNAVAILABLE', `embedded store watch of ${this.prefix}: ${(err as Error).message}`, { cause: err }));
+        return;
+      }
+    }
+    const events = this.queue.splice(0);
+    for (const ev of events) {
+      if (this.closed) return;
+      this.options.onEvent(ev);
+    }
+    if (this.needRead) this.schedule();
+  }
+
+  private readBatch(): void {
+    const compacted = this.store.compactRevision();
+    if (this.cursor < compacted) {
+      this.fail(
+        new StoreError('COMPACTED', `watch of ${this.prefix} from revision ${this.cursor + 1}: history before ${compacted} has been compacted`, {
+          compactRevision: compacted,
+        }),
+      );
+      return;
+    }
+    const upTo = this.store.currentRevision();
+    const limit = this.store.watchBatchSize;
+    const rows = this.store.readEvents(this.prefix, this.cursor, upTo, limit);
+    for (const row of rows) this.queue.push(eventOf(row));
+    if (rows.length === limit) {
+      this.cursor = (rows[rows.length - 1] as EventRow).id;
+    } else {
+      // Everything up to upTo has been read: from here on the writers' events arrive in order.
+      this.cursor = Math.max(this.cursor, upTo);
+      this.needRead = false;
+    }
+  }
+}
+
+function eventOf(row: EventRow): WatchEvent {
+  const createRevision = createRevisionOf(row);
+  if (row.deleted) {
+    return {
+      type: 'delete',
+      key: row.name,
+      modRevision: row.id,
+      prev: { key: row.name, value: row.value, modRevision: row.prev_revision, createRevision },
+    };
+  }
+  const kv: KeyValue = { key: row.name, value: row.value, modRevision: row.id, createRevision };
+  if (row.created || row.prev_id === null || row.prev_deleted || row.prev_value === null) return { type: 'put', kv };
+  const prev: KeyValue = {
+    key: row.name,
+    value: row.prev_value,
+    modRevision: row.prev_id,
+    createRevision: row.prev_created ? row.prev_id : (row.prev_create_revision ?? 0),
+  };
+  return { type: 'put', kv, prev };
+}

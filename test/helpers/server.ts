@@ -1,0 +1,129 @@
+// Runs `atrest serve` in-process (startApiServer) for tests: a temporary data dir, a free port,
+// silent logs; plus a small HTTPS client that trusts the server's CA and sends its token.
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startApiServer, type ApiServerOptions, type RunningApiServer } from '../../src/api/index.js';
+import { silentLogger } from '../../src/log.js';
+
+export interface TestServer {
+  server: RunningApiServer;
+  dir: string;
+  dataDir: string;
+  close(): Promise<void>;
+}
+
+export async function startTestServer(options: ApiServerOptions = {}, dir = mkdtempSync(join(tmpdir(), 'atrest-api-'))): Promise<TestServer> {
+  const dataDir = options.dataDir ?? join(dir, 'data');
+  const server = await startApiServer({ log: silentLogger(), securePort: 0, ...options, dataDir });
+  return {
+    server,
+    dir,
+    dataDir,
+    close: async () => {
+      await server.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** An EncryptionConfiguration with aesgcm for secrets and configmaps (identity readable as fallback). Returns its path. */
+export function writeAesGcmConfig(dir: string, name = 'key1', file = 'encryption.yaml', extraKeys: Array<{ name: string; secret: string }> = []): { path: string; secret: string } {
+  const secret = randomBytes(32).toString('base64');
+  const keys = [{ name, secret }, ...extraKeys].map((k) => `            - name: ${k.name}\n              secret: ${k.secret}`).join('\n');
+  const path = join(dir, file);
+  writeFileSync(path, `apiVersion: apiserver.config.k8s.io/v1
+kind: EncryptionConfiguration
+resources:
+  - resources: [secrets, configmaps]
+    providers:
+      - aesgcm:
+          keys:
+${keys}
+      - identity: {}
+`);
+  return { path, secret };
+}
+
+export interface HttpResult {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+  text: string;
+  json<T = Record<string, unknown>>(): T;
+}
+
+export function apiRequest(
+  server: RunningApiServer,
+  method: string,
+  path: string,
+  options: { body?: string | Buffer; headers?: Record<string, string>; token?: string | null } = {},
+): Promise<HttpResult> {
+  return new Promise((resolve, reject) => {
+    const url = new URL(path, server.url);
+    const headers: Record<string, string> = { Accept: 'application/json', ...options.headers };
+    const token = options.token === undefined ? server.token : options.token;
+    if (token !== null) headers['Authorization'] = `Bearer ${token}`;
+    if (options.body !== undefined) {
+      headers['Content-Type'] ??= 'application/json';
+      headers['Content-Length'] = String(Buffer.byteLength(options.body));
+    }
+    const req = httpsRequest(url, { method, headers, ca: server.caPem }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const body = Buffer.concat(chunks);
+        const text = body.toString('utf8');
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body, text, json: <T>() => JSON.parse(text) as T });
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(options.body);
+  });
+}
+
+export interface WatchEventLine {
+  type: string;
+  object: { kind?: string; metadata: Record<string, unknown>; [k: string]: unknown };
+}
+
+/**
+ * Opens a watch (`path` with `watch=true`) and resolves with the first `count` events; `ready`
+ * resolves once the response headers arrived (the server has registered the watch by then).
+ */
+export function watchEvents(server: RunningApiServer, path: string, count: number): { ready: Promise<void>; events: Promise<WatchEventLine[]> } {
+  let markReady: () => void = () => {};
+  const ready = new Promise<void>((r) => { markReady = r; });
+  const events = new Promise<WatchEventLine[]>((resolve, reject) => {
+    const got: WatchEventLine[] = [];
+    let buffered = '';
+    const req = httpsRequest(new URL(path, server.url), { headers: { Authorization: `Bearer ${server.token}` }, ca: server.caPem }, (res) => {
+      markReady();
+      if (res.statusCode !== 200) {
+        let body = '';
+        res.on('data', (c: Buffer) => { body += c.toString(); });
+        res.on('end', () => reject(new Error(`watch failed with ${res.statusCode}: ${body}`)));
+        return;
+      }
+      res.on('data', (c: Buffer) => {
+        buffered += c.toString();
+        let nl;
+        while ((nl = buffered.indexOf('\n')) >= 0 && got.length < count) {
+          got.push(JSON.parse(buffered.slice(0, nl)) as WatchEventLine);
+          buffered = buffered.slice(nl + 1);
+        }
+        if (got.length >= count) {
+          req.destroy();
+          resolve(got);
+        }
+      });
+      res.on('end', () => (got.length >= count ? resolve(got) : reject(new Error(`watch ended after ${got.length} of ${count} events`))));
+    });
+    req.on('error', (e) => (got.length >= count ? resolve(got) : reject(e)));
+    req.end();
+  });
+  return { ready, events };
+}

@@ -4,6 +4,7 @@ import { registerKeygen } from './keygen.js';
 import { registerKmsPlugin } from './kms-plugin.js';
 import { registerGetRaw } from './get-raw.js';
 import { registerServe } from './serve.js';
+import { registerDev } from './dev.js';
 import { registerEncrypt, registerDecrypt } from './transform-value.js';
 
 export const commands: Array<(program: Command) => void> = [
@@ -13,4 +14,5 @@ export const commands: Array<(program: Command) => void> = [
   registerDecrypt,
   registerGetRaw,
   registerServe,
+  registerDev,
 ];

@@ -9,7 +9,8 @@ import { ConfigError, parseEncryptionConfig } from '../../src/config/load.js';
 import { validateEncryptionConfiguration } from '../../src/config/validate.js';
 import type { EncryptionConfiguration, ProviderConfiguration } from '../../src/config/types.js';
 
-const RUNS = 300;
+// ATREST_FUZZ_RUNS raises the run count for a long fuzz session outside CI.
+const RUNS = Number(process.env['ATREST_FUZZ_RUNS'] ?? 300);
 
 function outcome(raw: Buffer | string, reload = false): { ok: true; config: EncryptionConfiguration } | { ok: false; err: ConfigError } {
   try {
@@ -187,7 +188,9 @@ test('any mutation of a valid-looking file: only ConfigError, and no key secret 
       (config, structural, textual, asJson, reload) => {
         const obj = structuredClone(config) as unknown as Record<string, Json>;
         const secrets = secretsOf(obj);
-        for (const [m, pick, value] of structural) mutations[m]?.(obj, pick, value, secrets[pick % Math.max(secrets.length, 1)] ?? 'x');
+        // Clone the generated value: the mutations insert it into `obj` and may edit it later, and
+        // fast-check reuses generated values while shrinking (an edited shared value can turn cyclic).
+        for (const [m, pick, value] of structural) mutations[m]?.(obj, pick, structuredClone(value), secrets[pick % Math.max(secrets.length, 1)] ?? 'x');
         let text = serialize(obj, asJson);
         if (!asJson && textual.length > 0 && textual[0]![0] % 2 === 0) text = mutateText(text, secrets, textual);
         const result = outcome(text, reload);

@@ -5,6 +5,7 @@ import { registerKmsPlugin } from './kms-plugin.js';
 import { registerGetRaw } from './get-raw.js';
 import { registerServe } from './serve.js';
 import { registerDev } from './dev.js';
+import { registerVerify } from './verify.js';
 import { registerEncrypt, registerDecrypt } from './transform-value.js';
 
 export const commands: Array<(program: Command) => void> = [
@@ -13,6 +14,7 @@ export const commands: Array<(program: Command) => void> = [
   registerEncrypt,
   registerDecrypt,
   registerGetRaw,
+  registerVerify,
   registerServe,
   registerDev,
 ];

@@ -6,6 +6,7 @@ import { registerGetRaw } from './get-raw.js';
 import { registerServe } from './serve.js';
 import { registerDev } from './dev.js';
 import { registerVerify } from './verify.js';
+import { registerRewrite } from './rewrite.js';
 import { registerEncrypt, registerDecrypt } from './transform-value.js';
 
 export const commands: Array<(program: Command) => void> = [
@@ -15,6 +16,7 @@ export const commands: Array<(program: Command) => void> = [
   registerDecrypt,
   registerGetRaw,
   registerVerify,
+  registerRewrite,
   registerServe,
   registerDev,
 ];

@@ -5,8 +5,12 @@
 //   - create/update/delete-at-revision read the latest row and append in one IMMEDIATE transaction;
 //   - watch = the rows with id > afterRevision, read back from the table, then fed live by the writers;
 //   - compaction deletes superseded rows and tombstones at or below a revision.
-// One process owns the file for writing (the in-process watch only sees this process's writes);
-// other processes may open it read-only (`atrest get-raw`), which WAL mode allows while it runs.
+// Several processes may open the file: WAL mode lets readers (`atrest get-raw`, `verify`) look while
+// a server runs, and a second writer (`atrest rewrite` next to `atrest serve`) is safe because every
+// write is an IMMEDIATE transaction that checks the key's latest row (compare-and-swap) and takes the
+// next row id. Watchers see this process's writes at once; while any watcher exists, the store polls
+// `PRAGMA data_version` (it changes only when another connection commits) every `foreignPollMs` and
+// makes its watchers catch up from the table, so writes of other processes reach them too.
 import Database from 'better-sqlite3';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -29,6 +33,8 @@ export interface SqliteStoreOptions {
   synchronous?: 'full' | 'normal';
   /** Rows read per step when a watch catches up on history (default 500). */
   watchBatchSize?: number;
+  /** While watchers exist: how often to check for commits of other processes (default 100 ms). */
+  foreignPollMs?: number;
   logger?: Logger;
 }
 
@@ -112,6 +118,9 @@ class SqliteStore implements Store, SqliteStoreExtras {
   private readonly stLatest: Database.Statement;
   readonly watchBatchSize: number;
   private compactTimer: NodeJS.Timeout | undefined;
+  private readonly foreignPollMs: number;
+  private foreignTimer: NodeJS.Timeout | undefined;
+  private dataVersion = 0;
   private closed = false;
   private compactedTo = 0;
 
@@ -201,7 +210,7 @@ class SqliteStore implements Store, SqliteStoreExtras {
     const dropTombstones = this.readonly ? undefined : this.db.prepare('DELETE FROM kv WHERE deleted = 1 AND id <= ?');
     const setCompacted = this.readonly
       ? undefined
-      : this.db.prepare(`INSERT INTO meta (name, value) VALUES ('compact_revision', ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value`);
+      : this.db.prepare(`INSERT INTO meta (name, value) VALUES ('compact_revision', ?) ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)`);
     this.txCompact = this.db.transaction((revision: number) => {
       if (!dropSuperseded || !dropTombstones || !setCompacted) throw new StoreError('UNAVAILABLE', 'the embedded store was opened read-only');
       dropSuperseded.run(revision);
@@ -216,6 +225,7 @@ class SqliteStore implements Store, SqliteStoreExtras {
       this.compactTimer.unref();
     }
     this.watchBatchSize = options.watchBatchSize ?? 500;
+    this.foreignPollMs = options.foreignPollMs ?? 100;
   }
 
   async get(key: string): Promise<KeyValue | undefined> {
@@ -288,6 +298,7 @@ class SqliteStore implements Store, SqliteStoreExtras {
       return watcher;
     }
     this.watchers.add(watcher);
+    this.startForeignPoll();
     watcher.start();
     return watcher;
   }
@@ -302,14 +313,16 @@ class SqliteStore implements Store, SqliteStoreExtras {
       if (revision > current) {
         throw new StoreError('FUTURE_REVISION', `cannot compact at revision ${revision}: the store is at ${current}`);
       }
-      if (revision <= this.compactedTo) return;
+      // compactRevision() re-reads it: another process may have compacted further (never go back).
+      if (revision <= this.compactRevision()) return;
       this.txCompact(revision);
       this.compactedTo = revision;
     });
   }
 
   compactRevision(): number {
-    if (this.readonly && !this.closed) this.compactedTo = this.readCompactRevision();
+    // Another process may have compacted (a server next to a tool): read it back, it is one indexed row.
+    if (!this.closed) this.compactedTo = Math.max(this.compactedTo, this.readCompactRevision());
     return this.compactedTo;
   }
 
@@ -321,6 +334,7 @@ class SqliteStore implements Store, SqliteStoreExtras {
     if (this.closed) return;
     this.closed = true;
     if (this.compactTimer) clearInterval(this.compactTimer);
+    this.stopForeignPoll();
     for (const w of this.watchers) w.close();
     this.watchers.clear();
     this.db.close();
@@ -347,6 +361,7 @@ class SqliteStore implements Store, SqliteStoreExtras {
 
   detach(watcher: SqliteWatcher): void {
     this.watchers.delete(watcher);
+    if (this.watchers.size === 0) this.stopForeignPoll();
   }
 
   isClosed(): boolean {
@@ -366,8 +381,40 @@ class SqliteStore implements Store, SqliteStoreExtras {
   }
 
   private readCompactRevision(): number {
-    const row = this.db.prepare(`SELECT value FROM meta WHERE name = 'compact_revision'`).get() as { value: number } | undefined;
+    const row = this.stmt('compact-revision', `SELECT value FROM meta WHERE name = 'compact_revision'`).get() as { value: number } | undefined;
     return row?.value ?? 0;
+  }
+
+  /** `PRAGMA data_version`: changes whenever another connection (another process) commits to the file. */
+  private readDataVersion(): number {
+    return this.db.pragma('data_version', { simple: true }) as number;
+  }
+
+  private startForeignPoll(): void {
+    if (this.foreignTimer || this.closed || this.foreignPollMs <= 0) return;
+    this.dataVersion = this.readDataVersion();
+    this.foreignTimer = setInterval(() => this.pollForeign(), this.foreignPollMs);
+    this.foreignTimer.unref();
+  }
+
+  private stopForeignPoll(): void {
+    if (this.foreignTimer) clearInterval(this.foreignTimer);
+    this.foreignTimer = undefined;
+  }
+
+  /** Another process committed: every watcher reads the rows after its cursor from the table. */
+  private pollForeign(): void {
+    if (this.closed) return;
+    let version: number;
+    try {
+      version = this.readDataVersion();
+    } catch (err) {
+      this.logger.warn({ err: (err as Error).message }, 'embedded store: checking for other writers failed');
+      return;
+    }
+    if (version === this.dataVersion) return;
+    this.dataVersion = version;
+    for (const w of this.watchers) w.catchUp();
   }
 
   private autoCompact(keep: number): void {
@@ -442,6 +489,13 @@ class SqliteWatcher implements Watch {
     } else {
       this.needRead = true;
     }
+    this.schedule();
+  }
+
+  /** Rows may exist that no notify() announced (another process wrote them): read the table. */
+  catchUp(): void {
+    if (this.closed) return;
+    this.needRead = true;
     this.schedule();
   }
 

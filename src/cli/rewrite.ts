@@ -1,0 +1,165 @@
+// `atrest rewrite`: re-encrypts every stale value of the selected resources in place with the
+// current write provider (src/tools/rewrite.ts) — `kubectl get secrets -A -o json | kubectl replace
+// -f -`, server-side, with compare-and-swap instead of conflicts. Refuses to start while the write
+// provider's KMS plugin is unhealthy. Progress: a bar on a TTY, else a log line every few seconds.
+// Exit 0 when every selected value ends current, 1 when some do not (undecryptable, still changing)
+// or the run stopped, 2 for usage and configuration errors.
+import { Command, InvalidArgumentError, Option } from 'commander';
+import cliProgress from 'cli-progress';
+import { messageOf } from '../errors.js';
+import { createLogger, type Logger } from '../log.js';
+import { normalizePrefix, parseStorageKey } from '../storage/keys.js';
+import type { Store } from '../storage/types.js';
+import type { GroupResource } from '../config/types.js';
+import { DEFAULT_REWRITE_BATCH_SIZE, RewriteError, formatRewriteSummary, rewriteStore, type RewriteProgress, type RewriteSummary } from '../tools/rewrite.js';
+import { addEngineOptions, openEngine, ToolUsageError, type EngineFlags } from './engine-options.js';
+
+interface RewriteFlags extends EngineFlags {
+  batchSize: number;
+  rate: number;
+  dryRun?: boolean;
+  output: 'text' | 'json';
+}
+
+/** Seconds between progress log lines when stderr is not a terminal. */
+const LOG_EVERY_MS = 5000;
+
+function nonNegativeInt(name: string, min: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
+    return n;
+  };
+}
+
+export function registerRewrite(program: Command): void {
+  const command = program
+    .command('rewrite')
+    .description('re-encrypt every stale value in place with the current write provider (compare-and-swap, resumable)')
+    // Usage errors exit 2 (commander's own exit code is 1, which here means "values not current").
+    .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
+  addEngineOptions(command)
+    .addOption(new Option('--batch-size <n>', 'values listed and written per batch (one transaction on the embedded store)').argParser(nonNegativeInt('--batch-size', 1)).default(DEFAULT_REWRITE_BATCH_SIZE).env('ATREST_BATCH_SIZE'))
+    .addOption(new Option('--rate <n>', 'at most this many writes per second (0: unlimited)').argParser(nonNegativeInt('--rate', 0)).default(0).env('ATREST_RATE'))
+    .addOption(new Option('--dry-run', 'count what would be rewritten; write nothing'))
+    .addOption(new Option('-o, --output <format>', 'summary as text or json').choices(['text', 'json']).default('text'))
+    .action(async (flags: RewriteFlags) => {
+      process.exitCode = await runRewrite(flags);
+    });
+}
+
+async function runRewrite(flags: RewriteFlags): Promise<number> {
+  const log = createLogger('rewrite');
+  let engine;
+  try {
+    engine = await openEngine(flags, { readonly: Boolean(flags.dryRun), log });
+  } catch (err) {
+    process.stderr.write(`atrest rewrite: ${messageOf(err)}\n`);
+    return err instanceof ToolUsageError ? 2 : 1;
+  }
+  const abort = new AbortController();
+  const onSignal = () => abort.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const tty = Boolean(process.stderr.isTTY);
+  let bar: cliProgress.SingleBar | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await engine.ready();
+    for (const writer of engine.writeKmsProviders()) {
+      try {
+        await writer.health.check();
+      } catch (err) {
+        process.stderr.write(
+          `atrest rewrite: refusing to start: the write provider of ${writer.resource}, kms ${writer.apiVersion} "${writer.name}", is not healthy: ${messageOf(err)}\n`,
+        );
+        return 1;
+      }
+    }
+
+    let latest: RewriteProgress | undefined;
+    if (tty) {
+      const total = await countSelected(engine.store, flags.etcdPrefix, engine.selects);
+      bar = new cliProgress.SingleBar(
+        { stream: process.stderr, format: `${flags.dryRun ? 'dry run ' : ''}rewrite |{bar}| {value}/{total} scanned | {rewritten} rewritten | {conflicts} conflicts | {eta_formatted}`, hideCursor: true },
+        cliProgress.Presets.shades_classic,
+      );
+      bar.start(total, 0, { rewritten: 0, conflicts: 0 });
+    } else {
+      log.info({ event: 'rewrite-start', dryRun: Boolean(flags.dryRun), batchSize: flags.batchSize, rate: flags.rate }, 'rewriting stale values');
+      timer = setInterval(() => {
+        if (latest) log.info({ event: 'rewrite-progress', ...latest }, 'rewrite progress');
+      }, LOG_EVERY_MS);
+      timer.unref();
+    }
+
+    let summary: RewriteSummary;
+    try {
+      summary = await rewriteStore({
+        store: engine.store,
+        transformers: engine.transformers,
+        etcdPrefix: flags.etcdPrefix,
+        selects: engine.selects,
+        batchSize: flags.batchSize,
+        rate: flags.rate,
+        dryRun: Boolean(flags.dryRun),
+        signal: abort.signal,
+        onProgress: (p) => {
+          latest = p;
+          if (bar) {
+            if (p.scanned > bar.getTotal()) bar.setTotal(p.scanned);
+            bar.update(p.scanned, { rewritten: p.rewritten, conflicts: p.conflictsRetried });
+          }
+        },
+      });
+    } catch (err) {
+      bar?.stop();
+      bar = undefined;
+      if (err instanceof RewriteError) {
+        report(flags, err.summary, log, tty);
+        process.stderr.write(`atrest rewrite: ${err.message}\n`);
+        return 1;
+      }
+      throw err;
+    }
+    bar?.stop();
+    bar = undefined;
+    report(flags, summary, log, tty);
+    return summary.ok ? 0 : 1;
+  } finally {
+    bar?.stop();
+    if (timer) clearInterval(timer);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await engine.close();
+  }
+}
+
+function report(flags: RewriteFlags, summary: RewriteSummary, log: Logger, tty: boolean): void {
+  if (!tty) {
+    const { undecryptable, retriesExhausted, ...counts } = summary;
+    log.info({ event: 'rewrite-done', ...counts, undecryptable: undecryptable.length, retriesExhausted: retriesExhausted.length }, 'rewrite finished');
+  }
+  process.stdout.write(flags.output === 'json' ? JSON.stringify(summary, null, 2) + '\n' : formatRewriteSummary(summary));
+}
+
+/** How many values the run will look at (for the progress bar's total; only on a terminal). */
+async function countSelected(store: Store, etcdPrefix: string, selects: (gr: GroupResource) => boolean): Promise<number> {
+  const prefix = normalizePrefix(etcdPrefix);
+  let count = 0;
+  let after: string | undefined;
+  let revision: number | undefined;
+  for (;;) {
+    const page = await store.list(prefix + '/', { limit: 1000, ...(after !== undefined ? { after } : {}), ...(revision !== undefined ? { revision } : {}) });
+    revision = page.revision;
+    for (const kv of page.items) {
+      try {
+        if (selects(parseStorageKey(prefix, kv.key).groupResource)) count++;
+      } catch {
+        // not an object key
+      }
+    }
+    if (!page.more || page.items.length === 0) return count;
+    after = page.items[page.items.length - 1]?.key;
+  }
+}

@@ -28,4 +28,18 @@ export default tseslint.config(
       'no-restricted-imports': ['error', { patterns: [{ group: ['../transform/*', '../kms/*', '../plugin/*', '../storage/*', '../api/*', '../tools/*', '../cli/*', '**/cli/*'], message: 'crypto and config import nothing of ours (ARCHITECTURE.md)' }] }],
     },
   },
+  {
+    // k8s-objects (the Kubernetes object decoders shared by api and tools) is a leaf like src/gen.
+    files: ['src/k8s-objects/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [{ group: ['../transform/*', '../kms/*', '../plugin/*', '../storage/*', '../api/*', '../tools/*', '../config/*', '../crypto/*', '../cli/*', '**/cli/*'], message: 'k8s-objects imports nothing of ours but src/errors.ts (ARCHITECTURE.md)' }] }],
+    },
+  },
+  {
+    // Operator tools work on stored data through storage/transform/config; they never import the API server.
+    files: ['src/tools/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [{ group: ['../api/*', '../plugin/*', '../cli/*', '**/cli/*'], message: 'tools may import storage, transform, config, kms, k8s-objects and gen, not api, plugin or cli (ARCHITECTURE.md)' }] }],
+    },
+  },
 );

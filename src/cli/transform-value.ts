@@ -1,16 +1,25 @@
 // `atrest encrypt` / `atrest decrypt`: transform one value offline exactly as kube-apiserver would
 // store it under a storage key (format.md §0, §6). The resource (and so the provider list) comes
 // from the storage key, or from --resource; the storage key itself is the authenticated data.
+// `decrypt` also reads the value from a store (--etcd-servers / --data-dir), a key prefix of one
+// (--prefix), or every key of an etcd snapshot file (--snapshot), and prints objects as json/yaml
+// (src/tools/decrypt.ts).
 // Output is all-or-nothing: a file is written beside the target and renamed into place.
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { open, readFile, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Command, Option } from 'commander';
 import { parseGroupResource } from '../config/group-resource.js';
 import { loadEncryptionConfigFile } from '../config/load.js';
-import type { EncryptionConfiguration } from '../config/types.js';
+import type { EncryptionConfiguration, GroupResource } from '../config/types.js';
 import { messageOf } from '../errors.js';
+import { StoreError } from '../storage/errors.js';
 import { DEFAULT_ETCD_PREFIX, parseStorageKey } from '../storage/keys.js';
+import { describeStoreLocation, embeddedStoreFile, openStore, type StoreLocation } from '../storage/open.js';
+import type { Store } from '../storage/types.js';
+import { decryptValues, formatMany, formatOne, listStoreValues, OUTPUT_FORMATS, summarize, type OutputFormat } from '../tools/decrypt.js';
+import { readEtcdSnapshot, type EtcdSnapshot } from '../tools/etcd-snapshot.js';
 import { buildTransformers } from '../transform/build.js';
 import type { KmsTransformerFactory, ReadOrigin, TransformResult } from '../transform/types.js';
 
@@ -27,16 +36,145 @@ export function registerEncrypt(program: Command): void {
   withCommonOptions(program.command('encrypt'))
     .description('encrypt one value for a storage key with the write provider of an EncryptionConfiguration (the bytes kube-apiserver would put in etcd)')
     .action(async (opts: TransformValueOptions) => {
-      await transformValue('encrypt', opts);
+      await encryptValue(opts);
     });
 }
 
 export function registerDecrypt(program: Command): void {
-  withCommonOptions(program.command('decrypt'))
-    .description('decrypt one stored value of a storage key with an EncryptionConfiguration; says on stderr which provider and key read it and whether it is stale')
-    .action(async (opts: TransformValueOptions) => {
-      await transformValue('decrypt', opts);
+  program
+    .command('decrypt')
+    .description('decrypt stored values with an EncryptionConfiguration: one value from a file/stdin or a store, a key prefix of a store, or every key of an etcd snapshot file; -o raw|json|yaml. The output holds the secrets in the clear; stderr never does')
+    .argument('[key]', 'the full storage key (the authenticated data), e.g. /registry/secrets/default/db-password; a key prefix with --prefix')
+    .addOption(new Option('--encryption-provider-config <file>', 'the EncryptionConfiguration file')
+      .env('ATREST_ENCRYPTION_PROVIDER_CONFIG').makeOptionMandatory())
+    .option('--key <storage-key>', 'the storage key, as the argument')
+    .addOption(new Option('--etcd-prefix <prefix>', 'the --etcd-prefix the storage keys are under').default(DEFAULT_ETCD_PREFIX).env('ATREST_ETCD_PREFIX'))
+    .option('--resource <resource[.group]>', 'one value: the resource whose providers to use (default: taken from the storage key)')
+    .option('--in <file>', 'one value from this file, - for stdin (the default when no store or snapshot is named)', '-')
+    .option('--out <file>', 'output file (written atomically, mode 0600), - for stdout', '-')
+    .option('--snapshot <file>', 'decrypt every live key under --etcd-prefix of this etcd snapshot file (etcdctl snapshot save output, or member/snap/db)')
+    .option('--etcd-servers <urls>', 'read the value of KEY from these etcd client URLs (comma-separated)')
+    .addOption(new Option('--etcd-cafile <file>', 'CA bundle of the etcd servers').env('ATREST_ETCD_CAFILE'))
+    .addOption(new Option('--etcd-certfile <file>', 'client certificate for etcd').env('ATREST_ETCD_CERTFILE'))
+    .addOption(new Option('--etcd-keyfile <file>', 'client key for etcd').env('ATREST_ETCD_KEYFILE'))
+    .option('--data-dir <dir>', 'read the value of KEY from the embedded store in this directory')
+    .option('--prefix', 'with a store: decrypt every key starting with KEY')
+    .option('--resources <list>', 'with --snapshot or --prefix: only these resources (comma-separated, e.g. secrets,configmaps); default: all')
+    .addOption(new Option('-o, --output <format>', 'raw (the plaintext bytes; several values: a key line, the bytes, a newline), json or yaml (the object; several: a v1 List)').choices([...OUTPUT_FORMATS]).default('raw'))
+    .action(async (key: string | undefined, opts: DecryptFlags) => {
+      await decryptCommand(key, opts);
     });
+}
+
+interface DecryptFlags {
+  encryptionProviderConfig: string;
+  key?: string;
+  etcdPrefix: string;
+  resource?: string;
+  in: string;
+  out: string;
+  snapshot?: string;
+  etcdServers?: string;
+  etcdCafile?: string;
+  etcdCertfile?: string;
+  etcdKeyfile?: string;
+  dataDir?: string;
+  prefix?: boolean;
+  resources?: string;
+  output: OutputFormat;
+}
+
+async function decryptCommand(keyArg: string | undefined, opts: DecryptFlags): Promise<void> {
+  try {
+    if (keyArg !== undefined && opts.key !== undefined && keyArg !== opts.key) throw new Error('give the storage key once: as the argument or as --key');
+    const key = keyArg ?? opts.key;
+    const fromStore = opts.etcdServers !== undefined || opts.dataDir !== undefined;
+    if (opts.snapshot !== undefined && (fromStore || key !== undefined)) throw new Error('--snapshot reads every key of the snapshot: give no KEY, --etcd-servers or --data-dir with it');
+    if (opts.etcdServers !== undefined && opts.dataDir !== undefined) throw new Error('give --etcd-servers or --data-dir, not both');
+    if (opts.prefix && !fromStore) throw new Error('--prefix lists a store: give --etcd-servers or --data-dir');
+    if (opts.snapshot === undefined && key === undefined) throw new Error('name the storage key (the argument or --key), or give --snapshot FILE');
+    if (opts.resources !== undefined && opts.snapshot === undefined && !opts.prefix) throw new Error('--resources selects among several values: use it with --snapshot or --prefix');
+    if (opts.resource !== undefined && (opts.snapshot !== undefined || opts.prefix)) throw new Error('--resource names the resource of one value: with --snapshot or --prefix each key names its own (select with --resources)');
+    if (opts.in !== '-' && (opts.snapshot !== undefined || fromStore)) throw new Error('--in gives the value itself: not with --snapshot, --etcd-servers or --data-dir');
+    const selects = opts.resources !== undefined ? parseResourceList(opts.resources) : undefined;
+
+    const { config } = await loadEncryptionConfigFile(opts.encryptionProviderConfig);
+    // Read the input first: a missing snapshot or store fails before any KMS connection is made.
+    let snapshot: EtcdSnapshot | undefined;
+    if (opts.snapshot !== undefined) snapshot = readEtcdSnapshot(await readFile(opts.snapshot));
+    const store = fromStore ? openDecryptStore(opts) : undefined;
+    let kms: KmsConnections | undefined;
+    try {
+      kms = usesKms(config) ? await openKms() : undefined;
+      const set = buildTransformers(config, kms ? { kms: kms.factory } : {});
+      try {
+        if (snapshot !== undefined || opts.prefix) {
+          const source = snapshot !== undefined
+            ? `snapshot ${opts.snapshot ?? ''} (revision ${snapshot.status.revision}, ${snapshot.keyValues.length} live keys)`
+            : `${describeStoreLocation(storeLocation(opts))} prefix ${key ?? ''}`;
+          const values = snapshot !== undefined ? snapshot.keyValues : listStoreValues(store as Store, key as string);
+          const report = await decryptValues(values, { transformers: set, etcdPrefix: opts.etcdPrefix, ...(selects ? { selects } : {}) });
+          const out = formatMany(report.decrypted, opts.output);
+          await writeOutput(opts.out, out.bytes);
+          process.stderr.write(summarize(source, report, out));
+          if (snapshot?.integrity === 'mismatch') {
+            process.stderr.write('  warning: the SHA-256 that etcdctl snapshot save appended does not match: the file was damaged after it was saved (etcdutl snapshot restore would refuse it)\n');
+          }
+          if (report.undecryptable.length > 0 || out.undecodable.length > 0) process.exitCode = 1;
+          return;
+        }
+        const storageKey = key as string;
+        const resource = opts.resource !== undefined ? parseGroupResource(opts.resource) : parseStorageKey(opts.etcdPrefix, storageKey).groupResource;
+        let input: Buffer;
+        if (store) {
+          const kv = await store.get(storageKey);
+          if (!kv) throw new StoreError('NOT_FOUND', `key ${storageKey} not found in the ${describeStoreLocation(storeLocation(opts))}`, { key: storageKey });
+          input = Buffer.from(kv.value);
+        } else {
+          input = await readInput(opts.in);
+        }
+        const result = await set.forResource(resource).fromStorage(input, Buffer.from(storageKey, 'utf8'));
+        const out = formatOne({ key: storageKey, plaintext: Buffer.from(result.plaintext), origin: result.origin, stale: result.stale }, opts.output);
+        const problem = out.undecodable[0];
+        if (problem) throw new Error(`${storageKey} decrypts (${describeRead(result)}), but ${problem.error}; use -o raw`);
+        await writeOutput(opts.out, out.bytes);
+        process.stderr.write(describeRead(result) + '\n');
+      } finally {
+        await set.close();
+      }
+    } finally {
+      await kms?.close();
+      await store?.close();
+    }
+  } catch (err) {
+    // one line, whatever the cause
+    throw new Error(messageOf(err).replace(/\s*\n\s*/g, ' '), { cause: err });
+  }
+}
+
+function parseResourceList(list: string): (gr: GroupResource) => boolean {
+  const wanted = list.split(',').map((r) => r.trim()).filter((r) => r !== '').map((r) => parseGroupResource(r));
+  if (wanted.length === 0) throw new Error('--resources: no resource named');
+  return (gr) => wanted.some((w) => w.resource === gr.resource && w.group === gr.group);
+}
+
+function storeLocation(opts: DecryptFlags): StoreLocation {
+  return {
+    readonly: true,
+    ...(opts.dataDir !== undefined ? { dataDir: opts.dataDir } : {}),
+    ...(opts.etcdServers ? { etcdServers: opts.etcdServers } : {}),
+    ...(opts.etcdCafile ? { etcdCaFile: opts.etcdCafile } : {}),
+    ...(opts.etcdCertfile ? { etcdCertFile: opts.etcdCertfile } : {}),
+    ...(opts.etcdKeyfile ? { etcdKeyFile: opts.etcdKeyfile } : {}),
+  };
+}
+
+function openDecryptStore(opts: DecryptFlags): Store {
+  const loc = storeLocation(opts);
+  if (opts.etcdServers === undefined && !existsSync(embeddedStoreFile(opts.dataDir))) {
+    throw new Error(`no embedded store at ${embeddedStoreFile(opts.dataDir)} (check --data-dir)`);
+  }
+  return openStore(loc);
 }
 
 function withCommonOptions(cmd: Command): Command {
@@ -50,7 +188,7 @@ function withCommonOptions(cmd: Command): Command {
     .option('--out <file>', 'output file, - for stdout', '-');
 }
 
-async function transformValue(mode: 'encrypt' | 'decrypt', opts: TransformValueOptions): Promise<void> {
+async function encryptValue(opts: TransformValueOptions): Promise<void> {
   try {
     const { config } = await loadEncryptionConfigFile(opts.encryptionProviderConfig);
     const resource = opts.resource !== undefined ? parseGroupResource(opts.resource) : parseStorageKey(opts.etcdPrefix, opts.key).groupResource;
@@ -60,16 +198,9 @@ async function transformValue(mode: 'encrypt' | 'decrypt', opts: TransformValueO
     try {
       const set = buildTransformers(config, kms ? { kms: kms.factory } : {});
       try {
-        const transformer = set.forResource(resource);
-        if (mode === 'encrypt') {
-          // kms v2 can only write once its first Status call has delivered a key id
-          await kms?.ready();
-          await writeOutput(opts.out, await transformer.toStorage(input, dataCtx));
-        } else {
-          const result = await transformer.fromStorage(input, dataCtx);
-          await writeOutput(opts.out, result.plaintext);
-          process.stderr.write(describeRead(result) + '\n');
-        }
+        // kms v2 can only write once its first Status call has delivered a key id
+        await kms?.ready();
+        await writeOutput(opts.out, await set.forResource(resource).toStorage(input, dataCtx));
       } finally {
         await set.close();
       }

@@ -207,3 +207,24 @@ test('a key file reached through a symbolic link is read, mode-checked on the ta
     await assert.rejects(localBackend.open({ keyFile: link }, ctx), /has mode 0604/);
   });
 });
+
+test('nonces are fresh across refills of the nonce pool, and a returned ciphertext never changes afterwards', async () => {
+  await withKeyFile(async (keyFile) => {
+    await localBackend.initKey({ keyFile }, ctx);
+    await withOpen(keyFile, async (kek) => {
+      const dek = Buffer.alloc(32, 0x11);
+      const first = await kek.encrypt(dek);
+      const firstCopy = Buffer.from(first.ciphertext);
+      const nonces = new Set<string>();
+      // 1000 × 12 bytes crosses the 4 KiB pool's refill point twice.
+      for (let i = 0; i < 1000; i++) {
+        const { ciphertext } = await kek.encrypt(dek);
+        nonces.add(ciphertext.subarray(13, 25).toString('hex'));
+        assert.notEqual(ciphertext.subarray(13, 25).toString('hex'), '00'.repeat(12));
+      }
+      assert.equal(nonces.size, 1000);
+      assert.deepEqual(first.ciphertext, firstCopy, 'later encryptions must not touch an earlier ciphertext');
+      assert.deepEqual(await kek.decrypt(first.ciphertext), dek);
+    });
+  });
+});

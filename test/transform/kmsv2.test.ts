@@ -237,3 +237,27 @@ test('kms v2 concurrent cold reads of one seed share one Decrypt call; a failed 
   outs.forEach((o, i) => assert.equal(o.plaintext.toString(), `v${i}`));
   assert.equal(fake.calls.decrypt, 2);
 });
+
+test('kms v2 writes sealed straight into the envelope are the canonical EncryptedObject encoding, with and without a header', async () => {
+  const { fake, probe, t } = await setup();
+  fake.keyId = 'key-2';
+  fake.annotations = { 'kms.example.com': enc('v1'), 'a.b': enc('') };
+  await probe.check();
+  for (const size of [0, 1, 100, 200, 20_000]) {
+    const plain = randomBytes(size);
+    const stored = await t.toStorage(plain, enc('/k/a'));
+    // Re-encoding what was decoded gives the same bytes: field order, lengths and trailer are exact.
+    assert.deepEqual(encodeEncryptedObject(decodeEncryptedObject(stored)), stored);
+    assert.equal(decodeEncryptedObject(stored).encryptedData.length, 32 + 12 + size + 16);
+    const framed = await t.toStorageWithHeader(enc('k8s:enc:kms:v2:prov:'), plain, enc('/k/b'));
+    assert.deepEqual(framed.subarray(0, 20), enc('k8s:enc:kms:v2:prov:'));
+    assert.deepEqual(encodeEncryptedObject(decodeEncryptedObject(framed.subarray(20))), framed.subarray(20));
+    assert.deepEqual((await t.fromStorage(framed.subarray(20), enc('/k/b'))).plaintext, plain);
+    // Read through a second transformer (cold caches: the Decrypt path, not the write state).
+    const state2 = new DekSeedStateHolder();
+    await new KmsV2Probe('prov', fake, state2, NO_CACHE, Date.now).check();
+    const cold = new KmsV2Transformer({ providerName: 'prov', service: fake, state: state2 });
+    assert.deepEqual((await cold.fromStorage(stored, enc('/k/a'))).plaintext, plain);
+    await assert.rejects(cold.fromStorage(stored, enc('/k/other')), /message authentication failed/);
+  }
+});

@@ -5,7 +5,7 @@
 // AAD = the first 13 bytes (format ‖ version ‖ id) ‖ UTF-8 key_id (`local:v<version>:<id hex>`), so a
 // ciphertext only opens under the KEK version it names: editing the version or id fails the tag.
 // 41 bytes of overhead: a 32-byte DEK wraps to 73 bytes, far under the KMS v2 limit of 1024.
-import { createCipheriv, createDecipheriv, randomBytes, type KeyObject } from 'node:crypto';
+import { createCipheriv, createDecipheriv, randomFillSync, type KeyObject } from 'node:crypto';
 import { BackendError } from '../backend.js';
 
 export const CIPHERTEXT_FORMAT = 0x01;
@@ -32,14 +32,46 @@ function aad(head: Buffer, keyId: string): Buffer {
   return Buffer.concat([head, Buffer.from(keyId, 'utf8')]);
 }
 
-export function seal(ref: VersionRef, keyId: string, key: KeyObject, plaintext: Uint8Array): Buffer {
+/** What every ciphertext of one KEK version starts with and authenticates, computed once per version. */
+export interface SealPrefix {
+  head: Buffer;
+  aad: Buffer;
+}
+
+export function sealPrefix(ref: VersionRef, keyId: string): SealPrefix {
   const head = header(ref);
-  const nonce = randomBytes(NONCE_BYTES);
+  return { head, aad: aad(head, keyId) };
+}
+
+// Nonces come from a pool refilled from the CSPRNG 4 KiB at a time: one randomBytes(12) per call
+// cost about as much as the AES-GCM itself (hot path of every Encrypt). Each nonce is 12 fresh
+// random bytes used once, exactly as before.
+const NONCE_POOL_BYTES = 4096;
+const noncePool = Buffer.alloc(NONCE_POOL_BYTES);
+let noncePoolOffset = NONCE_POOL_BYTES;
+
+function freshNonce(out: Buffer, offset: number): Buffer {
+  if (noncePoolOffset + NONCE_BYTES > NONCE_POOL_BYTES) {
+    randomFillSync(noncePool);
+    noncePoolOffset = 0;
+  }
+  noncePool.copy(out, offset, noncePoolOffset, noncePoolOffset + NONCE_BYTES);
+  noncePool.fill(0, noncePoolOffset, noncePoolOffset + NONCE_BYTES); // never handed out twice
+  noncePoolOffset += NONCE_BYTES;
+  return out.subarray(offset, offset + NONCE_BYTES);
+}
+
+export function seal(prefix: SealPrefix, key: KeyObject, plaintext: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(HEADER_BYTES + NONCE_BYTES + plaintext.length + TAG_BYTES);
+  prefix.head.copy(out, 0);
+  const nonce = freshNonce(out, HEADER_BYTES);
   const cipher = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: TAG_BYTES });
-  cipher.setAAD(aad(head, keyId));
-  const body = cipher.update(plaintext);
-  const last = cipher.final();
-  return Buffer.concat([head, nonce, body, last, cipher.getAuthTag()]);
+  cipher.setAAD(prefix.aad);
+  let at = HEADER_BYTES + NONCE_BYTES;
+  at += cipher.update(plaintext).copy(out, at);
+  at += cipher.final().copy(out, at);
+  cipher.getAuthTag().copy(out, at);
+  return out;
 }
 
 /** The version a ciphertext names, or an INVALID_CIPHERTEXT error when it is not one of ours. */
@@ -54,14 +86,14 @@ export function versionRefOf(ciphertext: Uint8Array): VersionRef {
   return { version: buf.readUInt32BE(1), id: buf.toString('hex', 5, HEADER_BYTES) };
 }
 
-export function open(keyId: string, key: KeyObject, ciphertext: Uint8Array): Buffer {
+/** `prefix` is the sealPrefix of the version `ciphertext` names (versionRefOf); `keyId` is for the error text. */
+export function open(prefix: SealPrefix, keyId: string, key: KeyObject, ciphertext: Uint8Array): Buffer {
   const buf = Buffer.from(ciphertext.buffer, ciphertext.byteOffset, ciphertext.byteLength);
-  const head = buf.subarray(0, HEADER_BYTES);
   const nonce = buf.subarray(HEADER_BYTES, HEADER_BYTES + NONCE_BYTES);
   const body = buf.subarray(HEADER_BYTES + NONCE_BYTES, buf.length - TAG_BYTES);
   const tag = buf.subarray(buf.length - TAG_BYTES);
   const decipher = createDecipheriv('aes-256-gcm', key, nonce, { authTagLength: TAG_BYTES });
-  decipher.setAAD(aad(head, keyId));
+  decipher.setAAD(prefix.aad);
   decipher.setAuthTag(tag);
   try {
     return Buffer.concat([decipher.update(body), decipher.final()]);

@@ -7,7 +7,7 @@ import { createSecretKey, type KeyObject } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import type { Logger } from '../../log.js';
 import { BackendError, type KekBackend, type WrapResult } from '../backend.js';
-import { open as openCiphertext, seal, versionRefOf } from './ciphertext.js';
+import { open as openCiphertext, seal, sealPrefix, versionRefOf, type SealPrefix } from './ciphertext.js';
 import { keyIdOf, readKeyFile, type KeyFileContents, type KeyFileStamp } from './key-file.js';
 
 interface LoadedVersion {
@@ -15,6 +15,7 @@ interface LoadedVersion {
   id: string;
   keyId: string;
   key: KeyObject;
+  prefix: SealPrefix;
 }
 
 interface Loaded {
@@ -31,7 +32,8 @@ function load(contents: KeyFileContents, stamp: KeyFileStamp): Loaded {
   const byRef = new Map<string, LoadedVersion>();
   let current: LoadedVersion | undefined;
   for (const v of contents.versions) {
-    const loaded = { version: v.version, id: v.id, keyId: keyIdOf(v), key: createSecretKey(v.key) };
+    const keyId = keyIdOf(v);
+    const loaded = { version: v.version, id: v.id, keyId, key: createSecretKey(v.key), prefix: sealPrefix(v, keyId) };
     v.key.fill(0);
     byRef.set(refKey(v.version, v.id), loaded);
     if (!current || loaded.version > current.version) current = loaded;
@@ -67,7 +69,7 @@ export class LocalKek implements KekBackend {
 
   async encrypt(plaintext: Uint8Array): Promise<WrapResult> {
     const { current } = this.loaded();
-    return { ciphertext: seal(current, current.keyId, current.key, plaintext), keyId: current.keyId };
+    return { ciphertext: seal(current.prefix, current.key, plaintext), keyId: current.keyId };
   }
 
   async decrypt(ciphertext: Uint8Array): Promise<Buffer> {
@@ -80,7 +82,7 @@ export class LocalKek implements KekBackend {
     if (!entry) {
       throw new BackendError('INVALID_CIPHERTEXT', `ciphertext names key version ${ref.version} (id ${ref.id}), which key file ${this.path} does not hold`);
     }
-    return openCiphertext(entry.keyId, entry.key, ciphertext);
+    return openCiphertext(entry.prefix, entry.keyId, entry.key, ciphertext);
   }
 
   refresh(): Promise<void> {

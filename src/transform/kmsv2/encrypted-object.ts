@@ -89,6 +89,20 @@ export function encodeEncryptedObject(o: EncryptedObject): Buffer {
   return out;
 }
 
+/**
+ * The bytes in front of `encryptedData` in an encoded EncryptedObject (`header ‖ tag 1 ‖ varint
+ * length`), for writers that seal straight behind it: field 1 comes first on the wire, so
+ * `encryptedDataHeader(h, n) ‖ encryptedData ‖ encodeEncryptedObject({...o, encryptedData: empty})`
+ * is exactly `h ‖ encodeEncryptedObject(o)` when `encryptedData` is not empty.
+ */
+export function encryptedDataHeader(header: Uint8Array, encryptedDataLength: number): Buffer {
+  const out = Buffer.allocUnsafe(header.length + 1 + varintSize(encryptedDataLength));
+  out.set(header, 0);
+  out[header.length] = 0x0a;
+  writeVarint(out, header.length + 1, encryptedDataLength);
+  return out;
+}
+
 function writeNegativeVarint(out: Buffer, pos: number, n: number): number {
   let v = BigInt.asUintN(64, BigInt(n));
   for (let i = 0; i < 9; i++) {

@@ -8,7 +8,7 @@ import { EnvelopeError, KmsNotReadyError, KmsResponseError } from '../../kms/err
 import type { KmsV2Service } from '../../kms/service.js';
 import { ExtendedNonceGcm } from '../../crypto/index.js';
 import { dekSourceCacheKey } from './cache-key.js';
-import { HKDF_SHA256_XNONCE_AES_GCM_SEED } from './encrypted-object.js';
+import { HKDF_SHA256_XNONCE_AES_GCM_SEED, encodeEncryptedObject } from './encrypted-object.js';
 import { keyIdHash, validateEncryptedObject } from './validation.js';
 
 /** How long writes may go on after the last good Status (kube-apiserver's 3 minutes). */
@@ -16,7 +16,10 @@ export const WRITE_DEK_SOURCE_MAX_TTL_MS = 3 * 60 * 1000;
 
 /** Authenticated encryption bound to the storage key: what a DEK or seed turns into. */
 export interface DataAead {
-  seal(plaintext: Uint8Array, aad: Uint8Array): Buffer;
+  /** Bytes `seal` adds to the plaintext. */
+  readonly overhead: number;
+  /** `header ‖ sealed ‖ trailer` in one buffer. */
+  seal(plaintext: Uint8Array, aad: Uint8Array, header?: Uint8Array, trailer?: Uint8Array): Buffer;
   open(data: Uint8Array, aad: Uint8Array): Buffer;
 }
 
@@ -32,6 +35,11 @@ export interface DekSeedState {
   readonly expiresAt: number;
   /** Decrypt-cache key of this seed (format.md §4). */
   readonly cacheKey: string;
+  /**
+   * EncryptedObject fields 2–5 (keyID, encryptedDEKSource, annotations, type) encoded once: every
+   * write appends them behind its encryptedData instead of encoding the object again.
+   */
+  readonly encodedFields: Buffer;
 }
 
 export interface DekSeedStateOptions {
@@ -144,6 +152,7 @@ async function generateState(service: KmsV2Service, uid: string, expiresAt: numb
       uid,
       expiresAt,
       cacheKey: dekSourceCacheKey(type, encryptedDEKSource, resp.keyId, annotations),
+      encodedFields: encodeEncryptedObject({ encryptedData: EMPTY, keyID: resp.keyId, encryptedDEKSource, annotations, encryptedDEKSourceType: type }),
     };
   } finally {
     secret.fill(0);
@@ -151,4 +160,5 @@ async function generateState(service: KmsV2Service, uid: string, expiresAt: numb
 }
 
 const ONE_BYTE = Buffer.of(0);
+const EMPTY = Buffer.alloc(0);
 const NOT_READY = 'got unexpected nil transformer';

@@ -14,13 +14,33 @@ export function mediaType(contentType: string | undefined): string {
   return (contentType ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
 }
 
+export const MAX_NESTING_DEPTH = 10_000;
+
+/** Iterative (the document may be nested deeper than the stack allows). */
+function depthExceeds(doc: unknown, max: number): boolean {
+  const stack: Array<[unknown, number]> = [[doc, 1]];
+  while (stack.length > 0) {
+    const [v, d] = stack.pop() as [unknown, number];
+    if (v === null || typeof v !== 'object') continue;
+    if (d > max) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v as Record<string, unknown>)) stack.push([child, d + 1]);
+  }
+  return false;
+}
+
 /** Parses a JSON (or, for apply and YAML content types, YAML) document. */
 export function parseDocument(body: Buffer, type: 'json' | 'yaml'): Json {
   const text = body.toString('utf8');
   try {
-    return (type === 'yaml' ? parseYaml(text) : JSON.parse(text)) as Json;
+    // logLevel 'error': the yaml library would otherwise print warnings quoting the body (which may
+    // hold secret values) to stderr via process.emitWarning.
+    const doc = (type === 'yaml' ? parseYaml(text, { logLevel: 'error' }) : JSON.parse(text)) as Json;
+    // Go's encoding/json (kube's decoder) stops at 10000 levels; our recursive walks (schema
+    // check, merge patches) must not see more, or they would overflow the stack (a 500).
+    if (depthExceeds(doc, MAX_NESTING_DEPTH)) throw new Error('exceeded max depth');
+    return doc;
   } catch (err) {
-    throw badRequest(`the body of the request could not be decoded as ${type.toUpperCase()}: ${err instanceof Error ? err.message.split('\n')[0] : 'invalid document'}`);
+    throw badRequest(`the body of the request could not be decoded as ${type.toUpperCase()}: ${err instanceof Error ? (err.message.split('\n')[0] ?? '').replace(/\r/g, '\\r') : 'invalid document'}`);
   }
 }
 
@@ -49,10 +69,10 @@ export function checkObject(rt: ResourceType, value: Json, validation: FieldVali
   if (!isPlainObject(value)) throw badRequest(`${rt.kind} in version "v1" cannot be handled as a ${rt.kind}: the body is not a JSON object`);
   const obj = value as JsonObject;
   if (obj['apiVersion'] !== undefined && obj['apiVersion'] !== 'v1') {
-    throw badRequest(`the API version in the data (${String(obj['apiVersion'])}) does not match the expected API version (v1)`);
+    throw badRequest(`the API version in the data (${oneLine(obj['apiVersion'])}) does not match the expected API version (v1)`);
   }
   if (obj['kind'] !== undefined && obj['kind'] !== rt.kind) {
-    throw badRequest(`${String(obj['kind'])} in version "v1" cannot be handled as a ${rt.kind}: the object provided is unrecognized (must be of type ${rt.kind})`);
+    throw badRequest(`${oneLine(obj['kind'])} in version "v1" cannot be handled as a ${rt.kind}: the object provided is unrecognized (must be of type ${rt.kind})`);
   }
   obj['apiVersion'] = 'v1';
   obj['kind'] = rt.kind;
@@ -69,6 +89,12 @@ export function checkObject(rt: ResourceType, value: Json, validation: FieldVali
   const decodeError = rt.decodeError?.(k);
   if (decodeError) throw badRequest(decodeError);
   return k;
+}
+
+/** A client-supplied value quoted in a message: control characters escaped so the message stays one line. */
+function oneLine(v: unknown): string {
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what is escaped
+  return String(v).replace(/[\x00-\x1f\x7f]/g, (c) => JSON.stringify(c).slice(1, -1));
 }
 
 export function fieldValidationOf(query: URLSearchParams): FieldValidation {

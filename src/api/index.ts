@@ -24,6 +24,7 @@ import { ensureGeneratedPki, loadServingPki } from './pki.js';
 import { RequestMetrics } from './request-metrics.js';
 import { ResourceHandlers } from './resource-handlers.js';
 import { createRequestListener } from './server.js';
+import { DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT, DEFAULT_MAX_REQUESTS_INFLIGHT } from './inflight-limit.js';
 import { transformationRecorder } from './transformation-metrics.js';
 
 export { DEFAULT_MAX_BODY_BYTES } from './server.js';
@@ -59,6 +60,10 @@ export interface ApiServerOptions {
   tokenAuthFile?: string;
   /** Request body limit (default 3 MiB); larger bodies get 413. */
   maxRequestBodyBytes?: number;
+  /** `--max-requests-inflight` (default 400 like kube; 0 = no limit): more read-only requests at once get 429. */
+  maxRequestsInflight?: number;
+  /** `--max-mutating-requests-inflight` (default 200 like kube; 0 = no limit). */
+  maxMutatingRequestsInflight?: number;
   /** Upper bound of watch timeoutSeconds (default 1800). */
   maxWatchTimeoutSeconds?: number;
   /** BOOKMARK interval of watches that allow them (default 60 s). */
@@ -181,6 +186,10 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ru
       storeCheck: storeHealthCheck(store),
       kmsChecks: () => state.healthChecks(),
       ...(options.maxRequestBodyBytes ? { maxBodyBytes: options.maxRequestBodyBytes } : {}),
+      inflight: {
+        maxRequestsInflight: options.maxRequestsInflight ?? DEFAULT_MAX_REQUESTS_INFLIGHT,
+        maxMutatingRequestsInflight: options.maxMutatingRequestsInflight ?? DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT,
+      },
     });
 
     const server: Server = createServer({ cert: pki.certPem, key: pki.keyPem, minVersion: 'TLSv1.2' }, listener);

@@ -18,6 +18,7 @@ import { isPublicRoute, route, type Route } from './router.js';
 import { statusFromError } from './status.js';
 import { versionInfo } from './version.js';
 import { isWatchRequest, serveWatch, type WatchDeps } from './watch.js';
+import { InflightLimiter, isMutatingMethod, sendTooManyRequests, type InflightLimits } from './inflight-limit.js';
 
 /** kube-apiserver's limit for JSON/YAML request bodies (3 MB). */
 export const DEFAULT_MAX_BODY_BYTES = 3 * 1024 * 1024;
@@ -35,6 +36,8 @@ export interface RequestListenerDeps {
   /** The current KMS checks (they change on reload). */
   kmsChecks(): HealthCheck[];
   maxBodyBytes?: number;
+  /** --max-requests-inflight / --max-mutating-requests-inflight (absent: no limit). */
+  inflight?: InflightLimits;
 }
 
 class BodyTooLarge extends Error {}
@@ -93,6 +96,7 @@ function resourceLabel(r: Route): string {
 export function createRequestListener(deps: RequestListenerDeps): (req: IncomingMessage, res: ServerResponse) => void {
   const limit = deps.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const watchDeps: WatchDeps = { ...deps.watch, handlers: deps.handlers };
+  const limiter = deps.inflight ? new InflightLimiter(deps.inflight) : undefined;
 
   const send = (res: ServerResponse, code: number, body: unknown, contentType = 'application/json', warnings: string[] = []): void => {
     if (res.headersSent) {
@@ -101,7 +105,7 @@ export function createRequestListener(deps: RequestListenerDeps): (req: Incoming
     }
     const payload = typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body);
     const headers: Record<string, string | string[]> = { 'Content-Type': contentType, 'Cache-Control': 'no-cache, private' };
-    if (warnings.length) headers['Warning'] = warnings.map((w) => `299 - ${JSON.stringify(w)}`);
+    if (warnings.length) headers['Warning'] = warnings.map(warningHeader);
     res.writeHead(code, headers);
     res.end(payload);
   };
@@ -219,6 +223,15 @@ export function createRequestListener(deps: RequestListenerDeps): (req: Incoming
     }
     const verb = verbOf(r, req.method ?? 'GET', url.searchParams, req.headers['content-type']);
     const warnings: string[] = [];
+    // Watches are long-running and health/version must answer under load: neither is limited (like kube).
+    const limited = limiter !== undefined && verb !== 'WATCH' && r.kind !== 'health' && r.kind !== 'version';
+    const release = limited ? limiter.tryAcquire(isMutatingMethod(req.method ?? 'GET')) : () => {};
+    if (!release) {
+      sendTooManyRequests(res);
+      deps.metrics.observe(verb, resourceLabel(r), 429, Number(process.hrtime.bigint() - started) / 1e9);
+      return;
+    }
+    res.once('close', release);
     handle(req, res, r, url, warnings)
       .catch((err: unknown) => {
         const status = statusFromError(err, deps.etcdPrefix, deps.log);
@@ -229,6 +242,21 @@ export function createRequestListener(deps: RequestListenerDeps): (req: Incoming
       .then((code) => {
         deps.metrics.observe(verb, resourceLabel(r), code, Number(process.hrtime.bigint() - started) / 1e9);
       })
-      .catch((err: unknown) => deps.log.error({ err: String(err) }, 'request accounting failed'));
+      .catch((err: unknown) => {
+        deps.log.error({ err: String(err) }, 'request accounting failed');
+        // Never leave a client hanging when even the error reply could not be written.
+        if (!res.writableEnded) res.destroy();
+      });
   };
+}
+
+/**
+ * `299 - "<text>"` as kube writes it: the text's UTF-8 bytes as they are (node writes header strings
+ * as latin1, so each byte becomes one char); bytes node refuses in a header (DEL; controls are
+ * already escaped by JSON.stringify) become `?`. Found by test/reliability/fuzz-http.test.ts: an
+ * unknown field named with a non-latin1 character made writeHead throw and the request hang.
+ */
+function warningHeader(text: string): string {
+  const latin1 = Buffer.from(JSON.stringify(text), 'utf8').toString('latin1');
+  return `299 - ${latin1.replace(/[^\t\x20-\x7e\x80-\xff]/g, '?')}`;
 }

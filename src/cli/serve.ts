@@ -3,6 +3,7 @@
 // ATREST_* environment variable. Thin: parses flags and runs startApiServer (src/api).
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { DEFAULT_RELOAD_INTERVAL_MS, startApiServer } from '../api/index.js';
+import { DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT, DEFAULT_MAX_REQUESTS_INFLIGHT } from '../api/inflight-limit.js';
 import { createLogger } from '../log.js';
 import { DEFAULT_ETCD_PREFIX } from '../storage/keys.js';
 import { DEFAULT_DATA_DIR } from '../storage/open.js';
@@ -24,6 +25,8 @@ interface ServeOptions {
   tlsPrivateKeyFile?: string;
   tokenAuthFile?: string;
   maxRequestBodyBytes?: number;
+  maxRequestsInflight: number;
+  maxMutatingRequestsInflight: number;
 }
 
 function integer(min: number, max: number): (v: string) => number {
@@ -57,6 +60,8 @@ export function registerServe(program: Command): void {
     .addOption(new Option('--tls-private-key-file <file>', 'key of --tls-cert-file (PEM)').env('ATREST_TLS_PRIVATE_KEY_FILE'))
     .addOption(new Option('--token-auth-file <file>', 'static tokens, kube CSV format token,user,uid[,"groups"]; else an admin token is generated').env('ATREST_TOKEN_AUTH_FILE'))
     .addOption(new Option('--max-request-body-bytes <n>', 'larger request bodies get 413').argParser(integer(1024, 1 << 30)).env('ATREST_MAX_REQUEST_BODY_BYTES'))
+    .addOption(new Option('--max-requests-inflight <n>', 'read-only requests served at once; more get 429 (0: no limit)').default(DEFAULT_MAX_REQUESTS_INFLIGHT).argParser(integer(0, 1_000_000)).env('ATREST_MAX_REQUESTS_INFLIGHT'))
+    .addOption(new Option('--max-mutating-requests-inflight <n>', 'mutating requests served at once; more get 429 (0: no limit)').default(DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT).argParser(integer(0, 1_000_000)).env('ATREST_MAX_MUTATING_REQUESTS_INFLIGHT'))
     .action(async (opts: ServeOptions) => {
       const log = createLogger('apiserver');
       const config = opts.encryptionProviderConfig ?? opts.experimentalEncryptionProviderConfig;
@@ -77,6 +82,8 @@ export function registerServe(program: Command): void {
         ...(opts.tlsPrivateKeyFile ? { tlsPrivateKeyFile: opts.tlsPrivateKeyFile } : {}),
         ...(opts.tokenAuthFile ? { tokenAuthFile: opts.tokenAuthFile } : {}),
         ...(opts.maxRequestBodyBytes ? { maxRequestBodyBytes: opts.maxRequestBodyBytes } : {}),
+        maxRequestsInflight: opts.maxRequestsInflight,
+        maxMutatingRequestsInflight: opts.maxMutatingRequestsInflight,
       });
       // One machine-readable line on stdout (the port matters with --secure-port 0).
       process.stdout.write(`${JSON.stringify({ url: server.url, port: server.port, kubeconfig: server.kubeconfigPath })}\n`);

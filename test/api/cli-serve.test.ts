@@ -9,6 +9,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { after, describe, test } from 'node:test';
 import { Kubectl, kubectlAvailable } from '../helpers/kubectl.js';
+import { captureLog } from '../helpers/test-log.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -25,6 +26,7 @@ function runServe(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Child> {
   });
   let stderr = '';
   proc.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  captureLog('cli-serve', proc.stderr);
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
   return new Promise((resolve, reject) => {
     const lines = createInterface({ input: proc.stdout });
@@ -46,6 +48,7 @@ function runToExit(args: string[]): Promise<{ code: number | null; stderr: strin
     const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli/run.ts', 'serve', '--secure-port', '0', ...args], { cwd: ROOT });
     let stderr = '';
     proc.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    captureLog('cli-serve-fail', proc.stderr);
     proc.stdout.resume();
     proc.once('exit', (code) => resolve({ code, stderr }));
   });

@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Kubectl, kubectlAvailable } from '../helpers/kubectl.js';
 import { cliSource, makeTempDir, repoRoot, runAtrest } from '../helpers/plugin.js';
+import { captureLog, registerKeyFile } from '../helpers/test-log.js';
 
 interface DevProcess {
   kubeconfig: string;
@@ -20,6 +21,7 @@ async function startDev(dataDir: string): Promise<DevProcess> {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  captureLog('dev', child.stderr);
   child.stderr.resume();
   const kubeconfig = await new Promise<string>((resolve, reject) => {
     const lines: string[] = [];
@@ -30,6 +32,7 @@ async function startDev(dataDir: string): Promise<DevProcess> {
     });
     void exited.then((code) => reject(new Error(`atrest dev exited ${code} before serving:\n${lines.join('\n')}`)));
   });
+  registerKeyFile(join(dataDir, 'kek.json'));
   return {
     kubeconfig,
     stop: async () => {

@@ -11,6 +11,7 @@ import * as grpc from '@grpc/grpc-js';
 import { create, fromBinary, toBinary, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
 import * as v1 from '../../src/gen/v1beta1/api_pb.js';
 import * as v2 from '../../src/gen/v2/api_pb.js';
+import { captureLog, keyFileArg, registerKeyFile } from './test-log.js';
 
 export const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 export const cliSource = fileURLToPath(new URL('../../src/cli/run.ts', import.meta.url));
@@ -34,10 +35,15 @@ export function runAtrest(args: string[], env: NodeJS.ProcessEnv = {}): Promise<
     });
     let stdout = '';
     let stderr = '';
+    captureLog(`atrest-${args[0] ?? 'cli'}`, child.stderr);
     child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
     child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
     child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.on('close', (code) => {
+      const keyFile = keyFileArg(args);
+      if (keyFile) registerKeyFile(keyFile);
+      resolve({ code, stdout, stderr });
+    });
   });
 }
 
@@ -58,6 +64,9 @@ export class PluginProcess {
     });
     this.exited = new Promise((resolve) => this.child.once('exit', (code) => { this.notify(); resolve(code); }));
     this.child.stdout.resume();
+    captureLog('kms-plugin', this.child.stderr);
+    const keyFile = keyFileArg(args);
+    if (keyFile) registerKeyFile(keyFile);
     createInterface({ input: this.child.stderr }).on('line', (line) => {
       this.stderrLines.push(line);
       try {

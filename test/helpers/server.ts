@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startApiServer, type ApiServerOptions, type RunningApiServer } from '../../src/api/index.js';
 import { silentLogger } from '../../src/log.js';
+import { registerTestSecret, testLogger } from './test-log.js';
 
 export interface TestServer {
   server: RunningApiServer;
@@ -17,7 +18,7 @@ export interface TestServer {
 
 export async function startTestServer(options: ApiServerOptions = {}, dir = mkdtempSync(join(tmpdir(), 'atrest-api-'))): Promise<TestServer> {
   const dataDir = options.dataDir ?? join(dir, 'data');
-  const server = await startApiServer({ log: silentLogger(), securePort: 0, ...options, dataDir });
+  const server = await startApiServer({ log: testLogger('api-server') ?? silentLogger(), securePort: 0, ...options, dataDir });
   return {
     server,
     dir,
@@ -32,6 +33,7 @@ export async function startTestServer(options: ApiServerOptions = {}, dir = mkdt
 /** An EncryptionConfiguration with aesgcm for secrets and configmaps (identity readable as fallback). Returns its path. */
 export function writeAesGcmConfig(dir: string, name = 'key1', file = 'encryption.yaml', extraKeys: Array<{ name: string; secret: string }> = []): { path: string; secret: string } {
   const secret = randomBytes(32).toString('base64');
+  registerTestSecret(Buffer.from(secret, 'base64'), 'aesgcm-key');
   const keys = [{ name, secret }, ...extraKeys].map((k) => `            - name: ${k.name}\n              secret: ${k.secret}`).join('\n');
   const path = join(dir, file);
   writeFileSync(path, `apiVersion: apiserver.config.k8s.io/v1

@@ -12,6 +12,7 @@ import { openEtcdStore } from '../../src/storage/etcd.js';
 import { openSqliteStore, STORE_FILE_NAME } from '../../src/storage/sqlite.js';
 import type { Store } from '../../src/storage/types.js';
 import { etcdAvailable, startEtcdCluster, type EtcdCluster } from '../helpers/etcd.js';
+import { captureLog } from '../helpers/test-log.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 const runTs = join(repoRoot, 'src/cli/run.ts');
@@ -34,6 +35,7 @@ function getRaw(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: nu
     const err: Buffer[] = [];
     child.stdout.on('data', (d: Buffer) => out.push(d));
     child.stderr.on('data', (d: Buffer) => err.push(d));
+    captureLog('get-raw', child.stderr);
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString() }));
   });

@@ -1,0 +1,267 @@
+// Suite 4, re-encryption: `atrest rewrite` of N secrets (default 10,000; quick 200; `--size N`)
+// against the kubectl pipeline the Kubernetes docs give (`kubectl get secrets --all-namespaces -o
+// json | kubectl replace -f -`), on the same kind of server: `atrest serve` on the embedded store,
+// and (full runs only) on a real one-member etcd.
+//
+// The migration measured: secrets written with aescbc, the server (and the tool) now configured with
+// kms v2 first (a real `atrest kms-plugin`-equivalent plugin server, local backend, in this process)
+// and aescbc still readable. Both runs start from identical stores (the embedded store: one seeded
+// data dir, copied; etcd: two key prefixes seeded alike).
+// While each run goes, a background writer PATCHes a random secret through the API 20 times a second
+// (labels only), as a live cluster would: kubectl's replace of an object changed since its get fails
+// with a Conflict and leaves it stale; `atrest rewrite` compares-and-swaps, re-reads and retries.
+// After each run `atrest rewrite --dry-run` counts what is still stale. The figure to read is the
+// ratio of secrets/s (issue #7 target: ≥ 20×, with zero conflicts left unresolved).
+import { spawn } from 'node:child_process';
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { parseEncryptionConfig } from '../src/config/load.js';
+import { silentLogger } from '../src/log.js';
+import { localBackend } from '../src/plugin/backends/local.js';
+import { startPluginServer } from '../src/plugin/server.js';
+import { EncryptedStore } from '../src/storage/encrypted-store.js';
+import { openStore } from '../src/storage/open.js';
+import { buildTransformers } from '../src/transform/build.js';
+import { etcdAvailable, startEtcdCluster, type EtcdCluster } from '../test/helpers/etcd.js';
+import { KUBECTL, kubectlAvailable } from '../test/helpers/kubectl.js';
+import { makeTempDir, repoRoot } from '../test/helpers/plugin.js';
+import { withRatio, type BenchContext, type Row, type SuiteResult } from './lib.js';
+import { atrestCommand, startServe, type ServeProcess } from './serve-process.js';
+
+const TARGET_RATIO = 20;
+const BACKGROUND_PATCHES_PER_SECOND = 20;
+const AESCBC_KEY = randomBytes(32).toString('base64');
+
+const oldConfig = `apiVersion: apiserver.config.k8s.io/v1
+kind: EncryptionConfiguration
+resources:
+  - resources: [secrets]
+    providers:
+      - aescbc: { keys: [{ name: key1, secret: "${AESCBC_KEY}" }] }
+      - identity: {}
+`;
+
+function newConfig(socket: string): string {
+  return `apiVersion: apiserver.config.k8s.io/v1
+kind: EncryptionConfiguration
+resources:
+  - resources: [secrets]
+    providers:
+      - kms: { apiVersion: v2, name: bench-kms, endpoint: "unix://${socket}", timeout: 3s }
+      - aescbc: { keys: [{ name: key1, secret: "${AESCBC_KEY}" }] }
+      - identity: {}
+`;
+}
+
+/** Where a run's objects live: the embedded store in `dataDir`, or etcd under `prefix` (serve keeps its PKI in `dataDir`). */
+interface Backend {
+  dataDir: string;
+  etcdServers?: string;
+  prefix: string;
+}
+
+function storeArgs(b: Backend): string[] {
+  return b.etcdServers ? ['--etcd-servers', b.etcdServers, '--etcd-prefix', b.prefix, '--data-dir', b.dataDir] : ['--data-dir', b.dataDir, '--etcd-prefix', b.prefix];
+}
+
+async function seed(b: Backend, count: number): Promise<string[]> {
+  const transformer = buildTransformers(parseEncryptionConfig(oldConfig, 'old.yaml').config).forResource({ group: '', resource: 'secrets' });
+  const store = openStore(b.etcdServers ? { etcdServers: b.etcdServers } : { dataDir: b.dataDir, sqlite: { synchronous: 'normal', compactIntervalMs: 0 } });
+  const encrypted = new EncryptedStore(store, () => transformer);
+  const created = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+  const names = Array.from({ length: count }, (_, i) => `rw-${String(i).padStart(6, '0')}`);
+  let next = 0;
+  // etcd takes concurrent creates; the embedded store is synchronous underneath anyway.
+  const worker = async (): Promise<void> => {
+    while (next < names.length) {
+      const name = names[next++]!;
+      const obj = {
+        kind: 'Secret', apiVersion: 'v1',
+        metadata: { name, namespace: 'default', uid: randomUUID(), creationTimestamp: created },
+        type: 'Opaque',
+        data: { value: randomBytes(256).toString('base64') },
+      };
+      await encrypted.create(`${b.prefix}/secrets/default/${name}`, Buffer.from(JSON.stringify(obj)));
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: b.etcdServers ? 32 : 1 }, worker));
+  } finally {
+    await store.close();
+  }
+  return names;
+}
+
+/** PATCHes a random secret's labels `perSecond` times a second until stopped; counts what it did. */
+function backgroundWriter(server: ServeProcess, names: string[], perSecond: number): { stop: () => Promise<{ patched: number; failed: number }> } {
+  let patched = 0;
+  let failed = 0;
+  let inFlight: Promise<void> = Promise.resolve();
+  const timer = setInterval(() => {
+    const name = names[Math.floor(Math.random() * names.length)]!;
+    inFlight = server.call('PATCH', `/api/v1/namespaces/default/secrets/${name}`, { metadata: { labels: { touched: String(Date.now()) } } }, 'application/merge-patch+json')
+      .then((r) => { if (r.status === 200) patched++; else failed++; }, () => { failed++; });
+  }, 1000 / perSecond);
+  return {
+    stop: async () => {
+      clearInterval(timer);
+      await inFlight;
+      return { patched, failed };
+    },
+  };
+}
+
+function runCommand(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string; seconds: number }> {
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr, seconds: (performance.now() - started) / 1000 }));
+  });
+}
+
+interface RewriteJson { stale: number; rewritten: number; conflictsRetried: number; retriesExhausted: string[]; undecryptable: unknown[]; durationMs: number; ok: boolean }
+
+async function atrestRewrite(backend: Backend, configPath: string, dryRun: boolean): Promise<RewriteJson & { seconds: number }> {
+  const cmd = atrestCommand();
+  const r = await runCommand(process.execPath, [...cmd.argv, 'rewrite', '--encryption-provider-config', configPath, ...storeArgs(backend), '--resources', 'secrets', '-o', 'json', ...(dryRun ? ['--dry-run'] : [])],
+    { ...process.env, ATREST_LOG_LEVEL: 'warn' });
+  if (r.code !== 0 && r.code !== 1) throw new Error(`atrest rewrite${dryRun ? ' --dry-run' : ''} exited ${r.code}: ${r.stderr.slice(-1000)}`);
+  try {
+    return { ...(JSON.parse(r.stdout) as RewriteJson), seconds: r.seconds };
+  } catch {
+    throw new Error(`atrest rewrite printed no JSON summary (exit ${r.code}): ${r.stderr.slice(-1000)}`);
+  }
+}
+
+interface Measured { seconds: number; conflicts: number; errors: number; leftStale: number; patched: number; detail: string }
+
+async function measureKubectl(backend: Backend, configPath: string, names: string[], home: string): Promise<Measured> {
+  const server = await startServe(backend.dataDir, ['--encryption-provider-config', configPath, ...storeArgs(backend)]);
+  try {
+    const writer = backgroundWriter(server, names, BACKGROUND_PATCHES_PER_SECOND);
+    const r = await runCommand('bash', ['-o', 'pipefail', '-c', `"${KUBECTL}" get secrets --all-namespaces -o json | "${KUBECTL}" replace -f -`],
+      { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: home, KUBECONFIG: server.kubeconfig });
+    const bg = await writer.stop();
+    const errorLines = r.stderr.split('\n').filter((l) => l.startsWith('Error from server'));
+    const conflicts = errorLines.filter((l) => /Conflict|modified/i.test(l)).length;
+    const replaced = r.stdout.split('\n').filter((l) => / replaced$/.test(l)).length;
+    if (replaced + errorLines.length < names.length) throw new Error(`kubectl replaced ${replaced} and failed ${errorLines.length} of ${names.length} (exit ${r.code}): ${r.stderr.slice(-800)}`);
+    const check = await atrestRewrite(backend, configPath, true);
+    return { seconds: r.seconds, conflicts, errors: errorLines.length, leftStale: check.stale, patched: bg.patched, detail: `${replaced} replaced` };
+  } finally {
+    await server.stop();
+  }
+}
+
+async function measureAtrest(backend: Backend, configPath: string, names: string[]): Promise<Measured> {
+  const server = await startServe(backend.dataDir, ['--encryption-provider-config', configPath, ...storeArgs(backend)]);
+  try {
+    const writer = backgroundWriter(server, names, BACKGROUND_PATCHES_PER_SECOND);
+    const r = await atrestRewrite(backend, configPath, false);
+    const bg = await writer.stop();
+    const check = await atrestRewrite(backend, configPath, true);
+    return {
+      seconds: r.seconds, conflicts: r.retriesExhausted.length, errors: r.undecryptable.length, leftStale: check.stale, patched: bg.patched,
+      detail: `${r.rewritten} rewritten, ${r.conflictsRetried} CAS conflicts retried, ${(r.durationMs / 1000).toFixed(2)} s inside the tool`,
+    };
+  } finally {
+    await server.stop();
+  }
+}
+
+/** One backend: kubectl on one copy of the seeded secrets, atrest rewrite on another; rows named by `label`. */
+async function scenario(ctx: BenchContext, label: string, kubectlSide: Backend, atrestSide: Backend, seedBoth: (count: number) => Promise<string[]>, configPath: string, home: string, count: number): Promise<Row[]> {
+  const rows: Row[] = [];
+  const t0 = performance.now();
+  const names = await seedBoth(count);
+  ctx.log(`${label}: seeded ${count} aescbc secrets twice in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  const n = count.toLocaleString('en-US');
+  let kubectl: Row | undefined;
+  let kubectlConflicts: number | undefined;
+  if (kubectlAvailable()) {
+    ctx.log(`${label}: kubectl get | replace ...`);
+    const k = await measureKubectl(kubectlSide, configPath, names, home);
+    kubectlConflicts = k.conflicts;
+    kubectl = { name: `${label}: kubectl get -A -o json | kubectl replace -f -, ${n} secrets`, metric: 'secrets/s', value: count / k.seconds, unit: 'secrets/s',
+      note: `${k.seconds.toFixed(1)} s; ${k.detail}; ${k.conflicts} conflicts (${k.errors} errors) with ${k.patched} background patches; ${k.leftStale} left stale` };
+    rows.push(kubectl);
+  }
+  ctx.log(`${label}: atrest rewrite ...`);
+  const a = await measureAtrest(atrestSide, configPath, names);
+  const atrestRow: Row = { name: `${label}: atrest rewrite, ${n} secrets`, metric: 'secrets/s', value: count / a.seconds, unit: 'secrets/s',
+    note: `${a.seconds.toFixed(1)} s (process start included); ${a.detail}; ${a.patched} background patches; ${a.leftStale} left stale` };
+  rows.push(kubectl ? withRatio(atrestRow, kubectl, TARGET_RATIO) : atrestRow);
+  rows.push({ name: `${label}: atrest rewrite, conflicts left unresolved`, metric: 'conflicts', value: a.conflicts, unit: 'keys', target: '= 0', met: a.conflicts === 0 && a.leftStale === 0 });
+  if (kubectlConflicts !== undefined) rows.push({ name: `${label}: kubectl replace, failed with Conflict`, metric: 'conflicts', value: kubectlConflicts, unit: 'keys' });
+  return rows;
+}
+
+export async function run(ctx: BenchContext): Promise<SuiteResult> {
+  const count = ctx.size ?? (ctx.quick ? 200 : 10_000);
+  const cmd = atrestCommand(!ctx.quick, ctx.log);
+  const { dir, cleanup } = await makeTempDir('atrest-bench-rewrite-');
+  const home = mkdtempSync(join(tmpdir(), 'atrest-bench-kubectl-home-'));
+  const ctxLog = { log: silentLogger() };
+  const keyFile = join(dir, 'kek.json');
+  await localBackend.initKey({ keyFile }, ctxLog);
+  const backend = await localBackend.open({ keyFile }, ctxLog);
+  const socket = join(dir, 'kms.sock');
+  const plugin = await startPluginServer({ listen: `unix://${socket}`, backend, log: silentLogger() });
+  let etcd: EtcdCluster | undefined;
+  const rows: Row[] = [];
+  const notes: string[] = [];
+  try {
+    const configPath = join(dir, 'new.yaml');
+    writeFileSync(configPath, newConfig(socket));
+    if (!kubectlAvailable()) notes.push('kubectl: n/a (not installed), so no ratio');
+
+    // Embedded store: one seeded data dir, copied, so both runs start from the same bytes.
+    const seeded: Backend = { dataDir: join(dir, 'seeded'), prefix: '/registry' };
+    const kSide: Backend = { dataDir: join(dir, 'kubectl'), prefix: '/registry' };
+    const aSide: Backend = { dataDir: join(dir, 'atrest'), prefix: '/registry' };
+    rows.push(...await scenario(ctx, 'embedded', kSide, aSide, async (n) => {
+      const names = await seed(seeded, n);
+      cpSync(seeded.dataDir, kSide.dataDir, { recursive: true });
+      cpSync(seeded.dataDir, aSide.dataDir, { recursive: true });
+      return names;
+    }, configPath, home, count));
+
+    // etcd (full runs only): one member; the two runs use two key prefixes seeded alike.
+    if (ctx.quick) {
+      notes.push('etcd backend: not in quick mode');
+    } else if (!etcdAvailable()) {
+      notes.push('etcd backend: n/a (etcd not installed)');
+    } else {
+      etcd = await startEtcdCluster(1);
+      const servers = etcd.endpoints.join(',');
+      const ek: Backend = { dataDir: join(dir, 'etcd-kubectl'), etcdServers: servers, prefix: '/kubectl' };
+      const ea: Backend = { dataDir: join(dir, 'etcd-atrest'), etcdServers: servers, prefix: '/atrest' };
+      rows.push(...await scenario(ctx, 'etcd', ek, ea, async (n) => {
+        const names = await seed(ek, n);
+        await seed(ea, n);
+        return names;
+      }, configPath, home, count));
+    }
+    notes.push(`migration aescbc → kms v2 (local-backend plugin in the bench process); atrest serve ${{ dist: 'built', 'bench build': 'built (private build: dist/ was stale)', tsx: 'from source via tsx' }[cmd.how]}; 256-byte secrets in one namespace`);
+    notes.push(`background writer: ${BACKGROUND_PATCHES_PER_SECOND} merge PATCHes/s of random secrets' labels through the API during each run; "left stale" = \`atrest rewrite --dry-run\` afterwards`);
+  } finally {
+    await etcd?.cleanup();
+    await plugin.close();
+    await backend.close();
+    rmSync(home, { recursive: true, force: true });
+    await cleanup();
+  }
+  return {
+    suite: 'rewrite',
+    title: `Re-encryption: atrest rewrite vs kubectl get | replace of ${count.toLocaleString('en-US')} secrets on atrest serve (embedded store${ctx.quick ? '' : ', etcd'})`,
+    rows,
+    notes,
+  };
+}

@@ -4,7 +4,8 @@
 # python3-cryptography/nacl for independent crypto cross-checks. Idempotent; needs root (or sudo).
 set -euo pipefail
 packages=(etcd-server etcd-client softhsm2 opensc python3-grpcio python3-grpc-tools python3-kubernetes
-  python3-pykmip python3-cryptography python3-nacl openssl procps)
+  python3-pykmip python3-cryptography python3-nacl openssl procps
+  bsdextrautils) # hexdump: the KMS task page's `etcdctl get | hexdump -C` (test/e2e)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log.js';
 import { isStoreError } from '../storage/errors.js';
-import { decodeContinue, encodeContinue } from './continue-token.js';
+import { decodeContinue, encodeContinue, type ContinueToken } from './continue-token.js';
 import { checkObject, decodeBody, fieldValidationOf, mediaType, parseDocument, type FieldValidation } from './decode.js';
 import { ApiError, badRequest, conflict, forbidden, invalid, notFound, unsupportedMediaType } from './errors.js';
 import { assertNamespaceWritable, deleteNamespaceContents, UNDELETABLE_NAMESPACES } from './namespaces.js';
@@ -41,6 +41,40 @@ export interface Reply {
   contentType?: string;
 }
 
+/**
+ * A JSON body written piece by piece: an unpaginated list of every Secret must not be built whole in
+ * memory (100,000 objects would be hundreds of MB of objects and one huge string). `write` resolves
+ * when the connection can take more.
+ */
+export class StreamedBody {
+  constructor(readonly writeTo: (write: (chunk: string) => Promise<void>) => Promise<void>) {}
+}
+
+/** Objects read from the store per page when a list is streamed or collected. */
+export const LIST_STREAM_PAGE = 500;
+
+interface ListQuery {
+  labels: Matcher;
+  fields: Matcher;
+  /** 0: no limit. */
+  limit: number;
+  token?: ContinueToken;
+}
+
+function listQuery(req: ResourceRequest): ListQuery {
+  const { query } = req;
+  const limitRaw = query.get('limit');
+  const limit = limitRaw ? Number.parseInt(limitRaw, 10) : 0;
+  if (Number.isNaN(limit) || limit < 0) throw badRequest(`invalid limit ${JSON.stringify(limitRaw)}`);
+  const cont = query.get('continue');
+  return {
+    labels: parseLabelSelector(query.get('labelSelector')),
+    fields: parseFieldSelector(query.get('fieldSelector'), req.rt.kind),
+    limit,
+    ...(cont ? { token: decodeContinue(cont) } : {}),
+  };
+}
+
 export const TABLE_CONTENT_TYPE = 'application/json;as=Table;v=v1;g=meta.k8s.io';
 const PATCH_TYPES = 'application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json';
 const MAX_UPDATE_RETRIES = 5;
@@ -73,33 +107,12 @@ export class ResourceHandlers {
   }
 
   async list(req: ResourceRequest): Promise<Reply> {
-    const { rt, query } = req;
-    const labels = parseLabelSelector(query.get('labelSelector'));
-    const fields = parseFieldSelector(query.get('fieldSelector'), rt.kind);
-    const limitRaw = query.get('limit');
-    const limit = limitRaw ? Number.parseInt(limitRaw, 10) : 0;
-    if (Number.isNaN(limit) || limit < 0) throw badRequest(`invalid limit ${JSON.stringify(limitRaw)}`);
-    const cont = query.get('continue');
-    const token = cont ? decodeContinue(cont) : undefined;
-
-    const items: KubeObject[] = [];
-    let revision = token?.revision;
-    let after = token?.after;
-    let more = false;
-    for (;;) {
-      const page = await this.repo.list(rt, req.namespace, {
-        ...(limit > 0 ? { limit: limit - items.length } : {}),
-        ...(after !== undefined ? { after } : {}),
-        ...(revision !== undefined ? { revision } : {}),
-      });
-      revision = page.revision;
-      for (const it of page.items) if (labels(it.obj) && fields(it.obj)) items.push(it.obj);
-      after = page.lastKey ?? after;
-      more = page.more;
-      if (!more || limit === 0 || items.length >= limit) break;
-    }
+    const { rt } = req;
+    const q = listQuery(req);
+    if (q.limit === 0 && !req.wantTable) return this.streamedList(req, q);
+    const { items, revision, after, more } = await this.collect(req, q);
     const listMeta: { resourceVersion: string; continue?: string } = { resourceVersion: String(revision) };
-    if (more && after !== undefined) listMeta.continue = encodeContinue({ revision: revision as number, after });
+    if (more && after !== undefined) listMeta.continue = encodeContinue({ revision, after });
     if (req.wantTable) {
       const now = this.now();
       return { code: 200, body: tableOf(rt.columns, (o) => rt.cells(o, now), items, listMeta), contentType: TABLE_CONTENT_TYPE };
@@ -107,6 +120,67 @@ export class ResourceHandlers {
     // Items carry no kind/apiVersion inside a list, as kube-apiserver's.
     const bare = items.map(({ kind: _k, apiVersion: _a, ...rest }) => rest);
     return { code: 200, body: { kind: rt.listKind, apiVersion: 'v1', metadata: listMeta, items: bare } };
+  }
+
+  /** Every object the request's selectors match, at one revision (a watch's initial state). */
+  async listAll(req: ResourceRequest): Promise<{ revision: number; items: KubeObject[] }> {
+    const { items, revision } = await this.collect(req, { ...listQuery(req), limit: 0 });
+    return { revision, items };
+  }
+
+  /** Reads pages at one revision until `limit` matching objects (0: all of them) are collected. */
+  private async collect(req: ResourceRequest, q: ListQuery): Promise<{ items: KubeObject[]; revision: number; after?: string; more: boolean }> {
+    const items: KubeObject[] = [];
+    let revision = q.token?.revision;
+    let after = q.token?.after;
+    let more = false;
+    for (;;) {
+      const page = await this.repo.list(req.rt, req.namespace, {
+        limit: q.limit > 0 ? q.limit - items.length : LIST_STREAM_PAGE,
+        ...(after !== undefined ? { after } : {}),
+        ...(revision !== undefined ? { revision } : {}),
+      });
+      revision = page.revision;
+      for (const it of page.items) if (q.labels(it.obj) && q.fields(it.obj)) items.push(it.obj);
+      after = page.lastKey ?? after;
+      more = page.more;
+      if (!more || (q.limit > 0 && items.length >= q.limit)) break;
+    }
+    return { items, revision, ...(after !== undefined ? { after } : {}), more };
+  }
+
+  /**
+   * The whole list (no `limit`), read in pages of LIST_STREAM_PAGE at one revision and written item by
+   * item. The first page is read before the reply starts, so a store or decryption problem there is
+   * still an error Status; one on a later page ends the response early (server.ts drops the
+   * connection), which a client sees as a failed request, never as a short list.
+   */
+  private async streamedList(req: ResourceRequest, q: ListQuery): Promise<Reply> {
+    const { rt, namespace } = req;
+    const { labels, fields, token } = q;
+    const first = await this.repo.list(rt, namespace, {
+      limit: LIST_STREAM_PAGE,
+      ...(token ? { after: token.after, revision: token.revision } : {}),
+    });
+    const revision = first.revision;
+    const body = new StreamedBody(async (write) => {
+      // Same document as the buffered path: kind, apiVersion, metadata, items (without kind/apiVersion).
+      await write(`{"kind":${JSON.stringify(rt.listKind)},"apiVersion":"v1","metadata":{"resourceVersion":${JSON.stringify(String(revision))}},"items":[`);
+      let written = 0;
+      for (let page = first; ;) {
+        let chunk = '';
+        for (const it of page.items) {
+          if (!labels(it.obj) || !fields(it.obj)) continue;
+          const { kind: _k, apiVersion: _a, ...rest } = it.obj;
+          chunk += (written++ === 0 ? '' : ',') + JSON.stringify(rest);
+        }
+        if (chunk !== '') await write(chunk);
+        if (!page.more || page.lastKey === undefined) break;
+        page = await this.repo.list(rt, namespace, { limit: LIST_STREAM_PAGE, after: page.lastKey, revision });
+      }
+      await write(']}');
+    });
+    return { code: 200, body };
   }
 
   /** Matchers for watch and list filtering. */

@@ -13,7 +13,7 @@ import { ApiError, badRequest, methodNotAllowed, pathNotFound, tooLarge, unautho
 import { logCheck, pingCheck, runHealth } from './health-endpoints.js';
 import { OPENAPI_V2_CONTENT_TYPE } from './openapi.js';
 import type { RequestMetrics } from './request-metrics.js';
-import { type Reply, type ResourceHandlers, type ResourceRequest } from './resource-handlers.js';
+import { StreamedBody, type Reply, type ResourceHandlers, type ResourceRequest } from './resource-handlers.js';
 import { isPublicRoute, route, type Route } from './router.js';
 import { statusFromError } from './status.js';
 import { versionInfo } from './version.js';
@@ -110,6 +110,41 @@ export function createRequestListener(deps: RequestListenerDeps): (req: Incoming
     res.end(payload);
   };
 
+  /**
+   * Writes a StreamedBody with backpressure. A failure once the 200 has started (a later page that
+   * does not decrypt, the store gone) destroys the connection: the client must see a failed request,
+   * not a complete-looking short list.
+   */
+  const sendStreamed = async (res: ServerResponse, code: number, body: StreamedBody, warnings: string[]): Promise<number> => {
+    const headers: Record<string, string | string[]> = { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private' };
+    if (warnings.length) headers['Warning'] = warnings.map(warningHeader);
+    res.writeHead(code, headers);
+    const write = (chunk: string): Promise<void> => {
+      if (res.destroyed) return Promise.reject(new Error('the client closed the connection'));
+      if (res.write(chunk)) return Promise.resolve();
+      return new Promise((resolve, reject) => {
+        const done = (err?: Error): void => {
+          res.off('drain', onDrain);
+          res.off('close', onClose);
+          if (err) reject(err);
+          else resolve();
+        };
+        const onDrain = (): void => done();
+        const onClose = (): void => done(new Error('the client closed the connection'));
+        res.once('drain', onDrain);
+        res.once('close', onClose);
+      });
+    };
+    try {
+      await body.writeTo(write);
+    } catch (err) {
+      res.destroy();
+      throw err;
+    }
+    res.end();
+    return code;
+  };
+
   const handle = async (req: IncomingMessage, res: ServerResponse, r: Route, url: URL, warnings: string[]): Promise<number> => {
     const method = req.method ?? 'GET';
     const query = url.searchParams;
@@ -130,7 +165,8 @@ export function createRequestListener(deps: RequestListenerDeps): (req: Incoming
     const onlyGet = (): void => {
       if (method !== 'GET' && method !== 'HEAD') throw methodNotAllowed(method);
     };
-    const reply = (x: Reply): number => {
+    const reply = (x: Reply): number | Promise<number> => {
+      if (x.body instanceof StreamedBody) return sendStreamed(res, x.code, x.body, warnings);
       send(res, x.code, x.body, x.contentType, warnings);
       return x.code;
     };

@@ -44,10 +44,9 @@ export async function serveWatch(req: ResourceRequest, res: ServerResponse, deps
   const initial: KubeObject[] = [];
   if (!rvRaw || rvRaw === '0') {
     // Initial state as synthetic ADDED events, then changes after the list's revision.
-    const all = await deps.handlers.list({ ...req, wantTable: false, query: new URLSearchParams(pickSelectors(req.query)) });
-    const body = all.body as { metadata: { resourceVersion: string }; items: KubeObject[] };
-    start = Number(body.metadata.resourceVersion);
-    for (const item of body.items) initial.push({ kind: rt.kind, apiVersion: 'v1', ...item } as KubeObject);
+    const all = await deps.handlers.listAll({ ...req, wantTable: false, query: new URLSearchParams(pickSelectors(req.query)) });
+    start = all.revision;
+    for (const item of all.items) initial.push({ kind: rt.kind, apiVersion: 'v1', ...item } as KubeObject);
   } else {
     start = Number(rvRaw);
     if (!Number.isInteger(start) || start < 0) throw badRequest(`invalid resourceVersion ${JSON.stringify(rvRaw)}`);

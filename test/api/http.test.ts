@@ -236,6 +236,47 @@ describe('atrest serve over HTTPS', () => {
     assert.deepEqual(t.rows[0]?.cells.slice(0, 2), ['cm0', 0]);
   });
 
+  test('a list without limit is streamed whole at one revision; a bad value on a later page fails the request', async () => {
+    await post('/api/v1/namespaces', { metadata: { name: 'bulk' } });
+    // More than two of the server's internal pages (LIST_STREAM_PAGE = 500), written as plaintext
+    // JSON (identity is the config's read fallback) so the test does not wait on 1,100 creates.
+    const total = 1100;
+    for (let i = 0; i < total; i++) {
+      const name = `cm-${String(i).padStart(4, '0')}`;
+      await store.create(`/registry/configmaps/bulk/${name}`, Buffer.from(JSON.stringify({ kind: 'ConfigMap', apiVersion: 'v1', metadata: { name, namespace: 'bulk', uid: `u-${i}`, creationTimestamp: '2026-11-28T00:00:00Z' }, data: { i: String(i) } })));
+    }
+    const whole = await req('GET', '/api/v1/namespaces/bulk/configmaps');
+    assert.equal(whole.status, 200);
+    assert.equal(whole.headers['content-type'], 'application/json');
+    const list = whole.json() as { kind: string; apiVersion: string; metadata: { resourceVersion: string; continue?: string }; items: Obj[] };
+    assert.deepEqual(Object.keys(list), ['kind', 'apiVersion', 'metadata', 'items']);
+    assert.equal(list.kind, 'ConfigMapList');
+    assert.equal(list.metadata.continue, undefined);
+    assert.equal(list.items.length, total);
+    assert.deepEqual(list.items.map((o) => o.data?.['i']), Array.from({ length: total }, (_, i) => String(i)), 'every object once, in key order');
+    assert.equal(list.items[0]?.['kind'], undefined, 'items carry no kind inside a list');
+    assert.equal(list.items[0]?.metadata['resourceVersion'] !== undefined, true);
+    // The same list through limit/continue pages gives the same objects.
+    const paged = (await req('GET', '/api/v1/namespaces/bulk/configmaps?limit=700')).json() as { metadata: { continue?: string }; items: Obj[] };
+    assert.ok(paged.metadata.continue);
+    assert.deepEqual(paged.items, list.items.slice(0, 700));
+    const selected = (await req('GET', '/api/v1/namespaces/bulk/configmaps?fieldSelector=metadata.name%3Dcm-1042')).json() as { items: Obj[] };
+    assert.deepEqual(selected.items.map((o) => o.metadata['name']), ['cm-1042'], 'selectors apply across pages');
+
+    // A value that does not decrypt beyond the first page: the response is cut, never a short 200 list.
+    await store.create('/registry/configmaps/bulk/zz-broken', Buffer.from('k8s:enc:aesgcm:v1:key1:not-a-valid-ciphertext'));
+    await assert.rejects(req('GET', '/api/v1/namespaces/bulk/configmaps'), 'the client sees a failed request');
+    await assert.rejects(req('GET', '/api/v1/namespaces/bulk/configmaps?fieldSelector=metadata.name%3Dcm-0001'), 'selectors filter after decryption: still a failure');
+    // On the first page it is still a 500 Status naming the key.
+    await store.delete('/registry/configmaps/bulk/zz-broken');
+    await store.create('/registry/configmaps/bulk/aa-broken', Buffer.from('k8s:enc:aesgcm:v1:key1:not-a-valid-ciphertext'));
+    const early = await req('GET', '/api/v1/namespaces/bulk/configmaps');
+    assert.equal(early.status, 500);
+    assert.match(String(early.json()['message']), /\/registry\/configmaps\/bulk\/aa-broken/);
+    await store.delete('/registry/configmaps/bulk/aa-broken');
+    assert.equal((await req('GET', '/api/v1/namespaces/bulk/configmaps')).status, 200, 'the server keeps serving');
+  });
+
   test('watch streams ADDED, MODIFIED, DELETED as JSON lines from a resourceVersion', async () => {
     const list = (await req('GET', '/api/v1/namespaces/default/secrets')).json() as { metadata: { resourceVersion: string } };
     const w = watchEvents(ts.server, `/api/v1/namespaces/default/secrets?watch=true&resourceVersion=${list.metadata.resourceVersion}&timeoutSeconds=30`, 3);

@@ -45,7 +45,7 @@ resources:
 async function seedSecrets(dataDir: string, configPath: string, count: number, log: (m: string) => void): Promise<void> {
   const { config } = parseEncryptionConfig(readFileSync(configPath), configPath);
   const transformer = buildTransformers(config).forResource({ group: '', resource: 'secrets' });
-  const store = openStore({ dataDir, sqlite: { synchronous: 'normal', compactIntervalMs: 0 } });
+  const store = await openStore({ dataDir, sqlite: { synchronous: 'normal', compactIntervalMs: 0 } });
   const encrypted = new EncryptedStore(store, () => transformer);
   const created = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
   try {

@@ -68,7 +68,7 @@ function storeArgs(b: Backend): string[] {
 
 async function seed(b: Backend, count: number): Promise<string[]> {
   const transformer = buildTransformers(parseEncryptionConfig(oldConfig, 'old.yaml').config).forResource({ group: '', resource: 'secrets' });
-  const store = openStore(b.etcdServers ? { etcdServers: b.etcdServers } : { dataDir: b.dataDir, sqlite: { synchronous: 'normal', compactIntervalMs: 0 } });
+  const store = await openStore(b.etcdServers ? { etcdServers: b.etcdServers } : { dataDir: b.dataDir, sqlite: { synchronous: 'normal', compactIntervalMs: 0 } });
   const encrypted = new EncryptedStore(store, () => transformer);
   const created = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
   const names = Array.from({ length: count }, (_, i) => `rw-${String(i).padStart(6, '0')}`);

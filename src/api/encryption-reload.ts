@@ -8,9 +8,10 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import { configContentHash } from '../config/load.js';
 import { messageOf } from '../errors.js';
 import type { Logger } from '../log.js';
+import { DEFAULT_RELOAD_INTERVAL_MS } from './defaults.js';
 import { closeGeneration, type EncryptionGeneration, type EncryptionState } from './encryption.js';
 
-export const DEFAULT_RELOAD_INTERVAL_MS = 60_000;
+export { DEFAULT_RELOAD_INTERVAL_MS } from './defaults.js';
 const DEFAULT_HEALTH_TIMEOUT_MS = 20_000;
 
 export interface ReloadOptions {

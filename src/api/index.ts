@@ -143,7 +143,7 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ru
       ...(options.etcdCertFile ? { etcdCertFile: options.etcdCertFile } : {}),
       ...(options.etcdKeyFile ? { etcdKeyFile: options.etcdKeyFile } : {}),
     };
-    const store = options.store ?? openStore(location);
+    const store = options.store ?? (await openStore(location));
     cleanups.push(() => store.close());
     log.info({ store: options.store ? 'injected' : describeStoreLocation(location), etcdPrefix }, 'storage opened');
     const encrypted = new EncryptedStore(store, state.transformerFor);

@@ -5,9 +5,7 @@
 // not counted, like kube. Unlike kube, system:masters is not exempt: atrest has one admin token.
 import type { ServerResponse } from 'node:http';
 
-/** kube-apiserver's defaults. */
-export const DEFAULT_MAX_REQUESTS_INFLIGHT = 400;
-export const DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT = 200;
+export { DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT, DEFAULT_MAX_REQUESTS_INFLIGHT } from './defaults.js';
 /** Seconds a client is told to wait (kube sends 1). */
 export const RETRY_AFTER_SECONDS = 1;
 

@@ -1,4 +1,5 @@
-// Every command's register function, in the order `atrest --help` lists them.
+// Every command's register function, in the order `atrest --help` lists them. Registering is cheap:
+// each action loads its implementation with `await import()`, so a run loads only its own command's.
 import type { Command } from 'commander';
 import { registerKeygen } from './keygen.js';
 import { registerKmsPlugin } from './kms-plugin.js';

@@ -5,11 +5,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { resolve, join } from 'node:path';
 import { Command, Option } from 'commander';
-import { startApiServer } from '../api/index.js';
-import { createLogger } from '../log.js';
-import { localBackend } from '../plugin/backends/local.js';
-import { startPluginServer } from '../plugin/server.js';
-import { DEFAULT_DATA_DIR } from '../storage/open.js';
+import { DEFAULT_DATA_DIR } from '../storage/defaults.js';
 
 const KEY_FILE = 'kek.json';
 const SOCKET_FILE = 'kms.sock';
@@ -43,6 +39,10 @@ export function registerDev(program: Command): void {
     .addOption(new Option('--secure-port <port>', 'HTTPS port of the API server (0 picks a free one)').default('6443').env('ATREST_SECURE_PORT'))
     .addOption(new Option('--bind-address <ip>', 'address the API server listens on').default('127.0.0.1').env('ATREST_BIND_ADDRESS'))
     .action(async (opts: { dataDir: string; securePort: string; bindAddress: string }) => {
+      const { startApiServer } = await import('../api/index.js');
+      const { createLogger } = await import('../log.js');
+      const { localBackend } = await import('../plugin/backends/local.js');
+      const { startPluginServer } = await import('../plugin/server.js');
       const log = createLogger('dev');
       const dataDir = resolve(opts.dataDir);
       await mkdir(dataDir, { recursive: true, mode: 0o700 });

@@ -3,8 +3,8 @@
 // hexdump -C` checks encryption at rest on either backend. With --prefix it lists like
 // `etcdctl get --prefix`: each key on a line, then its value and a newline (or keys only).
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { StoreError } from '../storage/errors.js';
-import { DEFAULT_DATA_DIR, describeStoreLocation, openStore, type StoreLocation } from '../storage/open.js';
+import { DEFAULT_DATA_DIR } from '../storage/defaults.js';
+import type { StoreLocation } from '../storage/open.js';
 
 interface GetRawOptions {
   prefix?: boolean;
@@ -47,6 +47,8 @@ export function registerGetRaw(program: Command): void {
     .addOption(new Option('--etcd-keyfile <file>', 'client key for etcd').env('ATREST_ETCD_KEYFILE'))
     .addOption(new Option('--data-dir <dir>', 'data directory of the embedded store').default(DEFAULT_DATA_DIR).env('ATREST_DATA_DIR'))
     .action(async (key: string, opts: GetRawOptions) => {
+      const { StoreError } = await import('../storage/errors.js');
+      const { describeStoreLocation, openStore } = await import('../storage/open.js');
       const loc: StoreLocation = {
         dataDir: opts.dataDir,
         readonly: true,
@@ -55,7 +57,7 @@ export function registerGetRaw(program: Command): void {
         ...(opts.etcdCertfile ? { etcdCertFile: opts.etcdCertfile } : {}),
         ...(opts.etcdKeyfile ? { etcdKeyFile: opts.etcdKeyfile } : {}),
       };
-      const store = openStore(loc);
+      const store = await openStore(loc);
       try {
         if (!opts.prefix) {
           const kv = await store.get(key);

@@ -7,13 +7,11 @@
 //   atrest kms-plugin rotate-key --key-file /etc/atrest/kek.json
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { messageOf } from '../errors.js';
-import { createLogger, type Logger } from '../log.js';
-import { newRegistry } from '../metrics.js';
+import type { Logger } from '../log.js';
 import type { BackendModule, BackendOptions, KekBackend } from '../plugin/backend.js';
 import { backendByName, backends } from '../plugin/backends/index.js';
-import { startHealthServer, type HealthServer } from '../plugin/health-server.js';
-import { keyIdHash } from '../plugin/metrics.js';
-import { startPluginServer, type PluginServer, type StatusVersion } from '../plugin/server.js';
+import type { HealthServer } from '../plugin/health-server.js';
+import type { PluginServer, StatusVersion } from '../plugin/server.js';
 
 interface KmsPluginOptions extends BackendOptions {
   listen?: string;
@@ -45,10 +43,10 @@ function addBackendFlags(cmd: Command): void {
   }
 }
 
-function chooseBackend(name: string): BackendModule {
+async function chooseBackend(name: string): Promise<BackendModule> {
   const backend = backendByName(name);
   if (!backend) throw new InvalidArgumentError(`--backend ${JSON.stringify(name)} is not one of ${backends.map((b) => b.name).join(', ')}`);
-  return backend;
+  return backend.load();
 }
 
 export function registerKmsPlugin(program: Command): void {
@@ -64,6 +62,7 @@ export function registerKmsPlugin(program: Command): void {
     .configureHelp({ showGlobalOptions: true });
   addBackendFlags(cmd);
   cmd.action(async (opts: KmsPluginOptions) => {
+    const { createLogger } = await import('../log.js');
     const log = createLogger('kms-plugin');
     try {
       await serve(opts, log);
@@ -83,8 +82,9 @@ export function registerKmsPlugin(program: Command): void {
 
 async function keyCommand(sub: Command, action: 'init' | 'rotate'): Promise<void> {
   const opts = sub.optsWithGlobals<KmsPluginOptions>();
+  const { createLogger } = await import('../log.js');
   const log = createLogger('kms-plugin');
-  const backend = chooseBackend(opts.backend);
+  const backend = await chooseBackend(opts.backend);
   try {
     const keyId = action === 'init' ? await backend.initKey(opts, { log }) : await backend.rotateKey(opts, { log });
     process.stdout.write(`${keyId}\n`);
@@ -110,7 +110,11 @@ function firstStopSignal(): Promise<NodeJS.Signals> {
 
 async function serve(opts: KmsPluginOptions, log: Logger): Promise<void> {
   if (!opts.listen) throw new InvalidArgumentError('--listen is required (e.g. unix:///var/run/atrest/kms.sock)');
-  const module = chooseBackend(opts.backend);
+  const module = await chooseBackend(opts.backend);
+  const { newRegistry } = await import('../metrics.js');
+  const { startHealthServer } = await import('../plugin/health-server.js');
+  const { keyIdHash } = await import('../plugin/metrics.js');
+  const { startPluginServer } = await import('../plugin/server.js');
   const stopSignal = firstStopSignal();
   const metrics = newRegistry();
   const backend: KekBackend = await module.open(opts, { log, metrics });

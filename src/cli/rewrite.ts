@@ -5,14 +5,14 @@
 // Exit 0 when every selected value ends current, 1 when some do not (undecryptable, still changing)
 // or the run stopped, 2 for usage and configuration errors.
 import { Command, InvalidArgumentError, Option } from 'commander';
-import cliProgress from 'cli-progress';
+import type { SingleBar } from 'cli-progress';
 import { messageOf } from '../errors.js';
-import { createLogger, type Logger } from '../log.js';
 import { normalizePrefix, parseStorageKey } from '../storage/keys.js';
 import type { Store } from '../storage/types.js';
 import type { GroupResource } from '../config/types.js';
-import { DEFAULT_REWRITE_BATCH_SIZE, RewriteError, formatRewriteSummary, rewriteStore, type RewriteProgress, type RewriteSummary } from '../tools/rewrite.js';
-import { addEngineOptions, openEngine, ToolUsageError, type EngineFlags } from './engine-options.js';
+import { DEFAULT_REWRITE_BATCH_SIZE } from '../tools/defaults.js';
+import type { RewriteProgress, RewriteSummary } from '../tools/rewrite.js';
+import { addEngineOptions, ToolUsageError, type EngineFlags } from './engine-options.js';
 
 interface RewriteFlags extends EngineFlags {
   batchSize: number;
@@ -49,6 +49,9 @@ export function registerRewrite(program: Command): void {
 }
 
 async function runRewrite(flags: RewriteFlags): Promise<number> {
+  const { createLogger } = await import('../log.js');
+  const { RewriteError, formatRewriteSummary, rewriteStore } = await import('../tools/rewrite.js');
+  const { openEngine } = await import('./engine.js');
   const log = createLogger('rewrite');
   let engine;
   try {
@@ -62,7 +65,14 @@ async function runRewrite(flags: RewriteFlags): Promise<number> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   const tty = Boolean(process.stderr.isTTY);
-  let bar: cliProgress.SingleBar | undefined;
+  const report = (summary: RewriteSummary): void => {
+    if (!tty) {
+      const { undecryptable, retriesExhausted, ...counts } = summary;
+      log.info({ event: 'rewrite-done', ...counts, undecryptable: undecryptable.length, retriesExhausted: retriesExhausted.length }, 'rewrite finished');
+    }
+    process.stdout.write(flags.output === 'json' ? JSON.stringify(summary, null, 2) + '\n' : formatRewriteSummary(summary));
+  };
+  let bar: SingleBar | undefined;
   let timer: NodeJS.Timeout | undefined;
   try {
     await engine.ready();
@@ -79,6 +89,7 @@ async function runRewrite(flags: RewriteFlags): Promise<number> {
 
     let latest: RewriteProgress | undefined;
     if (tty) {
+      const { default: cliProgress } = await import('cli-progress');
       const total = await countSelected(engine.store, flags.etcdPrefix, engine.selects);
       bar = new cliProgress.SingleBar(
         { stream: process.stderr, format: `${flags.dryRun ? 'dry run ' : ''}rewrite |{bar}| {value}/{total} scanned | {rewritten} rewritten | {conflicts} conflicts | {eta_formatted}`, hideCursor: true },
@@ -116,7 +127,7 @@ async function runRewrite(flags: RewriteFlags): Promise<number> {
       bar?.stop();
       bar = undefined;
       if (err instanceof RewriteError) {
-        report(flags, err.summary, log, tty);
+        report(err.summary);
         process.stderr.write(`atrest rewrite: ${err.message}\n`);
         return 1;
       }
@@ -124,7 +135,7 @@ async function runRewrite(flags: RewriteFlags): Promise<number> {
     }
     bar?.stop();
     bar = undefined;
-    report(flags, summary, log, tty);
+    report(summary);
     return summary.ok ? 0 : 1;
   } finally {
     bar?.stop();
@@ -133,14 +144,6 @@ async function runRewrite(flags: RewriteFlags): Promise<number> {
     process.off('SIGTERM', onSignal);
     await engine.close();
   }
-}
-
-function report(flags: RewriteFlags, summary: RewriteSummary, log: Logger, tty: boolean): void {
-  if (!tty) {
-    const { undecryptable, retriesExhausted, ...counts } = summary;
-    log.info({ event: 'rewrite-done', ...counts, undecryptable: undecryptable.length, retriesExhausted: retriesExhausted.length }, 'rewrite finished');
-  }
-  process.stdout.write(flags.output === 'json' ? JSON.stringify(summary, null, 2) + '\n' : formatRewriteSummary(summary));
 }
 
 /** How many values the run will look at (for the progress bar's total; only on a terminal). */

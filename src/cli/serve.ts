@@ -2,11 +2,9 @@
 // ConfigMaps, encrypted at rest. Flags are named like kube-apiserver's; every flag also reads an
 // ATREST_* environment variable. Thin: parses flags and runs startApiServer (src/api).
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { DEFAULT_RELOAD_INTERVAL_MS, startApiServer } from '../api/index.js';
-import { DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT, DEFAULT_MAX_REQUESTS_INFLIGHT } from '../api/inflight-limit.js';
-import { createLogger } from '../log.js';
+import { DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT, DEFAULT_MAX_REQUESTS_INFLIGHT, DEFAULT_RELOAD_INTERVAL_MS } from '../api/defaults.js';
+import { DEFAULT_DATA_DIR } from '../storage/defaults.js';
 import { DEFAULT_ETCD_PREFIX } from '../storage/keys.js';
-import { DEFAULT_DATA_DIR } from '../storage/open.js';
 
 interface ServeOptions {
   encryptionProviderConfig?: string;
@@ -63,6 +61,8 @@ export function registerServe(program: Command): void {
     .addOption(new Option('--max-requests-inflight <n>', 'read-only requests served at once; more get 429 (0: no limit)').default(DEFAULT_MAX_REQUESTS_INFLIGHT).argParser(integer(0, 1_000_000)).env('ATREST_MAX_REQUESTS_INFLIGHT'))
     .addOption(new Option('--max-mutating-requests-inflight <n>', 'mutating requests served at once; more get 429 (0: no limit)').default(DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT).argParser(integer(0, 1_000_000)).env('ATREST_MAX_MUTATING_REQUESTS_INFLIGHT'))
     .action(async (opts: ServeOptions) => {
+      const { startApiServer } = await import('../api/index.js');
+      const { createLogger } = await import('../log.js');
       const log = createLogger('apiserver');
       const config = opts.encryptionProviderConfig ?? opts.experimentalEncryptionProviderConfig;
       const server = await startApiServer({

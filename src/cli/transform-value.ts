@@ -11,16 +11,13 @@ import { open, readFile, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Command, Option } from 'commander';
 import { parseGroupResource } from '../config/group-resource.js';
-import { loadEncryptionConfigFile } from '../config/load.js';
 import type { EncryptionConfiguration, GroupResource } from '../config/types.js';
 import { messageOf } from '../errors.js';
-import { StoreError } from '../storage/errors.js';
 import { DEFAULT_ETCD_PREFIX, parseStorageKey } from '../storage/keys.js';
-import { describeStoreLocation, embeddedStoreFile, openStore, type StoreLocation } from '../storage/open.js';
+import type { StoreLocation } from '../storage/open.js';
 import type { Store } from '../storage/types.js';
-import { decryptValues, formatMany, formatOne, listStoreValues, OUTPUT_FORMATS, summarize, type OutputFormat } from '../tools/decrypt.js';
-import { readEtcdSnapshot, type EtcdSnapshot } from '../tools/etcd-snapshot.js';
-import { buildTransformers } from '../transform/build.js';
+import { OUTPUT_FORMATS, type OutputFormat } from '../tools/defaults.js';
+import type { EtcdSnapshot } from '../tools/etcd-snapshot.js';
 import type { KmsTransformerFactory, ReadOrigin, TransformResult } from '../transform/types.js';
 
 interface TransformValueOptions {
@@ -98,14 +95,22 @@ async function decryptCommand(keyArg: string | undefined, opts: DecryptFlags): P
     if (opts.in !== '-' && (opts.snapshot !== undefined || fromStore)) throw new Error('--in gives the value itself: not with --snapshot, --etcd-servers or --data-dir');
     const selects = opts.resources !== undefined ? parseResourceList(opts.resources) : undefined;
 
+    const { loadEncryptionConfigFile } = await import('../config/load.js');
+    const { StoreError } = await import('../storage/errors.js');
+    const { describeStoreLocation } = await import('../storage/open.js');
+    const { decryptValues, formatMany, formatOne, listStoreValues, summarize } = await import('../tools/decrypt.js');
+    const { buildTransformers } = await import('../transform/build.js');
     const { config } = await loadEncryptionConfigFile(opts.encryptionProviderConfig);
     // Read the input first: a missing snapshot or store fails before any KMS connection is made.
     let snapshot: EtcdSnapshot | undefined;
-    if (opts.snapshot !== undefined) snapshot = readEtcdSnapshot(await readFile(opts.snapshot));
-    const store = fromStore ? openDecryptStore(opts) : undefined;
+    if (opts.snapshot !== undefined) {
+      const { readEtcdSnapshot } = await import('../tools/etcd-snapshot.js');
+      snapshot = readEtcdSnapshot(await readFile(opts.snapshot));
+    }
+    const store = fromStore ? await openDecryptStore(opts) : undefined;
     let kms: KmsConnections | undefined;
     try {
-      kms = usesKms(config) ? await openKms() : undefined;
+      kms = await openKms(config);
       const set = buildTransformers(config, kms ? { kms: kms.factory } : {});
       try {
         if (snapshot !== undefined || opts.prefix) {
@@ -169,7 +174,8 @@ function storeLocation(opts: DecryptFlags): StoreLocation {
   };
 }
 
-function openDecryptStore(opts: DecryptFlags): Store {
+async function openDecryptStore(opts: DecryptFlags): Promise<Store> {
+  const { embeddedStoreFile, openStore } = await import('../storage/open.js');
   const loc = storeLocation(opts);
   if (opts.etcdServers === undefined && !existsSync(embeddedStoreFile(opts.dataDir))) {
     throw new Error(`no embedded store at ${embeddedStoreFile(opts.dataDir)} (check --data-dir)`);
@@ -190,11 +196,13 @@ function withCommonOptions(cmd: Command): Command {
 
 async function encryptValue(opts: TransformValueOptions): Promise<void> {
   try {
+    const { loadEncryptionConfigFile } = await import('../config/load.js');
+    const { buildTransformers } = await import('../transform/build.js');
     const { config } = await loadEncryptionConfigFile(opts.encryptionProviderConfig);
     const resource = opts.resource !== undefined ? parseGroupResource(opts.resource) : parseStorageKey(opts.etcdPrefix, opts.key).groupResource;
     const input = await readInput(opts.in);
     const dataCtx = Buffer.from(opts.key, 'utf8');
-    const kms = usesKms(config) ? await openKms() : undefined;
+    const kms = await openKms(config);
     try {
       const set = buildTransformers(config, kms ? { kms: kms.factory } : {});
       try {
@@ -229,10 +237,6 @@ function describeOrigin(origin: ReadOrigin): string {
   }
 }
 
-function usesKms(config: EncryptionConfiguration): boolean {
-  return config.resources.some((r) => r.providers.some((p) => 'kms' in p));
-}
-
 interface KmsConnections {
   factory: KmsTransformerFactory;
   ready(): Promise<void>;
@@ -240,7 +244,9 @@ interface KmsConnections {
 }
 
 /** The gRPC KMS clients, loaded only when the configuration has kms providers. */
-async function openKms(): Promise<KmsConnections> {
+async function openKms(config: EncryptionConfiguration): Promise<KmsConnections | undefined> {
+  const { usesKms } = await import('../config/resources.js');
+  if (!usesKms(config)) return undefined;
   const { createKmsProviders } = await import('../kms/factory.js');
   return createKmsProviders({});
 }

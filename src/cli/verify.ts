@@ -2,8 +2,7 @@
 // Exit 0 only when every value of the selected resources is written by the current write provider
 // and key; 1 when stale or undecryptable values remain.
 import { Command, Option } from 'commander';
-import { formatVerifyReport, verifyStore } from '../tools/verify.js';
-import { addEngineOptions, openEngine, type EngineFlags } from './engine-options.js';
+import { addEngineOptions, type EngineFlags } from './engine-options.js';
 
 interface VerifyFlags extends EngineFlags {
   output: 'table' | 'json';
@@ -16,6 +15,8 @@ export function registerVerify(program: Command): void {
   addEngineOptions(command)
     .addOption(new Option('-o, --output <format>', 'table or json').choices(['table', 'json']).default('table'))
     .action(async (flags: VerifyFlags) => {
+      const { formatVerifyReport, verifyStore } = await import('../tools/verify.js');
+      const { openEngine } = await import('./engine.js');
       const engine = await openEngine(flags, { readonly: true });
       try {
         await engine.ready();

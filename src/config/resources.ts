@@ -107,3 +107,8 @@ export function listProviders(config: EncryptionConfiguration): ProviderRef[] {
   });
   return out;
 }
+
+/** Whether any resource has a kms provider (only then are KMS clients needed). */
+export function usesKms(config: EncryptionConfiguration): boolean {
+  return config.resources.some((r) => r.providers.some((p) => 'kms' in p));
+}

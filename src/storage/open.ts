@@ -1,15 +1,16 @@
 // Opens the store the way every command names it: `--etcd-servers` (comma-separated client URLs,
 // kube's flag) for etcd, otherwise the embedded store `<data-dir>/store.db`. Shared by `serve`,
-// `get-raw`, `verify`, `rewrite` and `decrypt`.
+// `get-raw`, `verify`, `rewrite` and `decrypt`. Each backend module (etcd3, better-sqlite3) is
+// loaded only when a store of its kind is opened.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { DEFAULT_DATA_DIR, STORE_FILE_NAME } from './defaults.js';
 import { StoreError } from './errors.js';
-import { openEtcdStore, type EtcdStoreOptions, type EtcdTlsOptions } from './etcd.js';
-import { openSqliteStore, STORE_FILE_NAME, type SqliteStoreOptions } from './sqlite.js';
+import type { EtcdStoreOptions, EtcdTlsOptions } from './etcd.js';
+import type { SqliteStoreOptions } from './sqlite.js';
 import type { Store } from './types.js';
 
-/** The default `--data-dir`. */
-export const DEFAULT_DATA_DIR = './.atrest';
+export { DEFAULT_DATA_DIR } from './defaults.js';
 
 export interface StoreLocation {
   /** `--etcd-servers`: a comma-separated list or an array of client URLs. Wins over dataDir. */
@@ -43,7 +44,7 @@ export function describeStoreLocation(loc: StoreLocation): string {
   return servers.length > 0 ? `etcd ${servers.join(',')}` : `embedded store ${embeddedStoreFile(loc.dataDir)}`;
 }
 
-export function openStore(loc: StoreLocation): Store {
+export async function openStore(loc: StoreLocation): Promise<Store> {
   const servers = loc.etcdServers === undefined ? [] : splitEtcdServers(loc.etcdServers);
   if (servers.length > 0) {
     let tls: EtcdTlsOptions | undefined;
@@ -57,7 +58,9 @@ export function openStore(loc: StoreLocation): Store {
         ...(loc.etcdKeyFile ? { key: readFileSync(loc.etcdKeyFile) } : {}),
       };
     }
+    const { openEtcdStore } = await import('./etcd.js');
     return openEtcdStore({ ...loc.etcd, endpoints: servers, ...(tls ? { tls } : {}) });
   }
+  const { openSqliteStore } = await import('./sqlite.js');
   return openSqliteStore(embeddedStoreFile(loc.dataDir), { ...loc.sqlite, ...(loc.readonly ? { readonly: true } : {}) });
 }

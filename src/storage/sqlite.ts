@@ -14,13 +14,12 @@
 import Database from 'better-sqlite3';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { silentLogger, type Logger } from '../log.js';
+import type { Logger } from '../log.js';
 import { StoreError } from './errors.js';
 import { asBuffer, prefixEndString } from './prefix.js';
 import type { KeyValue, ListOptions, ListResult, Store, UpdateOp, UpdateOutcome, Watch, WatchEvent, WatchOptions } from './types.js';
 
-/** The embedded store's file name inside `--data-dir`. */
-export const STORE_FILE_NAME = 'store.db';
+export { STORE_FILE_NAME } from './defaults.js';
 
 export interface SqliteStoreOptions {
   /** Open an existing file without writing to it (tools reading a running server's store). */
@@ -35,6 +34,7 @@ export interface SqliteStoreOptions {
   watchBatchSize?: number;
   /** While watchers exist: how often to check for commits of other processes (default 100 ms). */
   foreignPollMs?: number;
+  /** Warnings (compaction, other writers); absent: nothing is logged. */
   logger?: Logger;
 }
 
@@ -112,7 +112,7 @@ export interface SqliteStoreExtras {
 class SqliteStore implements Store, SqliteStoreExtras {
   private readonly db: Database.Database;
   private readonly readonly: boolean;
-  private readonly logger: Logger;
+  private readonly logger: Logger | undefined;
   private readonly watchers = new Set<SqliteWatcher>();
   private readonly statements = new Map<string, Database.Statement>();
   private readonly stLatest: Database.Statement;
@@ -132,7 +132,7 @@ class SqliteStore implements Store, SqliteStoreExtras {
 
   constructor(file: string, options: SqliteStoreOptions) {
     this.readonly = options.readonly ?? false;
-    this.logger = options.logger ?? silentLogger();
+    this.logger = options.logger;
     if (file !== ':memory:' && !this.readonly) prepareFile(file);
     try {
       this.db = new Database(file, { readonly: this.readonly, fileMustExist: this.readonly });
@@ -409,7 +409,7 @@ class SqliteStore implements Store, SqliteStoreExtras {
     try {
       version = this.readDataVersion();
     } catch (err) {
-      this.logger.warn({ err: (err as Error).message }, 'embedded store: checking for other writers failed');
+      this.logger?.warn({ err: (err as Error).message }, 'embedded store: checking for other writers failed');
       return;
     }
     if (version === this.dataVersion) return;
@@ -422,8 +422,8 @@ class SqliteStore implements Store, SqliteStoreExtras {
     const target = this.currentRevision() - keep;
     if (target <= this.compactedTo) return;
     this.compact(target).then(
-      () => this.logger.debug({ revision: target }, 'compacted the embedded store'),
-      (err: unknown) => this.logger.warn({ err: (err as Error).message }, 'compaction of the embedded store failed'),
+      () => this.logger?.debug({ revision: target }, 'compacted the embedded store'),
+      (err: unknown) => this.logger?.warn({ err: (err as Error).message }, 'compaction of the embedded store failed'),
     );
   }
 

@@ -15,10 +15,10 @@ import type { Store } from '../storage/types.js';
 import type { ReadOrigin, TransformerSet } from '../transform/types.js';
 import type { KubeObject } from '../k8s-objects/protobuf.js';
 import { decodeStoredObject } from './k8s-object.js';
+import type { OutputFormat } from './defaults.js';
 import { writerLabel } from './verify.js';
 
-export type OutputFormat = 'raw' | 'json' | 'yaml';
-export const OUTPUT_FORMATS: readonly OutputFormat[] = ['raw', 'json', 'yaml'];
+export { OUTPUT_FORMATS, type OutputFormat } from './defaults.js';
 
 export interface StoredValue {
   key: string;

@@ -14,8 +14,9 @@ import { isStoreError } from '../storage/errors.js';
 import { normalizePrefix, parseStorageKey } from '../storage/keys.js';
 import type { KeyValue, ListResult, Store, UpdateOp, UpdateOutcome } from '../storage/types.js';
 import type { TransformerSet } from '../transform/types.js';
+import { DEFAULT_REWRITE_BATCH_SIZE } from './defaults.js';
 
-export const DEFAULT_REWRITE_BATCH_SIZE = 500;
+export { DEFAULT_REWRITE_BATCH_SIZE } from './defaults.js';
 /** Attempts per key after CONFLICTs before the key is reported as still changing. */
 export const DEFAULT_REWRITE_MAX_ATTEMPTS = 5;
 

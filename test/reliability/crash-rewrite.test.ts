@@ -98,7 +98,7 @@ ${aescbcProvider}
     if (backend === 'etcd') etcd = await startEtcdCluster(1);
     const location = etcd ? { etcdServers: etcd.endpoints } : { dataDir };
     const storeFlags = etcd ? ['--etcd-servers', etcd.endpoints.join(',')] : ['--data-dir', dataDir];
-    const seedStore = openStore(etcd ? location : { dataDir, sqlite: { synchronous: 'normal' } });
+    const seedStore = await openStore(etcd ? location : { dataDir, sqlite: { synchronous: 'normal' } });
     try {
       // 64 at a time (etcd round trips); the embedded store serialises them anyway.
       for (let start = 0; start < VALUES; start += 64) {
@@ -151,7 +151,7 @@ ${aescbcProvider}
 
     // Raw scan: every value kms v2 under the write key, decrypts, and holds the value it should.
     const kms = await loadEncryptionGeneration(kmsConfig, { reload: false, log: silentLogger(), metrics: newRegistry() });
-    const store = openStore(etcd ? location : { dataDir, readonly: true });
+    const store = await openStore(etcd ? location : { dataDir, readonly: true });
     const prefix = Buffer.from('k8s:enc:kms:v2:rw:');
     let scanned = 0;
     let notKms = 0;

@@ -96,7 +96,7 @@ resources:
       await server.close();
       server = undefined;
       // Raw scan of the embedded store: every secret must carry the kms write prefix.
-      const store = openStore({ dataDir, readonly: true });
+      const store = await openStore({ dataDir, readonly: true });
       const want = Buffer.from(`k8s:enc:kms:${version}:${PROVIDER}:`);
       let scanned = 0;
       let notKms = 0;

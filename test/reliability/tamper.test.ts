@@ -63,7 +63,7 @@ test('tampered values fail closed naming the key; other objects stay readable; t
     const old = new Map<P, Uint8Array>();
     for (const p of PROVIDERS) {
       writeFileSync(cfg, config(p, socket));
-      store = openStore({ dataDir });
+      store = await openStore({ dataDir });
       ts = await startTestServer({ dataDir, store, encryptionProviderConfig: cfg }, join(dir, `srv-${p}`));
       for (const n of ['a', 'b', 'keep']) {
         const r = await apiRequest(ts.server, 'POST', '/api/v1/namespaces/default/secrets', { body: secretBody(`${p}-${n}`, `v0-${p}-${n}`) });
@@ -81,7 +81,7 @@ test('tampered values fail closed naming the key; other objects stay readable; t
     }
     // The reading server: aesgcm first, every provider configured.
     writeFileSync(cfg, config('aesgcm', socket));
-    store = openStore({ dataDir });
+    store = await openStore({ dataDir });
     const s = store;
     ts = await startTestServer({ dataDir, store, encryptionProviderConfig: cfg }, join(dir, 'srv-read'));
     const server = ts.server;

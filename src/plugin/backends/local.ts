@@ -1,19 +1,12 @@
 // The local KEK backend (`--backend local --key-file FILE`, the embedded default): AES-256 KEK
 // versions in a 0600 JSON key file (src/plugin/local/key-file.ts), DEKs and seeds wrapped with
 // AES-256-GCM under the newest version (src/plugin/local/ciphertext.ts), unwrapped with any.
-import { BackendError, type BackendFlag, type BackendModule, type BackendOptions } from '../backend.js';
+import type { BackendModule } from '../backend.js';
+import { keyFile, localFlags } from '../local/config.js';
 import { appendKeyVersion, createKeyFile, keyIdOf, newVersion } from '../local/key-file.js';
 import { LocalKek } from '../local/kek.js';
 
-export const localFlags: BackendFlag[] = [
-  { flags: '--key-file <path>', description: 'local backend: JSON file holding the AES-256 KEK versions (mode 0600)', env: 'ATREST_KEY_FILE' },
-];
-
-function keyFile(options: BackendOptions): string {
-  const path = options['keyFile'];
-  if (path === undefined || path === '') throw new BackendError('CONFIG', '--key-file is required for --backend local');
-  return path;
-}
+export { localFlags } from '../local/config.js';
 
 export const localBackend: BackendModule = {
   name: 'local',

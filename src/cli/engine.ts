@@ -1,0 +1,145 @@
+// Opening what the operator tools over stored data (`verify`, `rewrite`) work on: the store, the KMS
+// providers and the transformers of one EncryptionConfiguration, and the resource selection. Each
+// kms provider gets its own KmsProviders, so a tool can ask about the health of exactly the provider
+// it writes with.
+import { existsSync } from 'node:fs';
+import { loadEncryptionConfigFile } from '../config/load.js';
+import { buildResourceTable, parseGroupResource, usesKms } from '../config/resources.js';
+import type { EncryptionConfiguration, GroupResource, KMSConfiguration, ProviderConfiguration } from '../config/types.js';
+import type { HealthCheck } from '../health.js';
+import type { KmsIntervals, KmsProviders } from '../kms/factory.js';
+import type { Logger } from '../log.js';
+import { embeddedStoreFile, openStore, splitEtcdServers, type StoreLocation } from '../storage/open.js';
+import type { Store } from '../storage/types.js';
+import { buildTransformers } from '../transform/build.js';
+import type { KmsTransformerFactory, TransformerSet } from '../transform/types.js';
+import { ToolUsageError, type EngineFlags } from './engine-options.js';
+
+export interface Engine {
+  config: EncryptionConfiguration;
+  store: Store;
+  transformers: TransformerSet;
+  /** Which resources the tool looks at: `--resources`, else those the configuration names. */
+  selects(gr: GroupResource): boolean;
+  /**
+   * The write provider (first provider) of each selected resource that is a kms provider, with its
+   * own health check (the kms v2 Status probe, or the v1 Encrypt+Decrypt probe).
+   */
+  writeKmsProviders(): Array<{ resource: string; name: string; apiVersion: string; health: HealthCheck }>;
+  /** Settles when every kms v2 provider has had its first Status answer (or failure). */
+  ready(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface OpenEngineOptions {
+  /** Embedded store: open read-only (verify) or for writing (rewrite; the store file must exist either way). */
+  readonly: boolean;
+  log?: Logger;
+  kmsIntervals?: Partial<KmsIntervals>;
+}
+
+/** Loads the configuration, opens the store and builds the transformers. Config and flag problems throw ToolUsageError. */
+export async function openEngine(flags: EngineFlags, options: OpenEngineOptions): Promise<Engine> {
+  let config: EncryptionConfiguration;
+  try {
+    config = (await loadEncryptionConfigFile(flags.encryptionProviderConfig)).config;
+  } catch (err) {
+    throw new ToolUsageError(err instanceof Error ? err.message : String(err), { cause: err });
+  }
+  const table = buildResourceTable(config);
+  let wanted: GroupResource[] | undefined;
+  if (flags.resources) {
+    try {
+      wanted = flags.resources.split(',').map((r) => r.trim()).filter((r) => r !== '').map((r) => parseGroupResource(r));
+    } catch (err) {
+      throw new ToolUsageError(`--resources: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    }
+    if (wanted.length === 0) throw new ToolUsageError('--resources: no resource named');
+  }
+  const selects = wanted
+    ? (gr: GroupResource) => wanted.some((w) => w.resource === gr.resource && w.group === gr.group)
+    : (gr: GroupResource) => table.providersFor(gr) !== undefined;
+
+  const useEtcd = flags.etcdServers !== undefined && splitEtcdServers(flags.etcdServers).length > 0;
+  if (!useEtcd && !existsSync(embeddedStoreFile(flags.dataDir))) {
+    throw new ToolUsageError(`no embedded store at ${embeddedStoreFile(flags.dataDir)} (check --data-dir, or give --etcd-servers)`);
+  }
+  if (Boolean(flags.etcdCertfile) !== Boolean(flags.etcdKeyfile)) {
+    throw new ToolUsageError('--etcd-certfile and --etcd-keyfile must be given together');
+  }
+  const loc: StoreLocation = {
+    dataDir: flags.dataDir,
+    readonly: options.readonly,
+    // A tool next to a running server never compacts the server's store.
+    sqlite: { compactIntervalMs: 0 },
+    ...(flags.etcdServers ? { etcdServers: flags.etcdServers } : {}),
+    ...(flags.etcdCafile ? { etcdCaFile: flags.etcdCafile } : {}),
+    ...(flags.etcdCertfile ? { etcdCertFile: flags.etcdCertfile } : {}),
+    ...(flags.etcdKeyfile ? { etcdKeyFile: flags.etcdKeyfile } : {}),
+  };
+
+  const kmsSets: KmsProviders[] = [];
+  const health = new Map<KMSConfiguration, HealthCheck>();
+  let factory: KmsTransformerFactory | undefined;
+  if (usesKms(config)) {
+    // The gRPC KMS clients are loaded only for a configuration with kms providers.
+    const { createKmsProviders } = await import('../kms/factory.js');
+    factory = (kms, index) => {
+      const providers = createKmsProviders({ ...(options.log ? { log: options.log } : {}), ...(options.kmsIntervals ? { intervals: options.kmsIntervals } : {}) });
+      kmsSets.push(providers);
+      const transformer = providers.factory(kms, index);
+      const check = providers.healthChecks()[0];
+      if (check) health.set(kms, check);
+      return transformer;
+    };
+  }
+  const closeKms = async () => {
+    for (const k of kmsSets.splice(0)) await k.close();
+  };
+  let transformers: TransformerSet;
+  try {
+    transformers = buildTransformers(config, factory ? { kms: factory } : {});
+  } catch (err) {
+    await closeKms();
+    throw new ToolUsageError(err instanceof Error ? err.message : String(err), { cause: err });
+  }
+  let store: Store;
+  try {
+    store = await openStore(loc);
+  } catch (err) {
+    await closeKms();
+    throw err;
+  }
+
+  return {
+    config,
+    store,
+    transformers,
+    selects,
+    writeKmsProviders() {
+      const out: Array<{ resource: string; name: string; apiVersion: string; health: HealthCheck }> = [];
+      const seen = new Set<string>();
+      const writers: Array<{ resource: string; first: ProviderConfiguration | undefined }> = wanted
+        ? wanted.map((w) => ({ resource: w.group === '' ? w.resource : `${w.resource}.${w.group}`, first: table.providersFor(w)?.[0] }))
+        : table.rules.map((r) => ({ resource: r.groupResource.group === '' ? r.groupResource.resource : `${r.groupResource.resource}.${r.groupResource.group}`, first: r.providers[0] }));
+      for (const { resource, first } of writers) {
+        if (!first || !('kms' in first)) continue;
+        const check = health.get(first.kms);
+        if (!check) continue;
+        const id = `${resource}\0${first.kms.name}`;
+        if (seen.has(id)) continue;
+        seen.add(id);
+        out.push({ resource, name: first.kms.name, apiVersion: first.kms.apiVersion ?? 'v1', health: check });
+      }
+      return out;
+    },
+    async ready() {
+      await Promise.all(kmsSets.map((k) => k.ready()));
+    },
+    async close() {
+      await store.close();
+      await transformers.close();
+      await closeKms();
+    },
+  };
+}

@@ -1,0 +1,8 @@
+// Where the embedded store lives by default. A module of constants that imports nothing, so the CLI
+// can show its flag defaults without loading a store backend.
+
+/** The default `--data-dir`. */
+export const DEFAULT_DATA_DIR = './.atrest';
+
+/** The embedded store's file name inside `--data-dir`. */
+export const STORE_FILE_NAME = 'store.db';

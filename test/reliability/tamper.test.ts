@@ -1,6 +1,7 @@
 // Issue #8 §4, tampering: values stored under aesgcm, aescbc, secretbox, kms v1 and kms v2 (a real
-// `atrest kms-plugin` process, local backend) are tampered with by writing raw bytes into the
-// embedded store under a running `atrest serve` (startApiServer in the test process, real HTTPS):
+// `atrest kms-plugin` process, local backend) are tampered with by writing raw bytes into the store
+// under a running `atrest serve` (startApiServer in the test process, real HTTPS), once on the
+// embedded store and once on a real etcd:
 // bit flips, truncation, a value swapped in from another key (AAD = full key), an older value of
 // the same key replayed, a kms v2 EncryptedObject with a changed key_id / annotations (re-encoded),
 // and a value claiming a provider that is not configured. Each GET must fail with a Status naming
@@ -15,6 +16,7 @@ import { test } from 'node:test';
 import { openStore } from '../../src/storage/open.js';
 import type { Store } from '../../src/storage/types.js';
 import { decodeEncryptedObject, encodeEncryptedObject } from '../../src/transform/kmsv2/encrypted-object.js';
+import { etcdAvailable, startEtcdCluster, type EtcdCluster } from '../helpers/etcd.js';
 import { makeTempDir, PluginProcess, runAtrest } from '../helpers/plugin.js';
 import { apiRequest, startTestServer, type TestServer } from '../helpers/server.js';
 import { registerTestSecret } from '../helpers/test-log.js';
@@ -44,8 +46,10 @@ function secretBody(name: string, value: string): string {
   return JSON.stringify({ apiVersion: 'v1', kind: 'Secret', metadata: { name }, data: { v: Buffer.from(value).toString('base64') } });
 }
 
-test('tampered values fail closed naming the key; other objects stay readable; the server stays up', { timeout: 120_000 }, async () => {
+for (const backend of ['embedded', 'etcd'] as const) {
+test(`${backend}: tampered values fail closed naming the key; other objects stay readable; the server stays up`, { timeout: 120_000, skip: backend === 'etcd' && !etcdAvailable() && 'needs etcd' }, async () => {
   const { dir, cleanup } = await makeTempDir('atrest-tamper-');
+  let etcd: EtcdCluster | undefined;
   const keyFile = join(dir, 'kek.json');
   const socket = join(dir, 'kms.sock');
   const dataDir = join(dir, 'data');
@@ -54,6 +58,9 @@ test('tampered values fail closed naming the key; other objects stay readable; t
   let ts: TestServer | undefined;
   let store: Store | undefined;
   try {
+    if (backend === 'etcd') etcd = await startEtcdCluster(1);
+    // The servers and the tampering both go through this store location (the same etcd, or the same SQLite file).
+    const location = etcd ? { etcdServers: etcd.endpoints } : { dataDir };
     const init = await runAtrest(['kms-plugin', 'init-key', '--key-file', keyFile]);
     assert.equal(init.code, 0, init.stderr);
     plugin = new PluginProcess(['--listen', `unix://${socket}`, '--key-file', keyFile]);
@@ -63,7 +70,7 @@ test('tampered values fail closed naming the key; other objects stay readable; t
     const old = new Map<P, Uint8Array>();
     for (const p of PROVIDERS) {
       writeFileSync(cfg, config(p, socket));
-      store = await openStore({ dataDir });
+      store = await openStore(location);
       ts = await startTestServer({ dataDir, store, encryptionProviderConfig: cfg }, join(dir, `srv-${p}`));
       for (const n of ['a', 'b', 'keep']) {
         const r = await apiRequest(ts.server, 'POST', '/api/v1/namespaces/default/secrets', { body: secretBody(`${p}-${n}`, `v0-${p}-${n}`) });
@@ -81,7 +88,7 @@ test('tampered values fail closed naming the key; other objects stay readable; t
     }
     // The reading server: aesgcm first, every provider configured.
     writeFileSync(cfg, config('aesgcm', socket));
-    store = await openStore({ dataDir });
+    store = await openStore(location);
     const s = store;
     ts = await startTestServer({ dataDir, store, encryptionProviderConfig: cfg }, join(dir, 'srv-read'));
     const server = ts.server;
@@ -192,7 +199,7 @@ test('tampered values fail closed naming the key; other objects stay readable; t
       if (r.status === 200 && Buffer.from(r.json<{ data: { v: string } }>().data.v, 'base64').toString() === `v0-${p}-keep`) counts.keepReadable++;
     }
     const alive = await apiRequest(server, 'GET', '/readyz', { token: null });
-    console.log(`RELIABILITY ${JSON.stringify({ section: 'tamper', ...counts, serverAlive: alive.status === 200 })}`);
+    console.log(`RELIABILITY ${JSON.stringify({ section: 'tamper', backend, ...counts, serverAlive: alive.status === 200 })}`);
     for (const [k, m] of Object.entries(samples)) console.log(`tamper sample [${k}]: ${String(m).replace(/default\/[a-z0-9-]+/, 'default/…')}`);
     console.log(`tamper failures: ${JSON.stringify(failures)}`);
     assert.deepEqual(failures, []);
@@ -203,6 +210,8 @@ test('tampered values fail closed naming the key; other objects stay readable; t
   } finally {
     await ts?.close().catch(() => {});
     await plugin?.stop().catch(() => null);
+    await etcd?.cleanup();
     await cleanup();
   }
 });
+}

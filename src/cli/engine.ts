@@ -107,6 +107,7 @@ export async function openEngine(flags: EngineFlags, options: OpenEngineOptions)
   try {
     store = await openStore(loc);
   } catch (err) {
+    await transformers.close();
     await closeKms();
     throw err;
   }

@@ -12,7 +12,7 @@
 // kms-plugin --backend local` taking v2 Encrypt and Decrypt from 32 concurrent callers.
 import { spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseEncryptionConfig } from '../src/config/load.js';
 import { parseListenAddress } from '../src/plugin/listen-address.js';
@@ -21,25 +21,12 @@ import { EncryptedStore } from '../src/storage/encrypted-store.js';
 import { openStore } from '../src/storage/open.js';
 import { buildTransformers } from '../src/transform/build.js';
 import { makeTempDir, repoRoot, runAtrest, waitFor } from '../test/helpers/plugin.js';
+import { writeAesGcmConfig } from '../test/helpers/server.js';
 import { measureRate, withMax, type BenchContext, type Row, type SuiteResult } from './lib.js';
 import { atrestCommand, procMemoryMb, startServe, type ServeProcess } from './serve-process.js';
 
 const TARGET_MB = 200;
 const PAGE = 500;
-
-function aesgcmConfig(dir: string): string {
-  const path = join(dir, 'encryption.yaml');
-  writeFileSync(path, `apiVersion: apiserver.config.k8s.io/v1
-kind: EncryptionConfiguration
-resources:
-  - resources: [secrets]
-    providers:
-      - aesgcm:
-          keys: [{ name: key1, secret: ${randomBytes(32).toString('base64')} }]
-      - identity: {}
-`, { mode: 0o600 });
-  return path;
-}
 
 /** Writes `count` Secrets into namespace `default` of the embedded store in `dataDir`, encrypted with `configPath`. */
 async function seedSecrets(dataDir: string, configPath: string, count: number, log: (m: string) => void): Promise<void> {
@@ -82,7 +69,7 @@ async function listAll(server: ServeProcess, count: number): Promise<{ pages: nu
 }
 
 async function serveRows(ctx: BenchContext, dir: string, count: number): Promise<Row[]> {
-  const configPath = aesgcmConfig(dir);
+  const configPath = writeAesGcmConfig(dir).path;
   const rows: Row[] = [];
   // Baseline: the same server, same config, empty store.
   const empty = await startServe(join(dir, 'empty'), ['--encryption-provider-config', configPath]);

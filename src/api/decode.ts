@@ -16,16 +16,28 @@ export function mediaType(contentType: string | undefined): string {
 
 export const MAX_NESTING_DEPTH = 10_000;
 
-/** Iterative (the document may be nested deeper than the stack allows). */
+/** Iterative (the document may be nested deeper than the stack allows); only containers are visited. */
 function depthExceeds(doc: unknown, max: number): boolean {
-  const stack: Array<[unknown, number]> = [[doc, 1]];
+  const stack: Array<[object, number]> = [];
+  if (doc !== null && typeof doc === 'object') stack.push([doc, 1]);
   while (stack.length > 0) {
-    const [v, d] = stack.pop() as [unknown, number];
-    if (v === null || typeof v !== 'object') continue;
+    const [v, d] = stack.pop() as [object, number];
     if (d > max) return true;
-    for (const child of Array.isArray(v) ? v : Object.values(v as Record<string, unknown>)) stack.push([child, d + 1]);
+    for (const child of Array.isArray(v) ? v : Object.values(v)) {
+      if (child !== null && typeof child === 'object') stack.push([child as object, d + 1]);
+    }
   }
   return false;
+}
+
+/**
+ * The parser's reason, one line, without the excerpt of the body V8 quotes in JSON errors
+ * (`Unexpected token '}', ..."a": "s3cr"... is not valid JSON`): a body may hold secret values.
+ */
+function parseErrorReason(err: unknown): string {
+  if (!(err instanceof Error)) return 'invalid document';
+  const line = (err.message.split('\n')[0] ?? '').replace(/\r/g, '\\r');
+  return line.replace(/, (?:\.\.\.)?".*" is not valid JSON$/s, '');
 }
 
 /** Parses a JSON (or, for apply and YAML content types, YAML) document. */
@@ -36,11 +48,13 @@ export function parseDocument(body: Buffer, type: 'json' | 'yaml'): Json {
     // hold secret values) to stderr via process.emitWarning.
     const doc = (type === 'yaml' ? parseYaml(text, { logLevel: 'error' }) : JSON.parse(text)) as Json;
     // Go's encoding/json (kube's decoder) stops at 10000 levels; our recursive walks (schema
-    // check, merge patches) must not see more, or they would overflow the stack (a 500).
-    if (depthExceeds(doc, MAX_NESTING_DEPTH)) throw new Error('exceeded max depth');
+    // check, merge patches) must not see more, or they would overflow the stack (a 500). A JSON
+    // document needs at least one byte per level, so a shorter one is not walked. YAML always is:
+    // aliases can make it deeper than its text (`&a [*a]` even parses to a cycle).
+    if ((type === 'yaml' || body.length > MAX_NESTING_DEPTH) && depthExceeds(doc, MAX_NESTING_DEPTH)) throw new Error('exceeded max depth');
     return doc;
   } catch (err) {
-    throw badRequest(`the body of the request could not be decoded as ${type.toUpperCase()}: ${err instanceof Error ? (err.message.split('\n')[0] ?? '').replace(/\r/g, '\\r') : 'invalid document'}`);
+    throw badRequest(`the body of the request could not be decoded as ${type.toUpperCase()}: ${parseErrorReason(err)}`);
   }
 }
 

@@ -2,6 +2,8 @@
 // configuration flags (kube-apiserver's names, ATREST_… env vars) and the resource selection, and
 // the error for their misuse. Opening what they name is engine.ts, loaded when a tool runs.
 import { Option, type Command } from 'commander';
+import { parseGroupResource } from '../config/group-resource.js';
+import type { GroupResource } from '../config/types.js';
 import { AtrestError } from '../errors.js';
 import { DEFAULT_ETCD_PREFIX } from '../storage/keys.js';
 import { DEFAULT_DATA_DIR } from '../storage/defaults.js';
@@ -35,4 +37,16 @@ export class ToolUsageError extends AtrestError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('TOOL_USAGE', message, options);
   }
+}
+
+/** `--resources secrets,configmaps`: the named resources; none named is a usage error. */
+export function parseResourceSelection(list: string): GroupResource[] {
+  const wanted = list.split(',').map((r) => r.trim()).filter((r) => r !== '').map((r) => parseGroupResource(r));
+  if (wanted.length === 0) throw new ToolUsageError('--resources: no resource named');
+  return wanted;
+}
+
+/** Whether `gr` is one of `wanted`. */
+export function isSelected(wanted: readonly GroupResource[], gr: GroupResource): boolean {
+  return wanted.some((w) => w.resource === gr.resource && w.group === gr.group);
 }

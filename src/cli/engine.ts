@@ -4,7 +4,8 @@
 // it writes with.
 import { existsSync } from 'node:fs';
 import { loadEncryptionConfigFile } from '../config/load.js';
-import { buildResourceTable, parseGroupResource, usesKms } from '../config/resources.js';
+import { groupResourceString } from '../config/group-resource.js';
+import { buildResourceTable, usesKms } from '../config/resources.js';
 import type { EncryptionConfiguration, GroupResource, KMSConfiguration, ProviderConfiguration } from '../config/types.js';
 import type { HealthCheck } from '../health.js';
 import type { KmsIntervals, KmsProviders } from '../kms/factory.js';
@@ -13,10 +14,9 @@ import { embeddedStoreFile, openStore, splitEtcdServers, type StoreLocation } fr
 import type { Store } from '../storage/types.js';
 import { buildTransformers } from '../transform/build.js';
 import type { KmsTransformerFactory, TransformerSet } from '../transform/types.js';
-import { ToolUsageError, type EngineFlags } from './engine-options.js';
+import { isSelected, parseResourceSelection, ToolUsageError, type EngineFlags } from './engine-options.js';
 
 export interface Engine {
-  config: EncryptionConfiguration;
   store: Store;
   transformers: TransformerSet;
   /** Which resources the tool looks at: `--resources`, else those the configuration names. */
@@ -47,17 +47,9 @@ export async function openEngine(flags: EngineFlags, options: OpenEngineOptions)
     throw new ToolUsageError(err instanceof Error ? err.message : String(err), { cause: err });
   }
   const table = buildResourceTable(config);
-  let wanted: GroupResource[] | undefined;
-  if (flags.resources) {
-    try {
-      wanted = flags.resources.split(',').map((r) => r.trim()).filter((r) => r !== '').map((r) => parseGroupResource(r));
-    } catch (err) {
-      throw new ToolUsageError(`--resources: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
-    }
-    if (wanted.length === 0) throw new ToolUsageError('--resources: no resource named');
-  }
+  const wanted = flags.resources ? parseResourceSelection(flags.resources) : undefined;
   const selects = wanted
-    ? (gr: GroupResource) => wanted.some((w) => w.resource === gr.resource && w.group === gr.group)
+    ? (gr: GroupResource) => isSelected(wanted, gr)
     : (gr: GroupResource) => table.providersFor(gr) !== undefined;
 
   const useEtcd = flags.etcdServers !== undefined && splitEtcdServers(flags.etcdServers).length > 0;
@@ -113,7 +105,6 @@ export async function openEngine(flags: EngineFlags, options: OpenEngineOptions)
   }
 
   return {
-    config,
     store,
     transformers,
     selects,
@@ -121,8 +112,8 @@ export async function openEngine(flags: EngineFlags, options: OpenEngineOptions)
       const out: Array<{ resource: string; name: string; apiVersion: string; health: HealthCheck }> = [];
       const seen = new Set<string>();
       const writers: Array<{ resource: string; first: ProviderConfiguration | undefined }> = wanted
-        ? wanted.map((w) => ({ resource: w.group === '' ? w.resource : `${w.resource}.${w.group}`, first: table.providersFor(w)?.[0] }))
-        : table.rules.map((r) => ({ resource: r.groupResource.group === '' ? r.groupResource.resource : `${r.groupResource.resource}.${r.groupResource.group}`, first: r.providers[0] }));
+        ? wanted.map((w) => ({ resource: groupResourceString(w), first: table.providersFor(w)?.[0] }))
+        : table.rules.map((r) => ({ resource: groupResourceString(r.groupResource), first: r.providers[0] }));
       for (const { resource, first } of writers) {
         if (!first || !('kms' in first)) continue;
         const check = health.get(first.kms);
@@ -138,9 +129,15 @@ export async function openEngine(flags: EngineFlags, options: OpenEngineOptions)
       await Promise.all(kmsSets.map((k) => k.ready()));
     },
     async close() {
-      await store.close();
-      await transformers.close();
-      await closeKms();
+      try {
+        await store.close();
+      } finally {
+        try {
+          await transformers.close();
+        } finally {
+          await closeKms();
+        }
+      }
     },
   };
 }

@@ -10,13 +10,14 @@ import { existsSync } from 'node:fs';
 import { open, readFile, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Command, Option } from 'commander';
-import { parseGroupResource } from '../config/group-resource.js';
 import type { EncryptionConfiguration, GroupResource } from '../config/types.js';
 import { messageOf } from '../errors.js';
 import { DEFAULT_ETCD_PREFIX, parseStorageKey } from '../storage/keys.js';
 import type { StoreLocation } from '../storage/open.js';
 import type { Store } from '../storage/types.js';
+import { parseGroupResource } from '../config/group-resource.js';
 import { OUTPUT_FORMATS, type OutputFormat } from '../tools/defaults.js';
+import { isSelected, parseResourceSelection } from './engine-options.js';
 import type { EtcdSnapshot } from '../tools/etcd-snapshot.js';
 import type { KmsTransformerFactory, ReadOrigin, TransformResult } from '../transform/types.js';
 
@@ -93,7 +94,8 @@ async function decryptCommand(keyArg: string | undefined, opts: DecryptFlags): P
     if (opts.resources !== undefined && opts.snapshot === undefined && !opts.prefix) throw new Error('--resources selects among several values: use it with --snapshot or --prefix');
     if (opts.resource !== undefined && (opts.snapshot !== undefined || opts.prefix)) throw new Error('--resource names the resource of one value: with --snapshot or --prefix each key names its own (select with --resources)');
     if (opts.in !== '-' && (opts.snapshot !== undefined || fromStore)) throw new Error('--in gives the value itself: not with --snapshot, --etcd-servers or --data-dir');
-    const selects = opts.resources !== undefined ? parseResourceList(opts.resources) : undefined;
+    const wanted = opts.resources !== undefined ? parseResourceSelection(opts.resources) : undefined;
+    const selects = wanted ? (gr: GroupResource) => isSelected(wanted, gr) : undefined;
 
     const { loadEncryptionConfigFile } = await import('../config/load.js');
     const { StoreError } = await import('../storage/errors.js');
@@ -155,12 +157,6 @@ async function decryptCommand(keyArg: string | undefined, opts: DecryptFlags): P
     // one line, whatever the cause
     throw new Error(messageOf(err).replace(/\s*\n\s*/g, ' '), { cause: err });
   }
-}
-
-function parseResourceList(list: string): (gr: GroupResource) => boolean {
-  const wanted = list.split(',').map((r) => r.trim()).filter((r) => r !== '').map((r) => parseGroupResource(r));
-  if (wanted.length === 0) throw new Error('--resources: no resource named');
-  return (gr) => wanted.some((w) => w.resource === gr.resource && w.group === gr.group);
 }
 
 function storeLocation(opts: DecryptFlags): StoreLocation {

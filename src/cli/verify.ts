@@ -1,8 +1,10 @@
 // `atrest verify`: which provider, key and key_id protect each stored value (src/tools/verify.ts).
 // Exit 0 only when every value of the selected resources is written by the current write provider
-// and key; 1 when stale or undecryptable values remain.
+// and key; 1 when stale or undecryptable values remain (or the store fails); 2 for usage and
+// configuration errors, as `atrest rewrite`.
 import { Command, Option } from 'commander';
-import { addEngineOptions, type EngineFlags } from './engine-options.js';
+import { messageOf } from '../errors.js';
+import { addEngineOptions, ToolUsageError, type EngineFlags } from './engine-options.js';
 
 interface VerifyFlags extends EngineFlags {
   output: 'table' | 'json';
@@ -17,7 +19,15 @@ export function registerVerify(program: Command): void {
     .action(async (flags: VerifyFlags) => {
       const { formatVerifyReport, verifyStore } = await import('../tools/verify.js');
       const { openEngine } = await import('./engine.js');
-      const engine = await openEngine(flags, { readonly: true });
+      let engine;
+      try {
+        engine = await openEngine(flags, { readonly: true });
+      } catch (err) {
+        if (!(err instanceof ToolUsageError)) throw err;
+        process.stderr.write(`atrest verify: ${messageOf(err)}\n`);
+        process.exitCode = 2;
+        return;
+      }
       try {
         await engine.ready();
         const report = await verifyStore({ store: engine.store, transformers: engine.transformers, etcdPrefix: flags.etcdPrefix, selects: engine.selects });

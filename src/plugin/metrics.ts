@@ -20,8 +20,6 @@ export class PluginMetrics {
   private readonly refreshFailures: Counter;
   private readonly rotations: Counter;
   private currentHash: string | undefined;
-  // Labelled children looked up once: prom-client hashes the label set on every inc/observe otherwise.
-  private readonly children = new Map<string, { inc: () => void; observe: (seconds: number) => void }>();
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -55,16 +53,8 @@ export class PluginMetrics {
   }
 
   observe(apiVersion: string, method: string, outcome: string, seconds: number): void {
-    const key = `${apiVersion} ${method} ${outcome}`;
-    let child = this.children.get(key);
-    if (!child) {
-      const counter = this.operations.labels({ api_version: apiVersion, method, outcome });
-      const histogram = this.latency.labels({ api_version: apiVersion, method });
-      child = { inc: () => counter.inc(), observe: (s) => histogram.observe(s) };
-      this.children.set(key, child);
-    }
-    child.inc();
-    child.observe(seconds);
+    this.operations.inc({ api_version: apiVersion, method, outcome });
+    this.latency.observe({ api_version: apiVersion, method }, seconds);
   }
 
   setCurrentKeyId(keyId: string, rotated: boolean): void {

@@ -124,17 +124,6 @@ export class BboltFile {
     yield* this.walk(this.meta.rootPgid, new Set(), 0);
   }
 
-  /** Entries of a top-level bucket, in key order; undefined when there is no such bucket. */
-  bucket(name: string): Iterable<BboltEntry> | undefined {
-    const wanted = Buffer.from(name, 'utf8');
-    for (const e of this.rootEntries()) {
-      if (!e.key.equals(wanted)) continue;
-      if (!e.isBucket) throw new BboltError(`"${name}" is a key, not a bucket`);
-      return { [Symbol.iterator]: () => this.bucketEntries(e.value, name) };
-    }
-    return undefined;
-  }
-
   /** Entries of the sub-bucket whose raw header `value` an entry carried. */
   *bucketEntries(value: Buffer, name = 'bucket'): Generator<BboltEntry> {
     if (value.length < BUCKET_HEADER) throw new BboltError(`bucket "${name}": header of ${value.length} bytes`);

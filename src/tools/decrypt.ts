@@ -18,7 +18,6 @@ import { decodeStoredObject } from './k8s-object.js';
 import type { OutputFormat } from './defaults.js';
 import { writerLabel } from './verify.js';
 
-export { OUTPUT_FORMATS, type OutputFormat } from './defaults.js';
 
 export interface StoredValue {
   key: string;

@@ -16,7 +16,6 @@ import type { KeyValue, ListResult, Store, UpdateOp, UpdateOutcome } from '../st
 import type { TransformerSet } from '../transform/types.js';
 import { DEFAULT_REWRITE_BATCH_SIZE } from './defaults.js';
 
-export { DEFAULT_REWRITE_BATCH_SIZE } from './defaults.js';
 /** Attempts per key after CONFLICTs before the key is reported as still changing. */
 export const DEFAULT_REWRITE_MAX_ATTEMPTS = 5;
 
@@ -39,20 +38,8 @@ export class RewriteError extends AtrestError {
   }
 }
 
-export interface RewriteProgress {
-  scanned: number;
-  stale: number;
-  rewritten: number;
-  alreadyCurrent: number;
-  conflictsRetried: number;
-  deletedMeanwhile: number;
-  undecryptable: number;
-}
-
-export interface RewriteSummary {
-  /** The revision the first page was listed at. */
-  revision: number;
-  dryRun: boolean;
+/** The counts a run keeps; reported after every batch (with the undecryptable count) and in the summary. */
+export interface RewriteCounts {
   /** Values of the selected resources looked at. */
   scanned: number;
   /** Of those, stale when listed (with --dry-run: what would be rewritten). */
@@ -65,6 +52,16 @@ export interface RewriteSummary {
   conflictsRetried: number;
   /** Deleted between the list and the write. */
   deletedMeanwhile: number;
+}
+
+export interface RewriteProgress extends RewriteCounts {
+  undecryptable: number;
+}
+
+export interface RewriteSummary extends RewriteCounts {
+  /** The revision the first page was listed at. */
+  revision: number;
+  dryRun: boolean;
   /** Values that do not decrypt with the configuration (keys only, never values). */
   undecryptable: Array<{ key: string; error: string }>;
   /** Keys still changing after the retry limit: still stale, rerun to finish them. */
@@ -178,8 +175,9 @@ export async function rewriteStore(options: RewriteOptions): Promise<RewriteSumm
     summary.ok = summary.undecryptable.length === 0 && summary.retriesExhausted.length === 0;
     return summary;
   };
+  // A stopped run is never ok, whatever it counted before the stop.
   const fail = (code: RewriteErrorCode, message: string, cause?: unknown): RewriteError =>
-    new RewriteError(code, message, finish(), cause === undefined ? undefined : { cause });
+    new RewriteError(code, message, { ...finish(), ok: false }, cause === undefined ? undefined : { cause });
   const checkAbort = () => {
     if (options.signal?.aborted) throw fail('REWRITE_ABORTED', 'the rewrite was stopped; run it again to finish');
   };
@@ -214,7 +212,11 @@ export async function rewriteStore(options: RewriteOptions): Promise<RewriteSumm
   };
   const write = async (ops: UpdateOp[]): Promise<UpdateOutcome[]> => {
     try {
-      if (store.updateMany) return await store.updateMany(ops);
+      if (store.updateMany) {
+        const outcomes = await store.updateMany(ops);
+        if (outcomes.length !== ops.length) throw new Error(`the store answered ${outcomes.length} outcomes for ${ops.length} writes`);
+        return outcomes;
+      }
       const outcomes: UpdateOutcome[] = [];
       for (const op of ops) {
         try {
@@ -262,8 +264,9 @@ export async function rewriteStore(options: RewriteOptions): Promise<RewriteSumm
       }
       const value = await encrypt({ kv, plaintext: read.plaintext });
       await bucket?.take(1);
-      const [outcome] = await write([{ key, value, expectedRevision: kv.modRevision }]);
-      if (!outcome || outcome.ok) {
+      // write() answers one outcome per op.
+      const outcome = (await write([{ key, value, expectedRevision: kv.modRevision }]))[0] as UpdateOutcome;
+      if (outcome.ok) {
         summary.rewritten++;
         return;
       }

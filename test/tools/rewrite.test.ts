@@ -298,6 +298,7 @@ describe('atrest rewrite on the embedded store', () => {
     );
     assert.ok(err instanceof RewriteError && err.code === 'REWRITE_ABORTED', String(err));
     assert.equal(err.summary.rewritten, 4);
+    assert.equal(err.summary.ok, false, 'a stopped run is never reported ok');
     await store.close();
   });
 
@@ -326,7 +327,7 @@ describe('atrest rewrite on the embedded store', () => {
       },
       close: async () => {},
     };
-    await assert.rejects(run(store, {}, failing), (err: unknown) => err instanceof RewriteError && err.code === 'REWRITE_ENCRYPT_FAILED' && /KMS said no/.test(err.message));
+    await assert.rejects(run(store, {}, failing), (err: unknown) => err instanceof RewriteError && err.code === 'REWRITE_ENCRYPT_FAILED' && /KMS said no/.test(err.message) && !err.summary.ok);
     assert.equal(await store.revision(), revision, 'nothing was written');
     await store.close();
   });

@@ -79,6 +79,14 @@ test('verify counts writers, plaintext, stale and undecryptable values, and exit
     assert.match(after.stdout, /secrets: 2 values, 0 plaintext, 0 stale, 0 undecryptable/);
     assert.match(after.stdout, /aesgcm:k2\s+2/);
     assert.match(after.stdout, /^OK:/m);
+
+    // Usage and configuration errors exit 2 (1 means values are not current).
+    const noStore = await runAtrest(['verify', '--encryption-provider-config', newConfig, '--data-dir', join(dir, 'nothing-here')]);
+    assert.equal(noStore.code, 2, noStore.stderr);
+    assert.match(noStore.stderr, /no embedded store at .*nothing-here/);
+    const noneNamed = await runAtrest(['verify', '--encryption-provider-config', newConfig, '--data-dir', dir, '--resources', ' , ']);
+    assert.equal(noneNamed.code, 2, noneNamed.stderr);
+    assert.match(noneNamed.stderr, /--resources: no resource named/);
   } finally {
     await cleanup();
   }

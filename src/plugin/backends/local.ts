@@ -6,7 +6,6 @@ import { keyFile, localFlags } from '../local/config.js';
 import { appendKeyVersion, createKeyFile, keyIdOf, newVersion } from '../local/key-file.js';
 import { LocalKek } from '../local/kek.js';
 
-export { localFlags } from '../local/config.js';
 
 export const localBackend: BackendModule = {
   name: 'local',

@@ -5,8 +5,9 @@
 // AAD = the first 13 bytes (format ‖ version ‖ id) ‖ UTF-8 key_id (`local:v<version>:<id hex>`), so a
 // ciphertext only opens under the KEK version it names: editing the version or id fails the tag.
 // 41 bytes of overhead: a 32-byte DEK wraps to 73 bytes, far under the KMS v2 limit of 1024.
-import { createCipheriv, createDecipheriv, randomFillSync, type KeyObject } from 'node:crypto';
+import { createCipheriv, createDecipheriv, type KeyObject } from 'node:crypto';
 import { BackendError } from '../backend.js';
+import { createPooledNonceSource } from '../../crypto/nonce.js';
 
 export const CIPHERTEXT_FORMAT = 0x01;
 const HEADER_BYTES = 1 + 4 + 8;
@@ -43,28 +44,15 @@ export function sealPrefix(ref: VersionRef, keyId: string): SealPrefix {
   return { head, aad: aad(head, keyId) };
 }
 
-// Nonces come from a pool refilled from the CSPRNG 4 KiB at a time: one randomBytes(12) per call
-// cost about as much as the AES-GCM itself (hot path of every Encrypt). Each nonce is 12 fresh
-// random bytes used once, exactly as before.
-const NONCE_POOL_BYTES = 4096;
-const noncePool = Buffer.alloc(NONCE_POOL_BYTES);
-let noncePoolOffset = NONCE_POOL_BYTES;
-
-function freshNonce(out: Buffer, offset: number): Buffer {
-  if (noncePoolOffset + NONCE_BYTES > NONCE_POOL_BYTES) {
-    randomFillSync(noncePool);
-    noncePoolOffset = 0;
-  }
-  noncePool.copy(out, offset, noncePoolOffset, noncePoolOffset + NONCE_BYTES);
-  noncePool.fill(0, noncePoolOffset, noncePoolOffset + NONCE_BYTES); // never handed out twice
-  noncePoolOffset += NONCE_BYTES;
-  return out.subarray(offset, offset + NONCE_BYTES);
-}
+// One Encrypt per call on the plugin's hot path: nonces come from a CSPRNG pool (src/crypto/nonce.ts)
+// instead of one randomBytes(12) per call, which cost about as much as the AES-GCM itself.
+const nonceSource = createPooledNonceSource();
 
 export function seal(prefix: SealPrefix, key: KeyObject, plaintext: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(HEADER_BYTES + NONCE_BYTES + plaintext.length + TAG_BYTES);
   prefix.head.copy(out, 0);
-  const nonce = freshNonce(out, HEADER_BYTES);
+  const nonce = out.subarray(HEADER_BYTES, HEADER_BYTES + NONCE_BYTES);
+  nonceSource(nonce);
   const cipher = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: TAG_BYTES });
   cipher.setAAD(prefix.aad);
   let at = HEADER_BYTES + NONCE_BYTES;
@@ -96,7 +84,9 @@ export function open(prefix: SealPrefix, keyId: string, key: KeyObject, cipherte
   decipher.setAAD(prefix.aad);
   decipher.setAuthTag(tag);
   try {
-    return Buffer.concat([decipher.update(body), decipher.final()]);
+    const plain = decipher.update(body);
+    const tail = decipher.final(); // verifies the tag; empty for GCM
+    return tail.length === 0 ? plain : Buffer.concat([plain, tail]);
   } catch (err) {
     throw new BackendError('INVALID_CIPHERTEXT', `ciphertext does not authenticate under key ${keyId}`, { cause: err });
   }

@@ -6,7 +6,7 @@ import { AtrestError } from '../errors.js';
 export type StatusReason =
   | 'BadRequest' | 'Unauthorized' | 'Forbidden' | 'NotFound' | 'AlreadyExists' | 'Conflict' | 'Gone'
   | 'Invalid' | 'MethodNotAllowed' | 'NotAcceptable' | 'RequestEntityTooLarge' | 'UnsupportedMediaType'
-  | 'InternalError' | 'ServiceUnavailable' | 'Timeout';
+  | 'TooManyRequests' | 'InternalError' | 'ServiceUnavailable' | 'Timeout';
 
 export interface StatusCause {
   reason: string;
@@ -74,3 +74,7 @@ export const tooLarge = (limit: number): ApiError =>
   new ApiError(413, 'RequestEntityTooLarge', `Request entity too large: limit is ${limit}`);
 
 export const unauthorized = (): ApiError => new ApiError(401, 'Unauthorized', 'Unauthorized');
+
+/** kube's answer when --max-requests-inflight / --max-mutating-requests-inflight is reached. */
+export const tooManyRequests = (retryAfterSeconds: number): ApiError =>
+  new ApiError(429, 'TooManyRequests', 'Too many requests, please try again later.', { retryAfterSeconds });

@@ -3,8 +3,6 @@
 // Retry-After header at once instead of queueing, so a burst degrades into 429s (clients retry)
 // rather than unbounded memory. Long-running requests (watch) and the health/version endpoints are
 // not counted, like kube. Unlike kube, system:masters is not exempt: atrest has one admin token.
-import type { ServerResponse } from 'node:http';
-
 export { DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT, DEFAULT_MAX_REQUESTS_INFLIGHT } from './defaults.js';
 /** Seconds a client is told to wait (kube sends 1). */
 export const RETRY_AFTER_SECONDS = 1;
@@ -58,20 +56,4 @@ export class InflightLimiter {
       else this.readOnly--;
     };
   }
-}
-
-/** kube's 429 reply: Retry-After header and a Status with reason TooManyRequests. */
-export function sendTooManyRequests(res: ServerResponse): void {
-  const status = {
-    kind: 'Status',
-    apiVersion: 'v1',
-    metadata: {},
-    status: 'Failure',
-    message: 'Too many requests, please try again later.',
-    reason: 'TooManyRequests',
-    details: { retryAfterSeconds: RETRY_AFTER_SECONDS },
-    code: 429,
-  };
-  res.writeHead(429, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private', 'Retry-After': String(RETRY_AFTER_SECONDS) });
-  res.end(JSON.stringify(status));
 }

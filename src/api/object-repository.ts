@@ -7,7 +7,7 @@ import type { Watch } from '../storage/types.js';
 import type { StoredValueTransformError } from '../storage/errors.js';
 import { ApiError } from './errors.js';
 import { isPlainObject, type KubeObject } from './objects.js';
-import { decodeProtobufObject, PROTOBUF_MAGIC } from './protobuf.js';
+import { decodeProtobufObject, isProtobufObject } from './protobuf.js';
 import type { ResourceType } from './resource-types.js';
 
 export interface StoredObject {
@@ -56,7 +56,7 @@ export class ObjectRepository {
     let parsed: unknown;
     try {
       // kube-apiserver stores protobuf by default: values it wrote are read too (and written back as JSON).
-      parsed = dv.plaintext.subarray(0, 4).equals(PROTOBUF_MAGIC) ? decodeProtobufObject(dv.plaintext) : JSON.parse(dv.plaintext.toString('utf8'));
+      parsed = isProtobufObject(dv.plaintext) ? decodeProtobufObject(dv.plaintext) : JSON.parse(dv.plaintext.toString('utf8'));
     } catch {
       parsed = undefined;
     }

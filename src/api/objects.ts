@@ -3,6 +3,7 @@
 import type { Json, JsonObject, KubeObject, ObjectMeta } from '../k8s-objects/object-model.js';
 
 export type { Json, JsonObject, KubeObject, ObjectMeta };
+export { rfc3339Seconds } from '../k8s-objects/object-model.js';
 
 export function isPlainObject(v: unknown): v is JsonObject {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -27,10 +28,6 @@ export function jsonEqual(a: unknown, b: unknown): boolean {
 }
 
 /** RFC 3339 with seconds precision and `Z`, as metav1.Time marshals. */
-export function rfc3339Seconds(ms: number): string {
-  return new Date(Math.floor(ms / 1000) * 1000).toISOString().replace('.000Z', 'Z');
-}
-
 export function metaOf(obj: KubeObject): ObjectMeta {
   return obj.metadata;
 }

@@ -5,7 +5,7 @@ import { decodeProtobufObject as decodeObject, ProtobufObjectError } from '../k8
 import { badRequest, unsupportedMediaType } from './errors.js';
 import type { KubeObject } from './objects.js';
 
-export { PROTOBUF_MAGIC } from '../k8s-objects/protobuf.js';
+export { isProtobufObject } from '../k8s-objects/protobuf.js';
 
 /** Decodes a `application/vnd.kubernetes.protobuf` body into the JSON object model. */
 export function decodeProtobufObject(body: Buffer): KubeObject {

@@ -52,6 +52,13 @@ export class StreamedBody {
 
 /** Objects read from the store per page when a list is streamed or collected. */
 export const LIST_STREAM_PAGE = 500;
+/** A streamed list is written once this much JSON text has accumulated. */
+const STREAM_CHUNK_CHARS = 64 * 1024;
+
+/** Items carry no kind/apiVersion inside a list, as kube-apiserver's. */
+function listItem({ kind: _k, apiVersion: _a, ...rest }: KubeObject): Omit<KubeObject, 'kind' | 'apiVersion'> {
+  return rest;
+}
 
 interface ListQuery {
   labels: Matcher;
@@ -117,8 +124,7 @@ export class ResourceHandlers {
       const now = this.now();
       return { code: 200, body: tableOf(rt.columns, (o) => rt.cells(o, now), items, listMeta), contentType: TABLE_CONTENT_TYPE };
     }
-    // Items carry no kind/apiVersion inside a list, as kube-apiserver's.
-    const bare = items.map(({ kind: _k, apiVersion: _a, ...rest }) => rest);
+    const bare = items.map(listItem);
     return { code: 200, body: { kind: rt.listKind, apiVersion: 'v1', metadata: listMeta, items: bare } };
   }
 
@@ -171,8 +177,12 @@ export class ResourceHandlers {
         let chunk = '';
         for (const it of page.items) {
           if (!labels(it.obj) || !fields(it.obj)) continue;
-          const { kind: _k, apiVersion: _a, ...rest } = it.obj;
-          chunk += (written++ === 0 ? '' : ',') + JSON.stringify(rest);
+          chunk += (written++ === 0 ? '' : ',') + JSON.stringify(listItem(it.obj));
+          // Large objects (Secrets up to ~1 MiB): hand the text over in pieces, not a page at once.
+          if (chunk.length >= STREAM_CHUNK_CHARS) {
+            await write(chunk);
+            chunk = '';
+          }
         }
         if (chunk !== '') await write(chunk);
         if (!page.more || page.lastKey === undefined) break;

@@ -9,16 +9,16 @@ import type { Logger } from '../log.js';
 import type { Registry } from '../metrics.js';
 import { aggregatedCore, aggregatedGroups, AGGREGATED_CONTENT_TYPE, apiGroupList, apiResourceList, legacyApiVersions, wantsAggregated } from './discovery.js';
 import type { TokenAuthenticator } from './auth.js';
-import { ApiError, badRequest, methodNotAllowed, pathNotFound, tooLarge, unauthorized } from './errors.js';
+import { ApiError, badRequest, methodNotAllowed, pathNotFound, tooLarge, tooManyRequests, unauthorized } from './errors.js';
 import { logCheck, pingCheck, runHealth } from './health-endpoints.js';
 import { OPENAPI_V2_CONTENT_TYPE } from './openapi.js';
 import type { RequestMetrics } from './request-metrics.js';
 import { StreamedBody, type Reply, type ResourceHandlers, type ResourceRequest } from './resource-handlers.js';
 import { isPublicRoute, route, type Route } from './router.js';
-import { statusFromError } from './status.js';
+import { statusFromError, type Status } from './status.js';
 import { versionInfo } from './version.js';
 import { isWatchRequest, serveWatch, type WatchDeps } from './watch.js';
-import { InflightLimiter, isMutatingMethod, sendTooManyRequests, type InflightLimits } from './inflight-limit.js';
+import { InflightLimiter, isMutatingMethod, RETRY_AFTER_SECONDS, type InflightLimits } from './inflight-limit.js';
 
 /** kube-apiserver's limit for JSON/YAML request bodies (3 MB). */
 export const DEFAULT_MAX_BODY_BYTES = 3 * 1024 * 1024;
@@ -93,6 +93,13 @@ function resourceLabel(r: Route): string {
   return '';
 }
 
+/** The client went away while a streamed body was being written. */
+class ClientClosed extends Error {
+  constructor() {
+    super('the client closed the connection');
+  }
+}
+
 export function createRequestListener(deps: RequestListenerDeps): (req: IncomingMessage, res: ServerResponse) => void {
   const limit = deps.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const watchDeps: WatchDeps = { ...deps.watch, handlers: deps.handlers };
@@ -106,6 +113,9 @@ export function createRequestListener(deps: RequestListenerDeps): (req: Incoming
     const payload = typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body);
     const headers: Record<string, string | string[]> = { 'Content-Type': contentType, 'Cache-Control': 'no-cache, private' };
     if (warnings.length) headers['Warning'] = warnings.map(warningHeader);
+    // A Status that tells the client when to retry says it in the header too, as kube does (429, 503, 504).
+    const retryAfter = (body as Partial<Status> | null)?.details?.retryAfterSeconds;
+    if (retryAfter !== undefined) headers['Retry-After'] = String(retryAfter);
     res.writeHead(code, headers);
     res.end(payload);
   };
@@ -120,7 +130,7 @@ export function createRequestListener(deps: RequestListenerDeps): (req: Incoming
     if (warnings.length) headers['Warning'] = warnings.map(warningHeader);
     res.writeHead(code, headers);
     const write = (chunk: string): Promise<void> => {
-      if (res.destroyed) return Promise.reject(new Error('the client closed the connection'));
+      if (res.destroyed) return Promise.reject(new ClientClosed());
       if (res.write(chunk)) return Promise.resolve();
       return new Promise((resolve, reject) => {
         const done = (err?: Error): void => {
@@ -130,7 +140,7 @@ export function createRequestListener(deps: RequestListenerDeps): (req: Incoming
           else resolve();
         };
         const onDrain = (): void => done();
-        const onClose = (): void => done(new Error('the client closed the connection'));
+        const onClose = (): void => done(new ClientClosed());
         res.once('drain', onDrain);
         res.once('close', onClose);
       });
@@ -139,6 +149,8 @@ export function createRequestListener(deps: RequestListenerDeps): (req: Incoming
       await body.writeTo(write);
     } catch (err) {
       res.destroy();
+      // A client that hung up is not a server error; anything else is answered (and logged) as one.
+      if (err instanceof ClientClosed) return code;
       throw err;
     }
     res.end();
@@ -151,7 +163,7 @@ export function createRequestListener(deps: RequestListenerDeps): (req: Incoming
     const accept = req.headers['accept'];
     if (!isPublicRoute(r) && !deps.authenticator.authenticate(req.headers['authorization'])) throw unauthorized();
     let body: Buffer = Buffer.alloc(0);
-    if (method === 'POST' || method === 'PUT' || method === 'PATCH' || method === 'DELETE') {
+    if (isMutatingMethod(method)) {
       try {
         body = await readBody(req, limit);
       } catch (err) {
@@ -261,13 +273,16 @@ export function createRequestListener(deps: RequestListenerDeps): (req: Incoming
     const warnings: string[] = [];
     // Watches are long-running and health/version must answer under load: neither is limited (like kube).
     const limited = limiter !== undefined && verb !== 'WATCH' && r.kind !== 'health' && r.kind !== 'version';
-    const release = limited ? limiter.tryAcquire(isMutatingMethod(req.method ?? 'GET')) : () => {};
-    if (!release) {
-      sendTooManyRequests(res);
-      deps.metrics.observe(verb, resourceLabel(r), 429, Number(process.hrtime.bigint() - started) / 1e9);
-      return;
+    if (limited) {
+      const release = limiter.tryAcquire(isMutatingMethod(req.method ?? 'GET'));
+      if (!release) {
+        const status = statusFromError(tooManyRequests(RETRY_AFTER_SECONDS), deps.etcdPrefix);
+        send(res, status.code, status);
+        deps.metrics.observe(verb, resourceLabel(r), 429, Number(process.hrtime.bigint() - started) / 1e9);
+        return;
+      }
+      res.once('close', release);
     }
-    res.once('close', release);
     handle(req, res, r, url, warnings)
       .catch((err: unknown) => {
         const status = statusFromError(err, deps.etcdPrefix, deps.log);

@@ -24,3 +24,8 @@ export interface KubeObject {
   metadata: ObjectMeta;
   [key: string]: Json | undefined | ObjectMeta;
 }
+
+/** A metav1.Time as kube serializes it: RFC 3339 in UTC, whole seconds. */
+export function rfc3339Seconds(ms: number): string {
+  return new Date(Math.floor(ms / 1000) * 1000).toISOString().replace('.000Z', 'Z');
+}

@@ -10,7 +10,7 @@
 // the API layer. Like src/gen this module is a leaf: pure functions, no I/O, nothing of ours but
 // src/errors.ts.
 import { AtrestError } from '../errors.js';
-import type { Json, JsonObject, KubeObject, ObjectMeta } from './object-model.js';
+import { rfc3339Seconds, type Json, type JsonObject, type KubeObject, type ObjectMeta } from './object-model.js';
 
 export type { Json, JsonObject, ObjectMeta, KubeObject } from './object-model.js';
 
@@ -106,10 +106,6 @@ const fields = (b: Buffer | undefined): Generator<Field> => new Reader(b ?? Buff
 const int64 = (f: Field): number => Number(BigInt.asIntN(64, f.num ?? 0n));
 
 /** RFC 3339 with whole seconds, as Kubernetes prints metav1.Time. */
-export function rfc3339Seconds(ms: number): string {
-  return new Date(Math.floor(ms / 1000) * 1000).toISOString().replace('.000Z', 'Z');
-}
-
 function mapEntry(f: Field, valueAs: 'string' | 'base64'): [string, string] {
   let key = '';
   let value: Buffer = Buffer.alloc(0);

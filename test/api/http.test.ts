@@ -91,6 +91,13 @@ describe('atrest serve over HTTPS', () => {
     assert.equal(bad.status, 400);
   });
 
+  test('a body that is not JSON: 400 with the parser\'s reason, never an excerpt of the body', async () => {
+    const r = await req('POST', '/api/v1/namespaces/default/secrets', { body: '{"metadata":{"name":"x"},"stringData":{"k":"never-echo-this-value"}, tru}' });
+    assert.equal(r.status, 400);
+    assert.match(String(r.json()['message']), /^the body of the request could not be decoded as JSON: /);
+    assert.doesNotMatch(r.text, /never-echo|this-value|tru\}/);
+  });
+
   test('create: python-style bodies, stringData, validation, strict and warn unknown fields, dryRun', async () => {
     const r = await post('/api/v1/namespaces/default/secrets', { metadata: { name: 'py', labels: { a: 'b' } }, stringData: { k: 'v' }, data: { d: 'ZA==' } });
     assert.equal(r.status, 201, r.text);

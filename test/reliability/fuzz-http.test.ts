@@ -11,7 +11,8 @@ import { request as httpsRequest } from 'node:https';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { ApiError } from '../../src/api/errors.js';
-import { decodeProtobufObject, PROTOBUF_MAGIC } from '../../src/api/protobuf.js';
+import { decodeProtobufObject } from '../../src/api/protobuf.js';
+import { PROTOBUF_MAGIC } from '../../src/k8s-objects/protobuf.js';
 import { apiRequest, startTestServer, type HttpResult } from '../helpers/server.js';
 
 const RUNS = Number(process.env['ATREST_FUZZ_RUNS'] ?? 150);

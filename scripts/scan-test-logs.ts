@@ -55,6 +55,17 @@ for (const [b64, label] of secrets) {
   ];
   const text = b.toString('utf8');
   if (/^[\x20-\x7e]+$/.test(text)) forms.push(['text', text]);
+  // A secret inside longer bytes that were base64-encoded: the encoding of its middle depends on
+  // where it starts modulo 3; the inner characters of each of the three alignments are fixed.
+  for (const shift of [1, 2]) {
+    const enc = Buffer.concat([Buffer.alloc(shift), b]).toString('base64').replace(/=+$/, '');
+    forms.push([`base64 at offset ${shift}`, enc.slice(Math.ceil((shift * 4) / 3) + 1, -2)]);
+  }
+  forms.push(['base64 inside longer data', b64.replace(/=+$/, '').slice(0, -2)]);
+  // How JSON loggers print bytes: a Buffer as [1,2,3] (pino: {"type":"Buffer","data":[...]}), a
+  // Uint8Array as {"0":1,"1":2,...}.
+  forms.push(['byte array', Array.from(b).join(',')]);
+  forms.push(['byte object', Array.from(b.subarray(0, 16)).map((v, i) => `"${i}":${v}`).join(',')]);
   for (const [form, n] of forms) if (n.length >= 6) needles.set(n, `${label} (${form})`);
 }
 // Index by the first 6 characters so a scan is one Map lookup per position.

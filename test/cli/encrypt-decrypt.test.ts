@@ -17,6 +17,7 @@ import {
   DecryptRequestSchema, DecryptResponseSchema, EncryptRequestSchema, EncryptResponseSchema, VersionRequestSchema, VersionResponseSchema,
 } from '../../src/gen/v1beta1/api_pb.js';
 import { PythonKmsPlugin } from '../helpers/python-kms-plugin.js';
+import { captureLog } from '../helpers/test-log.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 const RUN = fileURLToPath(new URL('../../src/cli/run.ts', import.meta.url));
@@ -33,6 +34,7 @@ function run(cmd: string, args: string[], input?: Uint8Array): Promise<Run> {
     let err = '';
     child.stdout.on('data', (d: Buffer) => out.push(d));
     child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    captureLog('encrypt-decrypt', child.stderr);
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out), stderr: err }));
     child.stdin.end(input ?? Buffer.alloc(0));

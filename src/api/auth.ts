@@ -3,7 +3,7 @@
 // generated into the data dir on first start. Tokens are compared in constant time.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { link, readFile, unlink, writeFile } from 'node:fs/promises';
 import { AtrestError } from '../errors.js';
 
 export interface UserInfo {
@@ -72,13 +72,24 @@ export async function loadTokenFile(path: string): Promise<TokenEntry[]> {
   return parseTokenFile(text, path);
 }
 
-/** `<data-dir>/tokens.csv` with one admin token, created 0600 on first start and reused. */
+/**
+ * `<data-dir>/tokens.csv` with one admin token, created 0600 on first start and reused. Replicas
+ * sharing the data dir may start at once: the file is written whole under a temporary name and
+ * hard-linked into place (link fails if the name exists), so exactly one token wins and nobody
+ * reads a half-written file.
+ */
 export async function ensureGeneratedTokenFile(path: string): Promise<TokenEntry[]> {
   if (!existsSync(path)) {
     const token = randomBytes(32).toString('base64url');
-    await writeFile(path, `${token},admin,admin,"system:masters"\n`, { mode: 0o600, flag: 'wx' }).catch((err: { code?: string }) => {
-      if (err.code !== 'EEXIST') throw err;
-    });
+    const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+    await writeFile(tmp, `${token},admin,admin,"system:masters"\n`, { mode: 0o600, flag: 'wx' });
+    try {
+      await link(tmp, path).catch((err: { code?: string }) => {
+        if (err.code !== 'EEXIST') throw err;
+      });
+    } finally {
+      await unlink(tmp).catch(() => undefined);
+    }
   }
   return loadTokenFile(path);
 }

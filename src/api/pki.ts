@@ -1,11 +1,16 @@
 // The serving certificate when no --tls-cert-file is given: a CA and a serving certificate for
 // localhost / 127.0.0.1 / ::1 (plus the bind address), generated into the data dir on first start
 // with @peculiar/x509 over WebCrypto (ECDSA P-256), private keys 0600, reused on later starts.
-import { webcrypto, randomBytes } from 'node:crypto';
+// Several `atrest serve` replicas may share one data dir and start at the same moment: generation
+// runs under an exclusive lock file (`pki.lock`, O_EXCL) and every file is written to a temporary
+// name and renamed, so the others wait and then read the one complete set; what is read is checked
+// to belong together (the serving key matches its certificate, which the CA signed).
+import { createPrivateKey, webcrypto, randomBytes, X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { open, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
+import { AtrestError } from '../errors.js';
 
 type X509 = typeof import('@peculiar/x509');
 
@@ -24,6 +29,18 @@ export interface ServingPki {
 }
 
 export const PKI_FILES = { caCert: 'ca.crt', caKey: 'ca.key', cert: 'serving.crt', key: 'serving.key' } as const;
+/** Held (O_EXCL) while one process generates the PKI; the others wait for it. */
+export const PKI_LOCK_FILE = 'pki.lock';
+/** A lock older than this was left by a process that died while generating (generation takes well under a second). */
+const STALE_LOCK_MS = 30_000;
+/** How long a process waits for another one's generation before giving up. */
+const LOCK_WAIT_MS = 60_000;
+
+export class PkiError extends AtrestError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('API_PKI_INVALID', message, options);
+  }
+}
 
 const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 const DAY_MS = 24 * 3600 * 1000;
@@ -77,27 +94,89 @@ async function generate(dir: string, hosts: string[]): Promise<void> {
       await x509.AuthorityKeyIdentifierExtension.create(ca, false, crypto),
     ],
   }, crypto);
-  // Keys first (0600, exclusive create), certificates last: a crash in between regenerates all.
-  await writeFile(join(dir, PKI_FILES.caKey), await keyPem(x509, caKeys.privateKey), { mode: 0o600 });
-  await writeFile(join(dir, PKI_FILES.key), await keyPem(x509, leafKeys.privateKey), { mode: 0o600 });
-  await writeFile(join(dir, PKI_FILES.caCert), ca.toString('pem') + '\n', { mode: 0o644 });
-  await writeFile(join(dir, PKI_FILES.cert), leaf.toString('pem') + '\n' + ca.toString('pem') + '\n', { mode: 0o644 });
+  // Keys first (0600), certificates last, each renamed into place whole: a reader never sees half a
+  // file, and a crash in between leaves a set with a file missing, which is regenerated whole.
+  await writeAtomic(join(dir, PKI_FILES.caKey), await keyPem(x509, caKeys.privateKey), 0o600);
+  await writeAtomic(join(dir, PKI_FILES.key), await keyPem(x509, leafKeys.privateKey), 0o600);
+  await writeAtomic(join(dir, PKI_FILES.caCert), ca.toString('pem') + '\n', 0o644);
+  await writeAtomic(join(dir, PKI_FILES.cert), leaf.toString('pem') + '\n' + ca.toString('pem') + '\n', 0o644);
+}
+
+async function writeAtomic(path: string, text: string, mode: number): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  await writeFile(tmp, text, { mode, flag: 'wx' });
+  await rename(tmp, path);
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Runs `fn` while holding `<dir>/pki.lock` (created with O_EXCL). Another holder is waited for; a
+ * lock older than STALE_LOCK_MS is a leftover of a crashed process and is removed.
+ */
+async function withPkiLock(dir: string, fn: () => Promise<void>): Promise<void> {
+  const lock = join(dir, PKI_LOCK_FILE);
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  for (;;) {
+    try {
+      const handle = await open(lock, 'wx', 0o600);
+      try {
+        await handle.writeFile(`${process.pid}\n`);
+      } finally {
+        await handle.close();
+      }
+      break;
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'EEXIST') throw err;
+    }
+    const age = await stat(lock).then((s) => Date.now() - s.mtimeMs, () => 0);
+    if (age > STALE_LOCK_MS) {
+      await unlink(lock).catch(() => undefined);
+      continue;
+    }
+    if (Date.now() > deadline) throw new PkiError(`another process holds ${lock} (generating the certificates) for more than ${LOCK_WAIT_MS / 1000} s; remove it if no atrest serve is starting`);
+    await sleep(50);
+  }
+  try {
+    await fn();
+  } finally {
+    await unlink(lock).catch(() => undefined);
+  }
+}
+
+/** The serving key must match the serving certificate, and the CA must have signed it. */
+function checkPki(dir: string, pki: { certPem: string; keyPem: string; caPem: string }): void {
+  try {
+    const leaf = new X509Certificate(pki.certPem);
+    const ca = new X509Certificate(pki.caPem);
+    if (!leaf.checkPrivateKey(createPrivateKey(pki.keyPem))) throw new PkiError(`${join(dir, PKI_FILES.key)} is not the key of ${join(dir, PKI_FILES.cert)}`);
+    if (!leaf.verify(ca.publicKey)) throw new PkiError(`${join(dir, PKI_FILES.cert)} is not signed by ${join(dir, PKI_FILES.caCert)}`);
+  } catch (err) {
+    if (err instanceof PkiError) throw err;
+    throw new PkiError(`the generated certificates in ${dir} cannot be read: ${(err as Error).message}`, { cause: err });
+  }
 }
 
 /** Loads the generated PKI from `dir`, generating it first when any file is missing. */
 export async function ensureGeneratedPki(dir: string, extraHosts: string[] = []): Promise<ServingPki> {
   const paths = Object.values(PKI_FILES).map((f) => join(dir, f));
-  if (!paths.every((p) => existsSync(p))) {
+  const complete = (): boolean => paths.every((p) => existsSync(p));
+  if (!complete()) {
     const hosts = [...new Set(['localhost', '127.0.0.1', '::1', ...extraHosts.filter((h) => h && h !== '0.0.0.0' && h !== '::')])];
-    await generate(dir, hosts);
+    // Checked again under the lock: another replica may have generated the set while we waited.
+    await withPkiLock(dir, async () => {
+      if (!complete()) await generate(dir, hosts);
+    });
   }
   const caCertPath = join(dir, PKI_FILES.caCert);
-  return {
+  const pki = {
     certPem: await readFile(join(dir, PKI_FILES.cert), 'utf8'),
     keyPem: await readFile(join(dir, PKI_FILES.key), 'utf8'),
     caPem: await readFile(caCertPath, 'utf8'),
     caCertPath,
   };
+  checkPki(dir, pki);
+  return pki;
 }
 
 /** A given serving certificate and key (--tls-cert-file / --tls-private-key-file). */

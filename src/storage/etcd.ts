@@ -313,6 +313,23 @@ class EtcdStore implements Store {
     }
   }
 
+  /**
+   * The revision etcd has compacted to (the oldest one still readable), given one that is compacted:
+   * etcd does not return it to range calls and the etcd3 client drops it from the cancelled watch
+   * response, so it is found by bisecting between `compacted` and the current revision (a few reads,
+   * only when a watch is refused). Kube names it in its 410 text, "too old resource version: X (Y)".
+   */
+  async compactRevisionAbove(compacted: number): Promise<number> {
+    let lo = compacted;
+    let hi = await this.revision();
+    while (hi - lo > 1) {
+      const mid = Math.floor((lo + hi) / 2);
+      if (await this.compactedAt(mid)) lo = mid;
+      else hi = mid;
+    }
+    return hi;
+  }
+
   private async callWrite<T>(op: string, key: string, fn: (deadline: number) => Promise<T>): Promise<{ res: T; retried: boolean }> {
     let attempts = 0;
     const res = await this.call(op, key, (deadline) => {
@@ -402,11 +419,15 @@ class EtcdWatch implements Watch {
   private async onCancelled(err: Error): Promise<void> {
     if (this.closed) return;
     const compacted = await this.store.compactedAt(this.nextRevision).catch(() => false);
+    const compactRevision = compacted ? await this.store.compactRevisionAbove(this.nextRevision).catch(() => undefined) : undefined;
     if (this.closed) return;
     this.close();
     this.options.onError(
       compacted
-        ? new StoreError('COMPACTED', `watch of ${this.prefix} from revision ${this.nextRevision}: ${COMPACTED_MESSAGE}`, { cause: err })
+        ? new StoreError('COMPACTED', `watch of ${this.prefix} from revision ${this.nextRevision}: ${COMPACTED_MESSAGE}`, {
+          cause: err,
+          ...(compactRevision !== undefined ? { compactRevision } : {}),
+        })
         : new StoreError('UNAVAILABLE', `watch of ${this.prefix}: ${err.message}`, { cause: err }),
     );
   }

@@ -92,6 +92,13 @@ class CliProcess {
     return this.stderr;
   }
 
+  /** SIGKILL (a crash) and wait for the exit. */
+  async kill(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    this.child.kill('SIGKILL');
+    await this.exited;
+  }
+
   /** SIGTERM and wait for the exit code (SIGKILL after 10 s). */
   async stop(): Promise<number | null> {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return this.child.exitCode;
@@ -124,14 +131,22 @@ class CliProcess {
 
 /** `atrest kms-plugin` (local backend) on a UNIX socket; ready once the socket accepts a call. */
 export class KmsPluginProcess extends CliProcess {
-  /** Creates a KEK in `dir`/kek.json (`init-key`) and serves it on `dir`/kms.sock. */
-  static async start(dir: string, extraArgs: string[] = []): Promise<KmsPluginProcess> {
-    const keyFile = join(dir, 'kek.json');
-    const init = await runCli(['kms-plugin', 'init-key', '--backend', 'local', '--key-file', keyFile]);
-    if (init.code !== 0) throw new Error(`kms-plugin init-key failed: ${init.stderr}`);
+  /**
+   * Creates a KEK in `dir`/kek.json (`init-key`) and serves it on `dir`/kms.sock. With `keyFile`,
+   * serves that existing key file instead (several plugins sharing one KEK, as replicas of an API
+   * server do); `keyId` is then empty.
+   */
+  static async start(dir: string, extraArgs: string[] = [], options: { keyFile?: string } = {}): Promise<KmsPluginProcess> {
+    const keyFile = options.keyFile ?? join(dir, 'kek.json');
+    let keyId = '';
+    if (!options.keyFile) {
+      const init = await runCli(['kms-plugin', 'init-key', '--backend', 'local', '--key-file', keyFile]);
+      if (init.code !== 0) throw new Error(`kms-plugin init-key failed: ${init.stderr}`);
+      keyId = init.stdout.trim();
+    }
     const plugin = new KmsPluginProcess(['kms-plugin', '--backend', 'local', '--key-file', keyFile, '--listen', `unix://${join(dir, 'kms.sock')}`, ...extraArgs], { ATREST_LOG_LEVEL: 'info' });
     plugin.keyFile = keyFile;
-    plugin.keyId = init.stdout.trim();
+    plugin.keyId = keyId;
     await plugin.waitForLog(/"event":"start"/);
     return plugin;
   }

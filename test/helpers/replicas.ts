@@ -14,7 +14,7 @@ import { waitFor } from './plugin.js';
 import { apiRequest } from './server.js';
 import { KmsPluginProcess, ServeProcess } from './task-page.js';
 
-/** The kms v2 provider name every replica's configuration uses (the stored prefix names it). */
+/** The kms provider name every replica's configuration uses (the stored prefix names it). */
 export const REPLICA_KMS_NAME = 'replicas';
 
 /** Providers after the kms v2 one, e.g. an aescbc key that older values were written with. */
@@ -22,6 +22,8 @@ export interface ReplicaSetOptions {
   count?: number;
   /** YAML lines (indented for `providers:`) after the kms v2 provider; default `- identity: {}`. */
   readProviders?: string;
+  /** kms v2 (default: each replica makes its own DEK seed) or v1 (every write calls the plugin). */
+  kmsApiVersion?: 'v1' | 'v2';
   /** Extra `atrest serve` flags. */
   serveArgs?: string[];
 }
@@ -115,7 +117,7 @@ resources:
   - resources: [secrets]
     providers:
       - kms:
-          apiVersion: v2
+          apiVersion: ${options.kmsApiVersion ?? 'v2'}
           name: ${REPLICA_KMS_NAME}
           endpoint: unix://${join(rdir, 'kms.sock')}
           timeout: 3s

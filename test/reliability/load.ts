@@ -49,6 +49,8 @@ export interface LoadEvent {
   ok: boolean;
   status: number;
   message?: string;
+  /** The URL of the server the request went to. */
+  server?: string;
 }
 
 /**
@@ -77,10 +79,11 @@ export class WriteReadLoad {
     track.pending.push(value);
     let r: HttpResult | undefined;
     let message: string | undefined;
+    const server = this.server();
     try {
       r = create
-        ? await apiRequest(this.server(), 'POST', SECRETS, { body: secretBody(name, value) })
-        : await apiRequest(this.server(), 'PUT', `${SECRETS}/${name}`, { body: secretBody(name, value) });
+        ? await apiRequest(server, 'POST', SECRETS, { body: secretBody(name, value) })
+        : await apiRequest(server, 'PUT', `${SECRETS}/${name}`, { body: secretBody(name, value) });
     } catch (err) {
       message = String(err);
     }
@@ -91,7 +94,7 @@ export class WriteReadLoad {
     } else if (r) {
       message = r.text.slice(0, 300);
     }
-    this.events.push({ at: Date.now(), kind: 'write', ok, status: r?.status ?? 0, ...(message ? { message } : {}) });
+    this.events.push({ at: Date.now(), kind: 'write', ok, status: r?.status ?? 0, server: server.url, ...(message ? { message } : {}) });
   }
 
   private async read(): Promise<void> {
@@ -100,14 +103,15 @@ export class WriteReadLoad {
     const [name, want] = targets[Math.floor(Math.random() * targets.length)] as [string, string];
     let r: HttpResult | undefined;
     let message: string | undefined;
+    const server = this.server();
     try {
-      r = await apiRequest(this.server(), 'GET', `${SECRETS}/${name}`);
+      r = await apiRequest(server, 'GET', `${SECRETS}/${name}`);
     } catch (err) {
       message = String(err);
     }
     const ok = r !== undefined && r.status === 200 && valueOf(r) === want;
     if (!ok && r) message = r.status === 200 ? 'wrong value' : r.text.slice(0, 300);
-    this.events.push({ at: Date.now(), kind: 'read', ok, status: r?.status ?? 0, ...(message ? { message } : {}) });
+    this.events.push({ at: Date.now(), kind: 'read', ok, status: r?.status ?? 0, server: server.url, ...(message ? { message } : {}) });
   }
 
   private async worker(w: number): Promise<void> {

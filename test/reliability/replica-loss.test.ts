@@ -109,10 +109,13 @@ test('replica loss: one of three replicas SIGKILLed twice under load: 0 acknowle
   }
   const atRest = await scanAtRest(etcd, 'v2', ['seeded seed-', 'rl-w']);
   const errors = writes.filter((e) => !e.ok);
+  // Requests that failed, by the replica they went to (the load does not fail over; a load balancer would).
+  const failedVia = (r: Replica): number => load.events.filter((e) => !e.ok && e.server === r.client.url).length;
   report('8. Replica loss', {
     etcdMembers: 3, replicas: 3, killedReplica: c.name, kills: kills.length, downMs: kills.map((k) => k.downMs), restartMs: kills.map((k) => k.restartMs),
     writesAttempted: writes.length, writesAcked: writes.length - errors.length, writeErrors: errors.length,
     writeErrorStatuses: [...new Set(errors.map((e) => e.status))], readsTotal: reads.length, readErrors: reads.filter((e) => !e.ok).length,
+    failedRequestsByReplica: { a: failedVia(a), b: failedVia(b), c: failedVia(c) },
     ackedObjectsChecked: checked, ackedWritesLost: lost.length,
     valuesAtRest: atRest.values, storedNotKms: atRest.notKms, storedPlaintext: atRest.plaintext,
     etcdEvents: truth.length, watchEventsSeen: seen.length, watchEventsMissed: missed, watchDuplicates: duplicates, watchOutOfOrder: outOfOrder, watchUnexpected: unexpected, watchReconnects: watch.reconnects,
@@ -121,6 +124,7 @@ test('replica loss: one of three replicas SIGKILLed twice under load: 0 acknowle
   assert.ok(writes.some((e) => e.ok), 'writes were acknowledged');
   assert.ok(checked > 0);
   assert.deepEqual(lost, [], 'no acknowledged write lost, read through every replica');
+  assert.equal(failedVia(a) + failedVia(b), 0, 'the surviving replicas failed no request');
   assert.equal(atRest.notKms, 0, 'every value is stored with kms v2');
   assert.equal(atRest.plaintext, 0, 'no value in plaintext');
   assert.ok(truth.length > 10);

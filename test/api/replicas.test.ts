@@ -51,15 +51,16 @@ describe('three atrest serve replicas on one etcd cluster', { skip, timeout: 240
     const [a, b, c] = set.replicas as [typeof set.replicas[0], typeof set.replicas[0], typeof set.replicas[0]];
     const k = (r: typeof a, args: string[]): Promise<string> => kubectl.ok(['--server', r.client.url, ...args]);
     await k(a, ['create', 'namespace', 'crud']);
+    const written = (name: string): string => `written through replica ${name}`;
     for (const r of set.replicas) {
-      registerTestSecret(`from-${r.name}`);
-      await k(r, ['-n', 'crud', 'create', 'secret', 'generic', `s-${r.name}`, `--from-literal=k=from-${r.name}`]);
+      registerTestSecret(written(r.name));
+      await k(r, ['-n', 'crud', 'create', 'secret', 'generic', `s-${r.name}`, `--from-literal=k=${written(r.name)}`]);
     }
     // Every replica reads every value, whichever replica (and DEK seed) wrote it.
     for (const reader of set.replicas) {
       for (const writer of set.replicas) {
         const b64 = await k(reader, ['-n', 'crud', 'get', 'secret', `s-${writer.name}`, '-o', 'jsonpath={.data.k}']);
-        assert.equal(Buffer.from(b64, 'base64').toString(), `from-${writer.name}`, `${reader.name} reads what ${writer.name} wrote`);
+        assert.equal(Buffer.from(b64, 'base64').toString(), written(writer.name), `${reader.name} reads what ${writer.name} wrote`);
       }
       const names = (await k(reader, ['-n', 'crud', 'get', 'secrets', '-o', 'name'])).trim().split('\n').sort();
       assert.deepEqual(names, ['secret/s-a', 'secret/s-b', 'secret/s-c'], `${reader.name} lists all three`);
@@ -81,8 +82,8 @@ describe('three atrest serve replicas on one etcd cluster', { skip, timeout: 240
     assert.ok(listRv > 0);
     const watch = new ResumingWatch(() => b.client, '/api/v1/namespaces/crud/secrets', listRv);
     try {
-      registerTestSecret('updated-by-c');
-      const patched = JSON.parse(await k(c, ['-n', 'crud', 'patch', 'secret', 's-a', '--type=merge', '-p', JSON.stringify({ data: { k: Buffer.from('updated-by-c').toString('base64') } }), '-o', 'json'])) as { metadata: { resourceVersion: string } };
+      registerTestSecret('updated through replica c');
+      const patched = JSON.parse(await k(c, ['-n', 'crud', 'patch', 'secret', 's-a', '--type=merge', '-p', JSON.stringify({ data: { k: Buffer.from('updated through replica c').toString('base64') } }), '-o', 'json'])) as { metadata: { resourceVersion: string } };
       await k(a, ['-n', 'crud', 'delete', 'secret', 's-c']);
       const events = await waitFor('B to see both events', () => (watch.events.length >= 2 ? watch.events.slice() : undefined), 20_000);
       assert.deepEqual(events.map((e) => [e.type, e.name]), [['MODIFIED', 's-a'], ['DELETED', 's-c']]);
@@ -91,7 +92,7 @@ describe('three atrest serve replicas on one etcd cluster', { skip, timeout: 240
       await watch.stop();
     }
     for (const reader of set.replicas) {
-      assert.equal(Buffer.from(await k(reader, ['-n', 'crud', 'get', 'secret', 's-a', '-o', 'jsonpath={.data.k}']), 'base64').toString(), 'updated-by-c');
+      assert.equal(Buffer.from(await k(reader, ['-n', 'crud', 'get', 'secret', 's-a', '-o', 'jsonpath={.data.k}']), 'base64').toString(), 'updated through replica c');
       const r = await kubectl.run(['--server', reader.client.url, '-n', 'crud', 'get', 'secret', 's-c']);
       assert.notEqual(r.code, 0);
       assert.match(r.stderr, /NotFound|not found/);

@@ -210,9 +210,8 @@ scrape_configs:
     assert.ok(queries.length >= 15, `${queries.length} dashboard queries`);
     for (const { panel, expr } of queries) {
       const q = expr.replaceAll('$__rate_interval', '30s');
-      let last: Sample[] = [];
       try {
-        await waitFor(`data for "${panel}"`, async () => (last = await promQuery(promPort, q)).length > 0, 30_000, 250);
+        await waitFor(`data for "${panel}"`, async () => (await promQuery(promPort, q)).length > 0, 30_000, 250);
       } catch (err) {
         assert.fail(`dashboard panel "${panel}": ${q}: ${err instanceof Error ? err.message : String(err)}`);
       }

@@ -60,3 +60,23 @@ test('the rule unit tests catch a broken rule (threshold changed)', { skip }, ()
     rmSync(tmp, { recursive: true, force: true });
   }
 });
+
+test('promtool check config accepts deploy/prometheus/scrape-config.yaml (with its files present)', { skip }, () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'atrest-scrape-'));
+  try {
+    const ca = join(tmp, 'ca.crt');
+    const token = join(tmp, 'token');
+    writeFileSync(ca, '');
+    writeFileSync(token, 'x');
+    const text = readFileSync(join(dir, 'scrape-config.yaml'), 'utf8');
+    assert.ok(text.includes('/etc/atrest/ca.crt') && text.includes('/etc/prometheus/atrest-token'));
+    const file = join(tmp, 'prometheus.yml');
+    writeFileSync(file, `rule_files: ["${rulesFile}"]\n` + text.replace('/etc/atrest/ca.crt', ca).replace('/etc/prometheus/atrest-token', token));
+    const run = promtool('check', 'config', file);
+    assert.equal(run.status, 0, run.output);
+    const jobs = [...text.matchAll(/job_name: (\S+)/g)].map((m) => m[1]);
+    assert.deepEqual(jobs, ['atrest-kms-plugin', 'atrest-apiserver', 'atrest-verify']);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});

@@ -98,6 +98,10 @@ test('a plugin logging in text never prints the DEK it wraps or the tampered cip
     for (const form of [dek.toString('base64'), dek.toString('hex'), tampered.toString('base64'), tampered.toString('hex')]) {
       assert.ok(!text.includes(form), 'no DEK or ciphertext in the text log');
     }
+    // Stopping flushes the last text lines too (the plugin exits right after logging them).
+    client.close();
+    assert.equal(await plugin.stop(), 0);
+    await waitFor('the stop line', () => plugin.stderrLines.some((l) => /INFO {2}kms-plugin: kms plugin stopped event=stop signal=SIGTERM$/.test(l)));
   } finally {
     client.close();
     await plugin.stop();

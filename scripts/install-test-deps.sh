@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite runs against (real peers, not mocks): etcd and
 # etcdctl, SoftHSM2, python3-grpcio (+ grpc-tools for stubs), python3-kubernetes, PyKMIP's server,
-# python3-cryptography/nacl for independent crypto cross-checks. Idempotent; needs root (or sudo).
+# python3-cryptography/nacl for independent crypto cross-checks, Prometheus (prometheus + promtool)
+# and node_exporter for the operations tests (real scrape, alert rule unit tests, dashboard
+# queries). Idempotent; needs root (or sudo).
 set -euo pipefail
 packages=(etcd-server etcd-client softhsm2 opensc python3-grpcio python3-grpc-tools python3-kubernetes
   python3-pykmip python3-cryptography python3-nacl openssl procps
+  prometheus prometheus-node-exporter
   bsdextrautils) # hexdump: the KMS task page's `etcdctl get | hexdump -C` (test/e2e)
 missing=()
 for p in "${packages[@]}"; do
@@ -22,4 +25,8 @@ $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 # The Debian etcd-server package starts a system etcd on the default ports; the tests start their
 # own on free ports, so stop the system one where systemd is not running it anyway.
-$SUDO systemctl disable --now etcd >/dev/null 2>&1 || true
+# The same for the system Prometheus (:9090) and node_exporter (:9100) the Debian packages start:
+# the operations tests run their own on free loopback ports.
+for unit in etcd prometheus prometheus-node-exporter; do
+  $SUDO systemctl disable --now "$unit" >/dev/null 2>&1 || true
+done

@@ -1,14 +1,75 @@
-// JSON logs (pino) to stderr, one line per event. Never pass key material, DEKs, plaintext or
-// secret values to a logger: log names, sizes, key_id hashes and error codes instead.
+// Logs (pino) to stderr, one line per event: JSON (the default off a terminal, for log shippers)
+// or human text lines (the default when stderr is a TTY; `--log-format text|json` or
+// ATREST_LOG_FORMAT chooses explicitly). The text format is rendered from pino's serialized JSON
+// line, so whatever pino drops or redacts is dropped or redacted in both. Never pass key material,
+// DEKs, plaintext or secret values to a logger: log names, sizes, key_id hashes and error codes.
+import { writeSync } from 'node:fs';
 import pino from 'pino';
 
 export type Logger = pino.Logger;
+export type LogFormat = 'json' | 'text';
+export const LOG_FORMATS: readonly LogFormat[] = ['json', 'text'];
 
-export function createLogger(component: string, level: string = process.env['ATREST_LOG_LEVEL'] ?? 'info'): Logger {
-  return pino({ level, base: { component }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination(2));
+/** ATREST_LOG_FORMAT if set (json or text), else text on a terminal and JSON otherwise. */
+export function defaultLogFormat(env: NodeJS.ProcessEnv = process.env, stderrIsTty: boolean = process.stderr.isTTY === true): LogFormat {
+  const v = env['ATREST_LOG_FORMAT'];
+  if (v === 'json' || v === 'text') return v;
+  return stderrIsTty ? 'text' : 'json';
+}
+
+export function createLogger(
+  component: string,
+  level: string = process.env['ATREST_LOG_LEVEL'] ?? 'info',
+  format: LogFormat = defaultLogFormat(),
+): Logger {
+  const options = { level, base: { component }, timestamp: pino.stdTimeFunctions.isoTime };
+  if (format === 'text') return pino(options, textDestination((line) => writeSync(2, line)));
+  return pino(options, pino.destination(2));
 }
 
 /** A logger that drops everything (tests, library use). */
 export function silentLogger(): Logger {
   return pino({ level: 'silent' });
+}
+
+/** A pino destination that turns each JSON line into a text line and hands it to `write`. */
+export function textDestination(write: (line: string) => void): { write(chunk: string): void } {
+  return { write: (chunk) => { for (const l of chunk.split('\n')) if (l !== '') write(formatTextLine(l) + '\n'); } };
+}
+
+const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
+
+/**
+ * `2026-12-02T02:50:01.123Z INFO  kms-plugin: kms plugin serving event=start listen=unix:///run/kms.sock`:
+ * time, level, component, message, then the other fields as key=value (values with spaces, quotes
+ * or control characters JSON-quoted, objects as JSON) so a line stays one line and greppable.
+ */
+export function formatTextLine(json: string): string {
+  let rec: Record<string, unknown>;
+  try {
+    rec = JSON.parse(json) as Record<string, unknown>;
+  } catch {
+    return escapeControl(json);
+  }
+  const { time, level, component, msg, ...rest } = rec;
+  const levelName = typeof level === 'number' ? LEVELS[level] ?? `L${level}` : String(level ?? '');
+  const head = [
+    typeof time === 'string' ? time : typeof time === 'number' ? new Date(time).toISOString() : '',
+    levelName.padEnd(5),
+    component !== undefined ? `${String(component)}:` : '',
+  ].filter((p) => p !== '').join(' ');
+  const fields = Object.entries(rest).map(([k, v]) => `${k}=${fieldValue(v)}`);
+  const message = msg === undefined ? '' : escapeControl(String(msg));
+  return [head, message, ...fields].filter((p) => p !== '').join(' ');
+}
+
+function fieldValue(v: unknown): string {
+  if (typeof v === 'string') return /^[^\s"=\\\p{Cc}]+$/u.test(v) ? v : JSON.stringify(v);
+  if (v === null || typeof v === 'number' || typeof v === 'boolean') return String(v);
+  return JSON.stringify(v);
+}
+
+function escapeControl(s: string): string {
+  // eslint-disable-next-line no-control-regex
+  return s.replace(/[\u0000-\u001f\u007f]/g, (c) => JSON.stringify(c).slice(1, -1));
 }

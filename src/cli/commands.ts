@@ -8,6 +8,7 @@ import { registerServe } from './serve.js';
 import { registerDev } from './dev.js';
 import { registerVerify } from './verify.js';
 import { registerRewrite } from './rewrite.js';
+import { registerStatus } from './status.js';
 import { registerEncrypt, registerDecrypt } from './transform-value.js';
 
 export const commands: Array<(program: Command) => void> = [
@@ -18,6 +19,7 @@ export const commands: Array<(program: Command) => void> = [
   registerGetRaw,
   registerVerify,
   registerRewrite,
+  registerStatus,
   registerServe,
   registerDev,
 ];

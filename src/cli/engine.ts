@@ -10,6 +10,7 @@ import type { EncryptionConfiguration, GroupResource, KMSConfiguration, Provider
 import type { HealthCheck } from '../health.js';
 import type { KmsIntervals, KmsProviders } from '../kms/factory.js';
 import type { Logger } from '../log.js';
+import type { Registry } from '../metrics.js';
 import { embeddedStoreFile, openStore, splitEtcdServers, type StoreLocation } from '../storage/open.js';
 import type { Store } from '../storage/types.js';
 import { buildTransformers } from '../transform/build.js';
@@ -26,6 +27,8 @@ export interface Engine {
    * own health check (the kms v2 Status probe, or the v1 Encrypt+Decrypt probe).
    */
   writeKmsProviders(): Array<{ resource: string; name: string; apiVersion: string; health: HealthCheck }>;
+  /** The configuration's resource rules in precedence order: each resource and its providers (the first writes). */
+  resourceRules(): Array<{ resource: string; providers: readonly ProviderConfiguration[] }>;
   /** Settles when every kms v2 provider has had its first Status answer (or failure). */
   ready(): Promise<void>;
   close(): Promise<void>;
@@ -36,6 +39,8 @@ export interface OpenEngineOptions {
   readonly: boolean;
   log?: Logger;
   kmsIntervals?: Partial<KmsIntervals>;
+  /** Where the KMS clients record kube's envelope metrics (`atrest status` reads the Status key_id there). */
+  metrics?: Registry;
 }
 
 /** Loads the configuration, opens the store and builds the transformers. Config and flag problems throw ToolUsageError. */
@@ -77,7 +82,11 @@ export async function openEngine(flags: EngineFlags, options: OpenEngineOptions)
     // The gRPC KMS clients are loaded only for a configuration with kms providers.
     const { createKmsProviders } = await import('../kms/factory.js');
     factory = (kms, index) => {
-      const providers = createKmsProviders({ ...(options.log ? { log: options.log } : {}), ...(options.kmsIntervals ? { intervals: options.kmsIntervals } : {}) });
+      const providers = createKmsProviders({
+        ...(options.log ? { log: options.log } : {}),
+        ...(options.kmsIntervals ? { intervals: options.kmsIntervals } : {}),
+        ...(options.metrics ? { metrics: options.metrics } : {}),
+      });
       kmsSets.push(providers);
       const transformer = providers.factory(kms, index);
       const check = providers.healthChecks()[0];
@@ -124,6 +133,9 @@ export async function openEngine(flags: EngineFlags, options: OpenEngineOptions)
         out.push({ resource, name: first.kms.name, apiVersion: first.kms.apiVersion ?? 'v1', health: check });
       }
       return out;
+    },
+    resourceRules() {
+      return table.rules.map((r) => ({ resource: groupResourceString(r.groupResource), providers: r.providers }));
     },
     async ready() {
       await Promise.all(kmsSets.map((k) => k.ready()));

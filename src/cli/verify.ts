@@ -8,6 +8,20 @@ import { addEngineOptions, ToolUsageError, type EngineFlags } from './engine-opt
 
 interface VerifyFlags extends EngineFlags {
   output: 'table' | 'json';
+  textfile?: string;
+}
+
+/** Writes `content` to `path` through a temporary file in the same directory and a rename, so a collector never reads half a file. */
+async function writeAtomically(path: string, content: string): Promise<void> {
+  const { rename, rm, writeFile } = await import('node:fs/promises');
+  const tmp = `${path}.${process.pid}.tmp`;
+  try {
+    await writeFile(tmp, content, { mode: 0o644 });
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
 }
 
 export function registerVerify(program: Command): void {
@@ -16,8 +30,9 @@ export function registerVerify(program: Command): void {
     .description('count, per resource, which provider/key/key_id protects each stored value; exit 0 only when all are current');
   addEngineOptions(command)
     .addOption(new Option('-o, --output <format>', 'table or json').choices(['table', 'json']).default('table'))
+    .addOption(new Option('--textfile <file>', 'also write the counts as Prometheus metrics to <file> (atomically), for node_exporter\'s textfile collector, e.g. /var/lib/prometheus/node-exporter/atrest_verify.prom'))
     .action(async (flags: VerifyFlags) => {
-      const { formatVerifyReport, verifyStore } = await import('../tools/verify.js');
+      const { formatVerifyReport, formatVerifyTextfile, verifyStore } = await import('../tools/verify.js');
       const { openEngine } = await import('./engine.js');
       let engine;
       try {
@@ -31,6 +46,7 @@ export function registerVerify(program: Command): void {
       try {
         await engine.ready();
         const report = await verifyStore({ store: engine.store, transformers: engine.transformers, etcdPrefix: flags.etcdPrefix, selects: engine.selects });
+        if (flags.textfile) await writeAtomically(flags.textfile, formatVerifyTextfile(report, Date.now()));
         process.stdout.write(flags.output === 'json' ? JSON.stringify(report, null, 2) + '\n' : formatVerifyReport(report));
         if (!report.ok) process.exitCode = 1;
       } finally {

@@ -26,6 +26,7 @@ export class KmsMetrics implements KmsV1TransformerObserver, KmsV2TransformerObs
   private readonly dekCacheFill: Gauge;
   private readonly interArrival: Histogram<'transformation_type'>;
   private readonly cacheMisses: Counter;
+  private readonly dekSeedCreated: Gauge<'provider_name'>;
   private readonly apiServerIdHash: string;
   private readonly lastArrival = new Map<string, number>();
   private readonly hashes = new Map<string, string>();
@@ -78,6 +79,12 @@ export class KmsMetrics implements KmsV1TransformerObserver, KmsV2TransformerObs
       name: 'apiserver_storage_envelope_transformation_cache_misses_total',
       help: 'Total number of cache misses while accessing key decryption key(KEK).', registers,
     }));
+    // Not in kube-apiserver: when the current write DEK seed was made, for rotation-age alerts.
+    this.dekSeedCreated = reuse(registry, 'atrest_envelope_encryption_dek_seed_created_timestamp_seconds', () => new Gauge({
+      name: 'atrest_envelope_encryption_dek_seed_created_timestamp_seconds',
+      help: 'When the kms v2 provider\'s current write DEK seed was generated (Unix seconds); a new seed is made at start and whenever the plugin reports a new key_id.',
+      labelNames: ['provider_name'], registers,
+    }));
   }
 
   /** One gRPC call to a plugin (`method` is the full method name, e.g. `/v2.KeyManagementService/Encrypt`). */
@@ -111,6 +118,10 @@ export class KmsMetrics implements KmsV1TransformerObserver, KmsV2TransformerObs
 
   dekSourceCacheSize(providerName: string, size: number): void {
     this.dekSourceCacheSizeGauge.set({ provider_name: providerName }, size);
+  }
+
+  dekSeedRotated(providerName: string, atMs: number): void {
+    this.dekSeedCreated.set({ provider_name: providerName }, atMs / 1000);
   }
 
   cacheMiss(): void {

@@ -16,6 +16,8 @@ import type { KmsV2Service } from './service.js';
 export interface KmsV2ProbeObserver {
   keyIdFromStatus?(providerName: string, keyId: string): void;
   invalidKeyIdFromStatus?(providerName: string, error: string): void;
+  /** A new DEK seed became the write seed (epoch ms). */
+  dekSeedRotated?(providerName: string, atMs: number): void;
 }
 
 export class KmsV2Probe {
@@ -28,7 +30,7 @@ export class KmsV2Probe {
     private readonly service: KmsV2Service,
     private readonly state: DekSeedStateHolder,
     ttls: ProbeTtls,
-    now: () => number,
+    private readonly now: () => number,
     private readonly observer: KmsV2ProbeObserver = {},
     private readonly log?: Logger,
   ) {
@@ -70,7 +72,10 @@ export class KmsV2Probe {
       try {
         const uid = randomUUID();
         const { rotated } = await this.state.rotate(this.service, status.keyId, uid);
-        if (rotated) this.log?.info({ provider: this.providerName, uid, keyIdHash: keyIdHash(status.keyId) }, 'kms v2 DEK seed rotated');
+        if (rotated) {
+          this.observer.dekSeedRotated?.(this.providerName, this.now());
+          this.log?.info({ provider: this.providerName, uid, keyIdHash: keyIdHash(status.keyId) }, 'kms v2 DEK seed rotated');
+        }
       } catch (err) {
         errs.push(messageOf(err));
       }

@@ -17,6 +17,11 @@ export interface KekBackend {
   readonly kind: string;
   /** key_id of the newest KEK version (what v2 Status reports). */
   currentKeyId(): Promise<string>;
+  /**
+   * When the newest KEK version was created (epoch ms), for the rotation-age metric; undefined when
+   * the backend does not know (PKCS#11 and KMIP objects carry no creation time we read).
+   */
+  currentKeyCreatedAt?(): Promise<number | undefined>;
   /** Wraps `plaintext` (a DEK or seed) with the newest KEK version. */
   encrypt(plaintext: Uint8Array): Promise<WrapResult>;
   /** Unwraps a ciphertext produced by `encrypt` with any version. */

@@ -17,6 +17,7 @@ export class PluginMetrics {
   private readonly operations: Counter<'api_version' | 'method' | 'outcome'>;
   private readonly latency: Histogram<'api_version' | 'method'>;
   private readonly keyId: Gauge<'key_id_hash'>;
+  private readonly keyCreated: Gauge;
   private readonly refreshFailures: Counter;
   private readonly rotations: Counter;
   private currentHash: string | undefined;
@@ -40,6 +41,11 @@ export class PluginMetrics {
       help: 'Always 1, labelled with the sha256 hash of the key_id new ciphertexts are wrapped with.',
       labelNames: ['key_id_hash'], registers,
     }));
+    this.keyCreated = reuse(registry, 'atrest_kms_plugin_current_key_created_timestamp_seconds', () => new Gauge({
+      name: 'atrest_kms_plugin_current_key_created_timestamp_seconds',
+      help: 'When the current KEK version was created (Unix seconds), for rotation-age alerts; absent when the backend does not record it.',
+      registers,
+    }));
     this.refreshFailures = reuse(registry, 'atrest_kms_plugin_backend_refresh_failures_total', () => new Counter({
       name: 'atrest_kms_plugin_backend_refresh_failures_total',
       help: 'Backend refreshes (looking for a rotated KEK) that failed.',
@@ -57,9 +63,11 @@ export class PluginMetrics {
     this.latency.observe({ api_version: apiVersion, method }, seconds);
   }
 
-  setCurrentKeyId(keyId: string, rotated: boolean): void {
+  setCurrentKeyId(keyId: string, rotated: boolean, createdAtMs?: number): void {
     const hash = keyIdHash(keyId);
     if (hash === this.currentHash) return;
+    if (createdAtMs === undefined) this.keyCreated.reset();
+    else this.keyCreated.set(createdAtMs / 1000);
     this.keyId.reset();
     this.keyId.set({ key_id_hash: hash }, 1);
     this.currentHash = hash;

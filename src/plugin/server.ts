@@ -88,7 +88,7 @@ export async function startPluginServer(options: PluginServerOptions): Promise<P
   const handlers = new KmsHandlers({ backend, health, statusVersion, runtimeVersion: options.runtimeVersion ?? DEFAULT_RUNTIME_VERSION });
 
   let currentKeyId = await backend.currentKeyId();
-  metrics.setCurrentKeyId(currentKeyId, false);
+  metrics.setCurrentKeyId(currentKeyId, false, await backend.currentKeyCreatedAt?.());
 
   const grpcServer = new grpc.Server({
     'grpc.max_receive_message_length': maxMessageBytes,
@@ -167,7 +167,7 @@ export async function startPluginServer(options: PluginServerOptions): Promise<P
       if (keyId !== currentKeyId) {
         log.info({ event: 'rotation', keyIdHash: keyIdHash(keyId), previousKeyIdHash: keyIdHash(currentKeyId) }, 'KEK rotated: new ciphertexts use the new key_id');
         currentKeyId = keyId;
-        metrics.setCurrentKeyId(keyId, true);
+        metrics.setCurrentKeyId(keyId, true, await backend.currentKeyCreatedAt?.());
         health.invalidate();
       }
     } catch (err) {

@@ -102,3 +102,32 @@ export function formatVerifyReport(report: VerifyReport): string {
   lines.push(report.ok ? 'OK: every value is written by the current write provider and key' : 'NOT OK: stale or undecryptable values remain (rewrite them, or check the keys)');
   return lines.join('\n') + '\n';
 }
+
+/** A Prometheus label value, escaped as the text exposition format asks. */
+function labelValue(v: string): string {
+  return `"${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`;
+}
+
+/**
+ * The report as Prometheus metrics in the text exposition format, for node_exporter's textfile
+ * collector (`atrest verify --textfile <dir>/atrest_verify.prom`): counts only, never keys or values.
+ */
+export function formatVerifyTextfile(report: VerifyReport, nowMs: number): string {
+  const out: string[] = [];
+  const family = (name: string, help: string, samples: Array<[Record<string, string>, number]>): void => {
+    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`);
+    for (const [labels, value] of samples) {
+      const l = Object.entries(labels).map(([k, v]) => `${k}=${labelValue(v)}`).join(',');
+      out.push(`${name}${l ? `{${l}}` : ''} ${value}`);
+    }
+  };
+  const rs = report.resources;
+  family('atrest_verify_values', 'Stored values per resource and writer (provider:key, kms v2 with its key_id hash) at the last atrest verify run.',
+    rs.flatMap((r) => Object.entries(r.writers).sort().map(([writer, n]): [Record<string, string>, number] => [{ resource: r.resource, writer }, n])));
+  family('atrest_verify_plaintext_values', 'Stored values written unencrypted (identity) at the last atrest verify run.', rs.map((r) => [{ resource: r.resource }, r.plaintext]));
+  family('atrest_verify_stale_values', 'Stored values not written by the current write provider and key (rewrite them) at the last atrest verify run.', rs.map((r) => [{ resource: r.resource }, r.stale]));
+  family('atrest_verify_undecryptable_values', 'Stored values no configured provider can decrypt at the last atrest verify run.', rs.map((r) => [{ resource: r.resource }, r.undecryptable.length]));
+  family('atrest_verify_ok', '1 when every value of the selected resources is written by the current write provider and key, else 0.', [[{}, report.ok ? 1 : 0]]);
+  family('atrest_verify_last_run_timestamp_seconds', 'When atrest verify last completed a scan (Unix seconds).', [[{}, Math.floor(nowMs / 1000)]]);
+  return out.join('\n') + '\n';
+}

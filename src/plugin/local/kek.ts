@@ -14,6 +14,8 @@ interface LoadedVersion {
   version: number;
   id: string;
   keyId: string;
+  /** Epoch ms from the key file's `created` (NaN when absent or unparsable). */
+  createdAt: number;
   key: KeyObject;
   prefix: SealPrefix;
 }
@@ -33,7 +35,7 @@ function load(contents: KeyFileContents, stamp: KeyFileStamp): Loaded {
   let current: LoadedVersion | undefined;
   for (const v of contents.versions) {
     const keyId = keyIdOf(v);
-    const loaded = { version: v.version, id: v.id, keyId, key: createSecretKey(v.key), prefix: sealPrefix(v, keyId) };
+    const loaded = { version: v.version, id: v.id, keyId, createdAt: Date.parse(v.created), key: createSecretKey(v.key), prefix: sealPrefix(v, keyId) };
     v.key.fill(0);
     byRef.set(refKey(v.version, v.id), loaded);
     if (!current || loaded.version > current.version) current = loaded;
@@ -65,6 +67,11 @@ export class LocalKek implements KekBackend {
 
   async currentKeyId(): Promise<string> {
     return this.loaded().current.keyId;
+  }
+
+  async currentKeyCreatedAt(): Promise<number | undefined> {
+    const t = this.loaded().current.createdAt;
+    return Number.isFinite(t) ? t : undefined;
   }
 
   async encrypt(plaintext: Uint8Array): Promise<WrapResult> {

@@ -1,0 +1,130 @@
+// `atrest status`: one operator view of the encryption at rest — the health and current key_id hash
+// of the kms providers the configuration writes with, optionally the plugins' own health endpoints
+// (`kms-plugin --health-listen`), the providers per resource, and the verify counts. This module
+// holds the report shape, the plugin probe and the table; src/cli/status.ts gathers the parts with
+// the engine (config, KMS health checks) and verifyStore. Never prints a key or a value.
+import type { ProviderConfiguration } from '../config/types.js';
+import type { VerifyReport } from './verify.js';
+
+export interface KmsProviderStatus {
+  name: string;
+  apiVersion: string;
+  /** Resources it is the write provider of. */
+  resources: string[];
+  healthy: boolean;
+  /** Why not healthy (the health check's message). */
+  error?: string;
+  /** sha256 hash of the key_id the plugin's last Status reported (kms v2). */
+  keyIdHash?: string;
+}
+
+export interface PluginStatus {
+  /** host:port of `--health-listen`. */
+  address: string;
+  healthy: boolean;
+  /** The /healthz body, or why it could not be read. */
+  detail: string;
+  keyIdHash?: string;
+  /** ISO time the current KEK version was created (when the backend records it). */
+  keyCreated?: string;
+  rotations?: number;
+}
+
+export interface ResourceStatus {
+  resource: string;
+  /** Provider labels in order (the first writes): `kms v2:atrest`, `aesgcm:key1,key2`, `identity`. */
+  providers: string[];
+}
+
+export interface StatusReport {
+  kmsProviders: KmsProviderStatus[];
+  plugins: PluginStatus[];
+  resources: ResourceStatus[];
+  /** Absent with --no-verify. */
+  verify?: VerifyReport;
+  /** Every kms provider and plugin healthy, and (when verified) every value current. */
+  ok: boolean;
+}
+
+/** A provider as a label: type and key names (never key material) or the kms name. */
+export function providerLabel(p: ProviderConfiguration): string {
+  if ('identity' in p) return 'identity';
+  if ('kms' in p) return `kms ${p.kms.apiVersion ?? 'v1'}:${p.kms.name}`;
+  const [type, keys] = 'aesgcm' in p ? ['aesgcm', p.aesgcm] : 'aescbc' in p ? ['aescbc', p.aescbc] : ['secretbox', p.secretbox];
+  return `${type}:${keys.keys.map((k) => k.name).join(',')}`;
+}
+
+/** A sample of a Prometheus text exposition: `name{labels} value`. */
+function samples(text: string, name: string): Array<{ labels: Record<string, string>; value: number }> {
+  const out: Array<{ labels: Record<string, string>; value: number }> = [];
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name) || (line[name.length] !== '{' && line[name.length] !== ' ')) continue;
+    const m = /^[^{\s]+(?:\{(.*)\})?\s+(\S+)/.exec(line);
+    if (!m) continue;
+    const labels: Record<string, string> = {};
+    for (const l of (m[1] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!;
+    out.push({ labels, value: Number(m[2]) });
+  }
+  return out;
+}
+
+/** Reads a plugin's /healthz and /metrics (`kms-plugin --health-listen host:port`). */
+export async function probePlugin(address: string, timeoutMs = 5000): Promise<PluginStatus> {
+  const base = `http://${address}`;
+  const get = async (path: string): Promise<{ status: number; text: string }> => {
+    const res = await fetch(base + path, { signal: AbortSignal.timeout(timeoutMs) });
+    return { status: res.status, text: await res.text() };
+  };
+  let health;
+  try {
+    health = await get('/healthz');
+  } catch (err) {
+    return { address, healthy: false, detail: `cannot reach ${base}/healthz: ${err instanceof Error ? err.message : String(err)}` };
+  }
+  const status: PluginStatus = { address, healthy: health.status === 200, detail: health.text.trim().split('\n')[0] ?? '' };
+  try {
+    const metrics = (await get('/metrics')).text;
+    const info = samples(metrics, 'atrest_kms_plugin_current_key_id_hash_info').find((s) => s.value === 1);
+    if (info?.labels['key_id_hash']) status.keyIdHash = info.labels['key_id_hash'];
+    const created = samples(metrics, 'atrest_kms_plugin_current_key_created_timestamp_seconds')[0];
+    if (created && Number.isFinite(created.value)) status.keyCreated = new Date(created.value * 1000).toISOString();
+    const rotations = samples(metrics, 'atrest_kms_plugin_key_rotations_total')[0];
+    if (rotations) status.rotations = rotations.value;
+  } catch {
+    // Health is what matters; the key details are extras.
+  }
+  return status;
+}
+
+function table(header: string[], rows: string[][]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  return [line(header), ...rows.map(line)];
+}
+
+/** The human-readable view: one table per part. */
+export function formatStatus(report: StatusReport): string {
+  const out: string[] = [];
+  out.push('KMS PROVIDERS (write providers, as the API server sees them)');
+  if (report.kmsProviders.length === 0) out.push('  none: no selected resource is written by a kms provider');
+  else out.push(...table(['NAME', 'API', 'HEALTH', 'KEY ID HASH', 'WRITES'], report.kmsProviders.map((p) => [
+    p.name, p.apiVersion, p.healthy ? 'ok' : `FAILED: ${p.error ?? ''}`, p.keyIdHash ?? '-', p.resources.join(','),
+  ])));
+  if (report.plugins.length > 0) {
+    out.push('', 'KMS PLUGINS (--health-listen)');
+    out.push(...table(['ADDRESS', 'HEALTH', 'KEY ID HASH', 'KEY CREATED', 'ROTATIONS'], report.plugins.map((p) => [
+      p.address, p.healthy ? 'ok' : `FAILED: ${p.detail}`, p.keyIdHash ?? '-', p.keyCreated ?? '-', p.rotations === undefined ? '-' : String(p.rotations),
+    ])));
+  }
+  out.push('', 'RESOURCES (providers in order; the first writes)');
+  out.push(...table(['RESOURCE', 'PROVIDERS'], report.resources.map((r) => [r.resource, r.providers.join(', ')])));
+  if (report.verify) {
+    out.push('', `STORED VALUES (verify at revision ${report.verify.revision})`);
+    if (report.verify.resources.length === 0) out.push('  no stored values of the selected resources');
+    else out.push(...table(['RESOURCE', 'TOTAL', 'CURRENT', 'STALE', 'PLAINTEXT', 'UNDECRYPTABLE'], report.verify.resources.map((r) => [
+      r.resource, String(r.total), String(r.total - r.stale - r.undecryptable.length), String(r.stale), String(r.plaintext), String(r.undecryptable.length),
+    ])));
+  }
+  out.push('', report.ok ? 'OK' : 'NOT OK: see FAILED health above, or stale/undecryptable values (atrest verify, atrest rewrite)');
+  return out.join('\n') + '\n';
+}

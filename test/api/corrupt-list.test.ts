@@ -1,0 +1,89 @@
+// Lists over corrupt values (KEP-3926) on the paths kubectl does not take: an unpaginated list larger
+// than the server's buffer (scanned for corrupt values first, then streamed: the same objects as a
+// buffered one), more than 100 corrupt values (kube's cap and its "too many" cause), and a
+// paginated list, whose range ends after `limit` readable objects.
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { openSqliteStore } from '../../src/storage/sqlite.js';
+import type { Store } from '../../src/storage/types.js';
+import { apiRequest, startTestServer, writeAesGcmConfig, type TestServer } from '../helpers/server.js';
+
+type Status = { reason: string; message: string; details: { name: string; kind: string; causes: Array<{ reason: string; field?: string; message: string }> } };
+const BROKEN = Buffer.from('k8s:enc:aesgcm:v1:key1:not-a-valid-ciphertext');
+
+describe('lists over corrupt values', () => {
+  let ts: TestServer;
+  let store: Store;
+  const get = (path: string) => apiRequest(ts.server, 'GET', path);
+
+  before(async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'atrest-corrupt-list-'));
+    const { path } = writeAesGcmConfig(dir);
+    store = openSqliteStore(join(dir, 'store.db'));
+    // A buffer of 8 KiB of JSON: the 1,200 objects below take the scan-then-stream path.
+    ts = await startTestServer({ encryptionProviderConfig: path, store, listBufferChars: 8 * 1024 }, dir);
+    await apiRequest(ts.server, 'POST', '/api/v1/namespaces', { body: JSON.stringify({ metadata: { name: 'big' } }) });
+    for (let i = 0; i < 1200; i++) {
+      const name = `cm-${String(i).padStart(4, '0')}`;
+      await store.create(`/registry/configmaps/big/${name}`, Buffer.from(JSON.stringify({ kind: 'ConfigMap', apiVersion: 'v1', metadata: { name, namespace: 'big', uid: `u-${i}` }, data: { i: String(i) } })));
+    }
+  });
+  after(async () => {
+    await ts?.close();
+  });
+
+  test('past the buffer: a clean list is streamed whole and in order; one corrupt value at the end is a 500 naming it', async () => {
+    const ok = await get('/api/v1/namespaces/big/configmaps');
+    assert.equal(ok.status, 200);
+    const items = ok.json<{ items: Array<{ data: { i: string } }> }>().items;
+    assert.deepEqual(items.map((o) => o.data.i), Array.from({ length: 1200 }, (_, i) => String(i)));
+
+    await store.create('/registry/configmaps/big/zz-last', BROKEN);
+    await store.create('/registry/configmaps/big/cm-0600-x', Buffer.from('not json at all'));
+    const bad = await get('/api/v1/namespaces/big/configmaps');
+    assert.equal(bad.status, 500, 'no byte of a 200 was sent');
+    const s = bad.json<Status>();
+    assert.equal(s.reason, 'StoreReadError');
+    assert.deepEqual(s.details.causes.map((c) => c.field), ['/registry/configmaps/big/cm-0600-x', '/registry/configmaps/big/zz-last']);
+    assert.match(s.details.causes[0]?.message ?? '', /object not decodable: the value is not a JSON object/);
+    assert.match(s.details.causes[1]?.message ?? '', /data from the storage is not transformable: /);
+    await store.delete('/registry/configmaps/big/zz-last');
+    await store.delete('/registry/configmaps/big/cm-0600-x');
+  });
+
+  test('more than 100 corrupt values: the first 100 are named, then kube\'s "too many" cause', async () => {
+    const keys = Array.from({ length: 105 }, (_, i) => `/registry/secrets/default/bad-${String(i).padStart(3, '0')}`);
+    for (const k of keys) await store.create(k, BROKEN);
+    try {
+      const bad = await get('/api/v1/secrets');
+      assert.equal(bad.status, 500);
+      const s = bad.json<Status>();
+      assert.equal(s.details.causes.length, 101);
+      assert.deepEqual(s.details.causes.slice(0, 100).map((c) => c.field), keys.slice(0, 100));
+      assert.deepEqual(s.details.causes[100], { reason: 'FieldValueTooMany', message: 'too many errors, the list is truncated' });
+      assert.match(s.message, /^failed to read one or more secrets from the storage: 100\+ objects cannot be decrypted or decoded: /);
+      assert.match(s.message, /and more \(the first 100 are named; atrest verify lists all\)$/);
+    } finally {
+      for (const k of keys) await store.delete(k);
+    }
+  });
+
+  test('limit: the range ends after `limit` readable objects, as kube\'s; corrupt values before that are named', async () => {
+    await store.create('/registry/configmaps/big/cm-0001-x', BROKEN);
+    await store.create('/registry/configmaps/big/cm-0900-x', BROKEN);
+    try {
+      const first = await get('/api/v1/namespaces/big/configmaps?limit=10');
+      assert.equal(first.status, 500);
+      assert.deepEqual(first.json<Status>().details.causes.map((c) => c.field), ['/registry/configmaps/big/cm-0001-x']);
+      // A range holding both names both.
+      const r = (await get('/api/v1/namespaces/big/configmaps?limit=1200')).json<Status>();
+      assert.deepEqual(r.details.causes.map((c) => c.field), ['/registry/configmaps/big/cm-0001-x', '/registry/configmaps/big/cm-0900-x']);
+    } finally {
+      await store.delete('/registry/configmaps/big/cm-0001-x');
+      await store.delete('/registry/configmaps/big/cm-0900-x');
+    }
+  });
+});

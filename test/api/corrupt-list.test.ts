@@ -1,7 +1,8 @@
 // Lists over corrupt values (KEP-3926) on the paths kubectl does not take: an unpaginated list larger
 // than the server's buffer (scanned for corrupt values first, then streamed: the same objects as a
 // buffered one), more than 100 corrupt values (kube's cap and its "too many" cause), and a
-// paginated list, whose range ends after `limit` readable objects.
+// paginated list, whose range ends after `limit` readable objects; and the unsafe delete's option
+// handling over HTTP (bad values, dry run, undecodable values, a broken Namespace object).
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -85,5 +86,45 @@ describe('lists over corrupt values', () => {
       await store.delete('/registry/configmaps/big/cm-0001-x');
       await store.delete('/registry/configmaps/big/cm-0900-x');
     }
+  });
+});
+
+describe('unsafe delete (AllowUnsafeMalformedObjectDeletion) over HTTP', () => {
+  let ts: TestServer;
+  let store: Store;
+  const del = (path: string, body?: string) => apiRequest(ts.server, 'DELETE', path, body === undefined ? {} : { body });
+
+  before(async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'atrest-unsafe-delete-'));
+    const { path } = writeAesGcmConfig(dir);
+    store = openSqliteStore(join(dir, 'store.db'));
+    ts = await startTestServer({ encryptionProviderConfig: path, store, featureGates: { AllowUnsafeMalformedObjectDeletion: true } }, dir);
+  });
+  after(async () => {
+    await ts?.close();
+  });
+
+  test('option values: a non-boolean is a 400; dry run reports without deleting; undecodable values and Namespace objects go too', async () => {
+    await store.create('/registry/secrets/default/garbage', Buffer.from('not json'));
+    const bad = await del('/api/v1/namespaces/default/secrets/garbage', JSON.stringify({ ignoreStoreReadErrorWithClusterBreakingPotential: 'yes' }));
+    assert.equal(bad.status, 400, bad.text);
+    assert.equal((await del('/api/v1/namespaces/default/secrets/garbage?ignoreStoreReadErrorWithClusterBreakingPotential=maybe')).status, 400);
+
+    const dry = await del('/api/v1/namespaces/default/secrets/garbage?ignoreStoreReadErrorWithClusterBreakingPotential=true&dryRun=All');
+    assert.equal(dry.status, 200, dry.text);
+    assert.ok(await store.get('/registry/secrets/default/garbage'), 'a dry run deletes nothing');
+    const gone = await del('/api/v1/namespaces/default/secrets/garbage', JSON.stringify({ kind: 'DeleteOptions', apiVersion: 'v1', ignoreStoreReadErrorWithClusterBreakingPotential: true }));
+    assert.equal(gone.status, 200, gone.text);
+    assert.equal(await store.get('/registry/secrets/default/garbage'), undefined);
+
+    // A Namespace object that does not decode: removed by key; what it held stays (cluster-breaking potential).
+    await store.create('/registry/namespaces/broken-ns', BROKEN);
+    await store.create('/registry/configmaps/broken-ns/left', Buffer.from(JSON.stringify({ kind: 'ConfigMap', apiVersion: 'v1', metadata: { name: 'left', namespace: 'broken-ns' } })));
+    assert.equal((await del('/api/v1/namespaces/broken-ns')).status, 500, 'the normal delete reads it');
+    const ns = await del('/api/v1/namespaces/broken-ns?ignoreStoreReadErrorWithClusterBreakingPotential=true');
+    assert.equal(ns.status, 200, ns.text);
+    assert.deepEqual(ns.json()['details'], { name: 'broken-ns', kind: 'Namespace' });
+    assert.equal(await store.get('/registry/namespaces/broken-ns'), undefined);
+    assert.ok(await store.get('/registry/configmaps/broken-ns/left'), 'its contents are not deleted');
   });
 });

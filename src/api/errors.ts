@@ -6,7 +6,9 @@ import { AtrestError } from '../errors.js';
 export type StatusReason =
   | 'BadRequest' | 'Unauthorized' | 'Forbidden' | 'NotFound' | 'AlreadyExists' | 'Conflict' | 'Gone'
   | 'Invalid' | 'MethodNotAllowed' | 'NotAcceptable' | 'RequestEntityTooLarge' | 'UnsupportedMediaType'
-  | 'TooManyRequests' | 'InternalError' | 'ServiceUnavailable' | 'Timeout';
+  | 'TooManyRequests' | 'InternalError' | 'ServiceUnavailable' | 'Timeout'
+  /** KEP-3926: stored values that cannot be decrypted or decoded (500). */
+  | 'StoreReadError';
 
 export interface StatusCause {
   reason: string;

@@ -17,6 +17,7 @@ import type { Store } from '../storage/types.js';
 import { ensureGeneratedTokenFile, loadTokenFile, TokenAuthenticator } from './auth.js';
 import { closeGeneration, EncryptionState, identityGeneration, loadEncryptionGeneration, type EncryptionGeneration } from './encryption.js';
 import { EncryptionConfigReloader, type ReloadOutcome } from './encryption-reload.js';
+import { defaultFeatureGates, type FeatureGates } from './feature-gates.js';
 import { writeKubeconfig } from './kubeconfig.js';
 import { bootstrapNamespaces } from './namespaces.js';
 import { ObjectRepository } from './object-repository.js';
@@ -64,6 +65,10 @@ export interface ApiServerOptions {
   maxRequestsInflight?: number;
   /** `--max-mutating-requests-inflight` (default 200 like kube; 0 = no limit). */
   maxMutatingRequestsInflight?: number;
+  /** `--feature-gates`, parsed (parseFeatureGates); absent = every gate at its default. */
+  featureGates?: FeatureGates;
+  /** JSON text an unpaginated list buffers before it streams (tests; default 16 Mi characters). */
+  listBufferChars?: number;
   /** Upper bound of watch timeoutSeconds (default 1800). */
   maxWatchTimeoutSeconds?: number;
   /** BOOKMARK interval of watches that allow them (default 60 s). */
@@ -166,7 +171,9 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ru
     const authenticator = new TokenAuthenticator(tokens);
 
     const openWatches = new Set<() => void>();
-    const handlers = new ResourceHandlers({ repo, log, now });
+    const featureGates = options.featureGates ?? defaultFeatureGates();
+    if (featureGates.AllowUnsafeMalformedObjectDeletion) log.warn('feature gate AllowUnsafeMalformedObjectDeletion is on: DELETE with ignoreStoreReadErrorWithClusterBreakingPotential removes corrupt objects unread');
+    const handlers = new ResourceHandlers({ repo, log, now, featureGates, ...(options.listBufferChars ? { listBufferChars: options.listBufferChars } : {}) });
     const listener = createRequestListener({
       handlers,
       watch: {

@@ -4,6 +4,7 @@
 // Terminating, its contents are deleted, then the namespace itself.
 import { randomUUID } from 'node:crypto';
 import { isStoreError } from '../storage/errors.js';
+import { CorruptObjects, corruptListMessage } from './corrupt-objects.js';
 import { forbidden, notFound } from './errors.js';
 import type { ObjectRepository } from './object-repository.js';
 import { rfc3339Seconds, type KubeObject } from './objects.js';
@@ -49,17 +50,62 @@ function namespacedTypes(): ResourceType[] {
   return Object.values(RESOURCE_TYPES).filter((rt) => rt.namespaced);
 }
 
-/** Deletes every namespaced object in `namespace` (page by page). */
-export async function deleteNamespaceContents(repo: ObjectRepository, namespace: string): Promise<number> {
+/** The corrupt objects (KEP-3926) that kept a namespace's contents from being deleted, per resource. */
+export interface NamespaceContentCorruption {
+  byResource: Map<string, CorruptObjects>;
+  /** How many were found in all (each CorruptObjects keeps at most 100). */
+  size: number;
+}
+
+/**
+ * Deletes every namespaced object in `namespace` (page by page). A value that does not decrypt or
+ * decode is not deleted (that needs the unsafe delete, an operator's decision): it is skipped and
+ * reported, and the other objects are still deleted, as kube's namespace controller does.
+ */
+export async function deleteNamespaceContents(repo: ObjectRepository, namespace: string): Promise<{ deleted: number; corrupt: NamespaceContentCorruption }> {
   let deleted = 0;
+  const corrupt: NamespaceContentCorruption = { byResource: new Map(), size: 0 };
   for (const rt of namespacedTypes()) {
+    // Deleted objects leave the range, corrupt ones stay: read on after the last key seen.
+    let after: string | undefined;
     for (;;) {
-      const page = await repo.list(rt, namespace, { limit: 500 });
+      const page = await repo.list(rt, namespace, { limit: 500, collectCorrupt: true, ...(after !== undefined ? { after } : {}) });
       for (const item of page.items) {
         if ((await repo.delete(rt, namespace, item.obj.metadata.name ?? '')) !== undefined) deleted++;
       }
-      if (!page.more || page.items.length === 0) break;
+      for (const c of page.corrupt) {
+        let found = corrupt.byResource.get(rt.resource);
+        if (!found) corrupt.byResource.set(rt.resource, (found = new CorruptObjects()));
+        found.add(c);
+        corrupt.size++;
+      }
+      if (!page.more || page.lastKey === undefined) break;
+      after = page.lastKey;
     }
   }
-  return deleted;
+  return { deleted, corrupt };
+}
+
+type NamespaceCondition = { type: string; status: 'True' | 'False'; lastTransitionTime: string; reason: string; message: string };
+
+/**
+ * kube's namespace-deleter conditions (pkg/controller/namespace/deletion/status_condition_utils.go)
+ * for a deletion that corrupt objects block: NamespaceDeletionContentFailure and
+ * NamespaceContentRemaining true, naming the keys; the others in their "ok" form.
+ */
+export function namespaceDeletionConditions(corrupt: NamespaceContentCorruption, now: string): { conditions: NamespaceCondition[]; message: string } {
+  const errors = [...corrupt.byResource.entries()].map(([resource, found]) => corruptListMessage(resource, found)).sort();
+  const message = `Failed to delete all resource types, ${errors.length} remaining: ${errors.join(', ')}`;
+  const remaining = [...corrupt.byResource.entries()].map(([resource, found]) => `${resource}. has ${found.size}${found.truncated ? '+' : ''} resource instances`).sort();
+  const c = (type: string, status: 'True' | 'False', reason: string, msg: string): NamespaceCondition => ({ type, status, lastTransitionTime: now, reason, message: msg });
+  return {
+    message,
+    conditions: [
+      c('NamespaceDeletionDiscoveryFailure', 'False', 'ResourcesDiscovered', 'All resources successfully discovered'),
+      c('NamespaceDeletionGroupVersionParsingFailure', 'False', 'ParsedGroupVersions', 'All legacy kube types successfully parsed'),
+      c('NamespaceDeletionContentFailure', 'True', 'ContentDeletionFailed', message),
+      c('NamespaceContentRemaining', 'True', 'SomeResourcesRemain', `Some resources are remaining: ${remaining.join(', ')}`),
+      c('NamespaceFinalizersRemaining', 'False', 'ContentHasNoFinalizers', 'All content-preserving finalizers finished'),
+    ],
+  };
 }

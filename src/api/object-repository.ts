@@ -1,11 +1,11 @@
 // Kubernetes objects over the EncryptedStore: JSON in, JSON out, at kube's keys
 // `<prefix>/<resource>/<namespace>/<name>` (`<prefix>/namespaces/<name>`). resourceVersion is the
 // key's modRevision and is not stored in the value (kube clears it before writing too).
-import type { DecryptedValue, DecryptedWatchEvent, EncryptedStore } from '../storage/encrypted-store.js';
+import type { DecryptedValue, DecryptedWatchEvent, EncryptedStore, ListedValue } from '../storage/encrypted-store.js';
 import { storageKey, storagePrefix } from '../storage/keys.js';
 import type { Watch } from '../storage/types.js';
 import type { StoredValueTransformError } from '../storage/errors.js';
-import { ApiError } from './errors.js';
+import { corruptObjectOf, UndecodableObjectError, type CorruptObject } from './corrupt-objects.js';
 import { isPlainObject, type KubeObject } from './objects.js';
 import { decodeProtobufObject, isProtobufObject } from './protobuf.js';
 import type { ResourceType } from './resource-types.js';
@@ -25,7 +25,15 @@ export interface ListPage {
   more: boolean;
   /** The key of the last item read, relative to the list prefix (continuation point). */
   lastKey?: string;
+  /** With `collectCorrupt`: the values of the page that do not decrypt or decode (not in `items`). */
+  corrupt: CorruptObject[];
 }
+
+/** What is stored under one name, read without failing on a value that does not decrypt. */
+export type ReadOutcome =
+  | { state: 'missing' }
+  | { state: 'ok'; stored: StoredObject }
+  | { state: 'corrupt'; corrupt: CorruptObject; revision: number };
 
 export type ObjectWatchEvent =
   | { type: 'put'; revision: number; obj: KubeObject; prev?: KubeObject }
@@ -62,11 +70,7 @@ export class ObjectRepository {
     }
     // Anything that is neither a JSON object nor a protobuf object of this kind: an Internal error
     // naming the key, like a value that fails to decrypt.
-    if (!isPlainObject(parsed)) {
-      throw new ApiError(500, 'InternalError', `Internal error occurred: the stored value of ${dv.kv.key} is not a JSON object`, {
-        name: dv.kv.key.slice(dv.kv.key.lastIndexOf('/') + 1), kind: rt.resource,
-      });
-    }
+    if (!isPlainObject(parsed)) throw new UndecodableObjectError(dv.kv.key, 'is not a JSON object', rt.resource);
     const obj = parsed as unknown as KubeObject;
     obj.kind = rt.kind;
     obj.apiVersion = 'v1';
@@ -78,6 +82,22 @@ export class ObjectRepository {
   async get(rt: ResourceType, namespace: string | undefined, name: string): Promise<StoredObject | undefined> {
     const dv = await this.store.get(this.key(rt, namespace, name));
     return dv ? this.decode(rt, dv) : undefined;
+  }
+
+  /**
+   * Like get, but a value that does not decrypt or decode is an outcome, not an error (the unsafe
+   * delete of KEP-3926 needs to know it is corrupt, and at which revision, without reading it).
+   */
+  async read(rt: ResourceType, namespace: string | undefined, name: string): Promise<ReadOutcome> {
+    const kv = await this.store.store.get(this.key(rt, namespace, name));
+    if (!kv) return { state: 'missing' };
+    try {
+      return { state: 'ok', stored: this.decode(rt, await this.store.decrypt(kv)) };
+    } catch (err) {
+      const corrupt = corruptObjectOf(err);
+      if (!corrupt) throw err;
+      return { state: 'corrupt', corrupt, revision: kv.modRevision };
+    }
   }
 
   /** Creates; StoreError KEY_EXISTS when the name is taken. Returns the object with its resourceVersion. */
@@ -99,19 +119,47 @@ export class ObjectRepository {
     return this.store.revision();
   }
 
-  async list(rt: ResourceType, namespace: string | undefined, options: { limit?: number; after?: string; revision?: number }): Promise<ListPage> {
+  /**
+   * One page at a revision. Without `collectCorrupt` the first value that does not decrypt or decode
+   * fails the page; with it, such values are returned in `corrupt` and the page goes on (KEP-3926:
+   * a list names every corrupt object of its range).
+   */
+  async list(
+    rt: ResourceType,
+    namespace: string | undefined,
+    options: { limit?: number; after?: string; revision?: number; collectCorrupt?: boolean },
+  ): Promise<ListPage> {
     const prefix = this.prefix(rt, namespace);
-    const page = await this.store.list(prefix, {
+    const listOptions = {
       ...(options.limit ? { limit: options.limit } : {}),
       ...(options.after !== undefined ? { after: prefix + options.after } : {}),
       ...(options.revision !== undefined ? { revision: options.revision } : {}),
-    });
+    };
+    const page = options.collectCorrupt
+      ? await this.store.list(prefix, { ...listOptions, onError: 'collect' })
+      : await this.store.list(prefix, listOptions);
+    const items: StoredObject[] = [];
+    const corrupt: CorruptObject[] = [];
+    for (const lv of page.items as ListedValue[]) {
+      if (lv.error) {
+        corrupt.push({ key: lv.kv.key, type: 'untransformable', reason: lv.error.reason });
+        continue;
+      }
+      try {
+        items.push(this.decode(rt, lv));
+      } catch (err) {
+        const c = options.collectCorrupt ? corruptObjectOf(err) : undefined;
+        if (!c) throw err;
+        corrupt.push(c);
+      }
+    }
     const last = page.items[page.items.length - 1];
     return {
-      items: page.items.map((dv) => this.decode(rt, dv)),
+      items,
       revision: page.revision,
       more: page.more,
       ...(last ? { lastKey: last.kv.key.slice(prefix.length) } : {}),
+      corrupt,
     };
   }
 

@@ -7,15 +7,17 @@ import { isStoreError } from '../storage/errors.js';
 import { decodeContinue, encodeContinue, type ContinueToken } from './continue-token.js';
 import { checkObject, decodeBody, fieldValidationOf, mediaType, parseDocument, type FieldValidation } from './decode.js';
 import { ApiError, badRequest, conflict, forbidden, invalid, notFound, unsupportedMediaType } from './errors.js';
-import { assertNamespaceWritable, deleteNamespaceContents, UNDELETABLE_NAMESPACES } from './namespaces.js';
-import type { ObjectRepository, StoredObject } from './object-repository.js';
+import { assertNamespaceWritable, deleteNamespaceContents, namespaceDeletionConditions, UNDELETABLE_NAMESPACES, type NamespaceContentCorruption } from './namespaces.js';
+import type { ListPage, ObjectRepository, StoredObject } from './object-repository.js';
+import { corruptCauses, CorruptObjects, corruptListError } from './corrupt-objects.js';
+import { defaultFeatureGates, type FeatureGates } from './feature-gates.js';
 import { cloneJson, isPlainObject, jsonEqual, rfc3339Seconds, type Json, type KubeObject } from './objects.js';
 import { serverSideApply } from './patch/apply.js';
 import { trackUpdate } from './patch/managed-fields.js';
 import { applyJsonPatch } from './patch/json-patch.js';
 import { applyMergePatch } from './patch/json-merge-patch.js';
 import { applyStrategicMergePatch } from './patch/strategic-merge-patch.js';
-import type { ResourceType } from './resource-types.js';
+import { namespaces, type ResourceType } from './resource-types.js';
 import { parseFieldSelector, parseLabelSelector, type Matcher } from './selectors.js';
 import { tableOf } from './table.js';
 
@@ -54,6 +56,11 @@ export class StreamedBody {
 export const LIST_STREAM_PAGE = 500;
 /** A streamed list is written once this much JSON text has accumulated. */
 const STREAM_CHUNK_CHARS = 64 * 1024;
+/**
+ * How much JSON text of an unpaginated list is held before the first byte is sent (see
+ * streamedList): lists up to this size are read once; larger ones are scanned for corrupt values first.
+ */
+export const STREAM_BUFFER_CHARS = 16 * 1024 * 1024;
 
 /** Items carry no kind/apiVersion inside a list, as kube-apiserver's. */
 function listItem({ kind: _k, apiVersion: _a, ...rest }: KubeObject): Omit<KubeObject, 'kind' | 'apiVersion'> {
@@ -91,17 +98,25 @@ export interface ResourceHandlerDeps {
   repo: ObjectRepository;
   log: Logger;
   now?: () => number;
+  /** `--feature-gates` (default: every gate at kube's default). */
+  featureGates?: FeatureGates;
+  /** STREAM_BUFFER_CHARS unless given (tests make it small to reach the scan-then-stream path). */
+  listBufferChars?: number;
 }
 
 export class ResourceHandlers {
   private readonly repo: ObjectRepository;
   private readonly now: () => number;
   private readonly log: Logger;
+  private readonly gates: FeatureGates;
+  private readonly listBufferChars: number;
 
   constructor(deps: ResourceHandlerDeps) {
     this.repo = deps.repo;
     this.now = deps.now ?? Date.now;
     this.log = deps.log;
+    this.gates = deps.featureGates ?? defaultFeatureGates();
+    this.listBufferChars = deps.listBufferChars ?? STREAM_BUFFER_CHARS;
   }
 
   // ---------------------------------------------------------------- reads
@@ -134,60 +149,117 @@ export class ResourceHandlers {
     return { revision, items };
   }
 
-  /** Reads pages at one revision until `limit` matching objects (0: all of them) are collected. */
+  /**
+   * Reads pages at one revision until `limit` matching objects (0: all of them) are collected. A
+   * corrupt value (KEP-3926) does not stop the reading: the range is read to its end and the request
+   * fails with one StoreReadError naming every corrupt object found (at most 100).
+   */
   private async collect(req: ResourceRequest, q: ListQuery): Promise<{ items: KubeObject[]; revision: number; after?: string; more: boolean }> {
     const items: KubeObject[] = [];
+    const corrupt = new CorruptObjects();
+    let matched = 0;
     let revision = q.token?.revision;
     let after = q.token?.after;
     let more = false;
     for (;;) {
       const page = await this.repo.list(req.rt, req.namespace, {
-        limit: q.limit > 0 ? q.limit - items.length : LIST_STREAM_PAGE,
+        limit: q.limit > 0 ? q.limit - matched : LIST_STREAM_PAGE,
         ...(after !== undefined ? { after } : {}),
         ...(revision !== undefined ? { revision } : {}),
+        collectCorrupt: true,
       });
       revision = page.revision;
-      for (const it of page.items) if (q.labels(it.obj) && q.fields(it.obj)) items.push(it.obj);
+      for (const c of page.corrupt) corrupt.add(c);
+      for (const it of page.items) {
+        if (!q.labels(it.obj) || !q.fields(it.obj)) continue;
+        matched++;
+        // Once the request is failing, objects are not kept: the range is only read for its corrupt keys.
+        if (corrupt.size === 0) items.push(it.obj);
+      }
       after = page.lastKey ?? after;
       more = page.more;
-      if (!more || (q.limit > 0 && items.length >= q.limit)) break;
+      // The range ends where kube's does: after `limit` readable matches (or at the end); corrupt values do not count.
+      if (!more || (q.limit > 0 && matched >= q.limit) || corrupt.truncated) break;
     }
+    if (corrupt.size > 0) throw corruptListError(req.rt.resource, corrupt);
     return { items, revision, ...(after !== undefined ? { after } : {}), more };
   }
 
   /**
-   * The whole list (no `limit`), read in pages of LIST_STREAM_PAGE at one revision and written item by
-   * item. The first page is read before the reply starts, so a store or decryption problem there is
-   * still an error Status; one on a later page ends the response early (server.ts drops the
-   * connection), which a client sees as a failed request, never as a short list.
+   * The whole list (no `limit`), read in pages of LIST_STREAM_PAGE at one revision.
+   *
+   * Corrupt values and the status code: once a 200 has started, a Status can no longer be sent, and
+   * a client must never take a short list for a whole one. So the reply starts only when the range
+   * is known to be readable:
+   * - The JSON of the items is built page by page into memory up to STREAM_BUFFER_CHARS. A list that
+   *   fits (the usual case) is read once: a corrupt value anywhere in it gives the 500 naming every
+   *   corrupt key, otherwise the buffered text is sent.
+   * - A larger list would not fit in memory (100,000 Secrets must stay far below 200 MB): its rest
+   *   is first scanned (decrypted and decoded, nothing kept but corrupt keys), then, if clean,
+   *   streamed by reading those pages again at the same revision. Only lists beyond the buffer pay
+   *   the second decryption of their remainder.
+   * - Values at a revision do not change, but the transformers can (a reload that drops a key, a
+   *   KMS outage between scan and stream): a failure while streaming still ends the response early
+   *   (server.ts destroys the connection), which a client sees as a failed request, never a short list.
    */
   private async streamedList(req: ResourceRequest, q: ListQuery): Promise<Reply> {
     const { rt, namespace } = req;
     const { labels, fields, token } = q;
-    const first = await this.repo.list(rt, namespace, {
+    const corrupt = new CorruptObjects();
+    const buffered: string[] = [];
+    let bufferedChars = 0;
+    let written = 0;
+    let chunk = '';
+    let page = await this.repo.list(rt, namespace, {
       limit: LIST_STREAM_PAGE,
       ...(token ? { after: token.after, revision: token.revision } : {}),
+      collectCorrupt: true,
     });
-    const revision = first.revision;
+    const revision = page.revision;
+    const render = (p: ListPage, emit: (text: string) => void): void => {
+      for (const it of p.items) {
+        if (!labels(it.obj) || !fields(it.obj)) continue;
+        chunk += (written++ === 0 ? '' : ',') + JSON.stringify(listItem(it.obj));
+        // Large objects (Secrets up to ~1 MiB): hand the text over in pieces, not a page at once.
+        if (chunk.length >= STREAM_CHUNK_CHARS) {
+          emit(chunk);
+          chunk = '';
+        }
+      }
+    };
+    const keep = (text: string): void => {
+      buffered.push(text);
+      bufferedChars += text.length;
+    };
+    // Phase 1: read and buffer until the end of the range or the buffer is full.
+    for (;;) {
+      for (const c of page.corrupt) corrupt.add(c);
+      if (corrupt.size === 0) render(page, keep);
+      if (!page.more || page.lastKey === undefined || (corrupt.size === 0 && bufferedChars >= this.listBufferChars)) break;
+      page = await this.repo.list(rt, namespace, { limit: LIST_STREAM_PAGE, after: page.lastKey, revision, collectCorrupt: true });
+    }
+    const resumeAfter = page.more ? page.lastKey : undefined;
+    // Phase 2 (only past the buffer): scan the rest for corrupt values before anything is sent.
+    if (corrupt.size === 0 && resumeAfter !== undefined) {
+      for (let after: string | undefined = resumeAfter; after !== undefined && !corrupt.truncated;) {
+        const scan = await this.repo.list(rt, namespace, { limit: LIST_STREAM_PAGE, after, revision, collectCorrupt: true });
+        for (const c of scan.corrupt) corrupt.add(c);
+        after = scan.more ? scan.lastKey : undefined;
+      }
+    }
+    if (corrupt.size > 0) throw corruptListError(rt.resource, corrupt);
     const body = new StreamedBody(async (write) => {
       // Same document as the buffered path: kind, apiVersion, metadata, items (without kind/apiVersion).
       await write(`{"kind":${JSON.stringify(rt.listKind)},"apiVersion":"v1","metadata":{"resourceVersion":${JSON.stringify(String(revision))}},"items":[`);
-      let written = 0;
-      for (let page = first; ;) {
-        let chunk = '';
-        for (const it of page.items) {
-          if (!labels(it.obj) || !fields(it.obj)) continue;
-          chunk += (written++ === 0 ? '' : ',') + JSON.stringify(listItem(it.obj));
-          // Large objects (Secrets up to ~1 MiB): hand the text over in pieces, not a page at once.
-          if (chunk.length >= STREAM_CHUNK_CHARS) {
-            await write(chunk);
-            chunk = '';
-          }
-        }
-        if (chunk !== '') await write(chunk);
-        if (!page.more || page.lastKey === undefined) break;
-        page = await this.repo.list(rt, namespace, { limit: LIST_STREAM_PAGE, after: page.lastKey, revision });
+      while (buffered.length > 0) await write(buffered.shift() as string);
+      const pending: string[] = [];
+      for (let after = resumeAfter; after !== undefined;) {
+        const next = await this.repo.list(rt, namespace, { limit: LIST_STREAM_PAGE, after, revision });
+        render(next, (text) => pending.push(text));
+        while (pending.length > 0) await write(pending.shift() as string);
+        after = next.more ? next.lastKey : undefined;
       }
+      if (chunk !== '') await write(chunk);
       await write(']}');
     });
     return { code: 200, body };
@@ -380,6 +452,12 @@ export class ResourceHandlers {
     const { rt } = req;
     const name = req.name as string;
     const options = this.deleteOptions(req);
+    const dryRun = isDryRun(req.query) || (Array.isArray(options['dryRun']) && options['dryRun'].includes('All'));
+    // Without the gate kube drops the option before anything else (handlers/delete.go): a corrupt
+    // object then fails the normal path below with its 500, a readable one is deleted normally.
+    if (this.gates.AllowUnsafeMalformedObjectDeletion && options['ignoreStoreReadErrorWithClusterBreakingPotential'] === true) {
+      return this.unsafeDelete(req, dryRun);
+    }
     const cur = await this.repo.get(rt, req.namespace, name);
     if (!cur) throw notFound(rt.resource, name);
     const pre = isPlainObject(options['preconditions']) ? options['preconditions'] : {};
@@ -389,7 +467,6 @@ export class ResourceHandlers {
     if (typeof pre['resourceVersion'] === 'string' && pre['resourceVersion'] !== String(cur.revision)) {
       throw new ApiError(409, 'Conflict', `Operation cannot be fulfilled on ${rt.resource} "${name}": Precondition failed: ResourceVersion in precondition: ${pre['resourceVersion']}, ResourceVersion in object meta: ${cur.revision}`, { name, kind: rt.resource });
     }
-    const dryRun = isDryRun(req.query) || (Array.isArray(options['dryRun']) && options['dryRun'].includes('All'));
     if (rt.resource === 'namespaces') return this.deleteNamespace(req, cur, dryRun);
     if (!dryRun) {
       try {
@@ -405,12 +482,66 @@ export class ResourceHandlers {
     };
   }
 
+  /**
+   * KEP-3926's unsafe delete (`ignoreStoreReadErrorWithClusterBreakingPotential: true` with the
+   * AllowUnsafeMalformedObjectDeletion gate): only for an object whose stored value does not decrypt
+   * or decode; it is removed by key without being read, so preconditions, finalizers and the
+   * namespace's contents are not looked at (kube's registry corruptObjectDeleter). A readable object
+   * is refused with kube's 422. The delete is made at the corrupt value's revision, so a value
+   * rewritten meanwhile (the object recreated, the key restored) is not removed blindly. Dry run
+   * reports without deleting.
+   */
+  private async unsafeDelete(req: ResourceRequest, dryRun: boolean): Promise<Reply> {
+    const { rt } = req;
+    const name = req.name as string;
+    for (let attempt = 0; ; attempt++) {
+      const read = await this.repo.read(rt, req.namespace, name);
+      if (read.state === 'missing') throw notFound(rt.resource, name);
+      if (read.state === 'ok') {
+        throw invalid(rt.resource, name, [{
+          reason: 'FieldValueInvalid',
+          message: 'Invalid value: true: is exclusively used to delete corrupt object(s), try again by removing this option',
+          field: 'ignoreStoreReadErrorWithClusterBreakingPotential',
+        }]);
+      }
+      if (!dryRun) {
+        try {
+          await this.repo.delete(rt, req.namespace, name, read.revision);
+        } catch (err) {
+          if (isStoreError(err, 'CONFLICT') && attempt < MAX_UPDATE_RETRIES) continue;
+          throw err;
+        }
+        this.log.warn({ key: read.corrupt.key, type: read.corrupt.type, reason: read.corrupt.reason }, 'unsafe delete of a corrupt object (ignoreStoreReadErrorWithClusterBreakingPotential)');
+        // The namespace controller's retry: a Terminating namespace this object was blocking is finished now if it can be.
+        if (rt.namespaced && req.namespace) await this.retryTerminatingNamespace(req.namespace);
+      }
+      return { code: 200, body: { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', code: 200, details: { name, kind: rt.kind } } };
+    }
+  }
+
+  /** Finishes a Terminating namespace whose contents can now all be deleted; leaves it as it is otherwise. */
+  private async retryTerminatingNamespace(namespace: string): Promise<void> {
+    try {
+      const ns = await this.repo.get(namespaces, undefined, namespace);
+      if (!ns?.obj.metadata.deletionTimestamp) return;
+      const { corrupt } = await deleteNamespaceContents(this.repo, namespace);
+      if (corrupt.size > 0) {
+        await this.recordNamespaceFailure(namespace, corrupt);
+        return;
+      }
+      await this.repo.delete(namespaces, undefined, namespace);
+      this.log.info({ namespace }, 'terminating namespace deleted once its last corrupt object was removed');
+    } catch (err) {
+      this.log.warn({ namespace, err: err instanceof Error ? err.message : String(err) }, 'could not finish the terminating namespace');
+    }
+  }
+
   private async deleteNamespace(req: ResourceRequest, cur: StoredObject, dryRun: boolean): Promise<Reply> {
     const name = req.name as string;
     if (UNDELETABLE_NAMESPACES.has(name)) throw forbidden('namespaces', name, 'this namespace may not be deleted');
     const terminating = cloneJson(cur.obj);
     terminating.metadata.deletionTimestamp = terminating.metadata.deletionTimestamp ?? rfc3339Seconds(this.now());
-    terminating['status'] = { phase: 'Terminating' };
+    terminating['status'] = { ...(isPlainObject(cur.obj['status']) ? cur.obj['status'] : {}), phase: 'Terminating' };
     if (dryRun) return this.objectReply(req, 200, terminating);
     let marked = cur.obj;
     if (!cur.obj.metadata.deletionTimestamp) {
@@ -421,17 +552,56 @@ export class ResourceHandlers {
         throw err;
       }
     }
-    const removed = await deleteNamespaceContents(this.repo, name);
+    const { deleted, corrupt } = await deleteNamespaceContents(this.repo, name);
+    if (corrupt.size > 0) {
+      // kube's namespace controller would retry for ever (and `kubectl delete` wait for ever): the
+      // namespace stays Terminating with its conditions naming the blocking keys, and the request
+      // fails with the same text instead of hanging.
+      const message = await this.recordNamespaceFailure(name, corrupt);
+      this.log.warn({ namespace: name, objects: deleted, corrupt: corrupt.size }, 'namespace deletion blocked by corrupt objects');
+      throw new ApiError(500, 'StoreReadError', `namespace "${name}" is stuck Terminating: ${message}`, {
+        name, kind: 'namespaces',
+        causes: [...corrupt.byResource.values()].flatMap(corruptCauses),
+      });
+    }
     await this.repo.delete(req.rt, undefined, name);
-    this.log.info({ namespace: name, objects: removed }, 'namespace deleted with its contents');
+    this.log.info({ namespace: name, objects: deleted }, 'namespace deleted with its contents');
     return this.objectReply(req, 200, marked);
   }
 
+  /** Writes kube's namespace-deleter conditions on the Terminating namespace; returns the ContentDeletionFailed message. */
+  private async recordNamespaceFailure(name: string, corrupt: NamespaceContentCorruption): Promise<string> {
+    const { conditions, message } = namespaceDeletionConditions(corrupt, rfc3339Seconds(this.now()));
+    for (let attempt = 0; attempt < MAX_UPDATE_RETRIES; attempt++) {
+      const cur = await this.repo.get(namespaces, undefined, name);
+      if (!cur) break;
+      const next = cloneJson(cur.obj);
+      next['status'] = { phase: 'Terminating', conditions };
+      try {
+        await this.repo.update(namespaces, orderMetadata(next), cur.revision);
+        break;
+      } catch (err) {
+        if (!isStoreError(err, 'CONFLICT')) throw err;
+      }
+    }
+    return message;
+  }
+
+  /** DeleteOptions: the body when there is one, else the query parameters (kube's DeleteResource). */
   private deleteOptions(req: ResourceRequest): Record<string, Json> {
-    if (req.body.length === 0 || req.body.toString('utf8').trim() === '') return {};
+    const unsafe = 'ignoreStoreReadErrorWithClusterBreakingPotential';
+    if (req.body.length === 0 || req.body.toString('utf8').trim() === '') {
+      const raw = req.query.get(unsafe);
+      if (raw === null) return {};
+      if (raw !== 'true' && raw !== 'false') throw badRequest(`${unsafe}: invalid value ${JSON.stringify(raw)}: must be true or false`);
+      return { [unsafe]: raw === 'true' };
+    }
     const v = parseDocument(req.body, 'json');
     if (v === null) return {};
     if (!isPlainObject(v)) throw badRequest('DeleteOptions must be a JSON object');
+    if (v[unsafe] !== undefined && v[unsafe] !== null && typeof v[unsafe] !== 'boolean') {
+      throw badRequest(`json: cannot unmarshal ${typeof v[unsafe]} into Go struct field DeleteOptions.${unsafe} of type bool`);
+    }
     return v;
   }
 

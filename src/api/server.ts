@@ -121,8 +121,8 @@ export function createRequestListener(deps: RequestListenerDeps): (req: Incoming
   };
 
   /**
-   * Writes a StreamedBody with backpressure. A failure once the 200 has started (a later page that
-   * does not decrypt, the store gone) destroys the connection: the client must see a failed request,
+   * Writes a StreamedBody with backpressure. A failure once the 200 has started (the store gone, a
+   * key reloaded away or the KMS down after the list's pre-scan) destroys the connection: the client must see a failed request,
    * not a complete-looking short list.
    */
   const sendStreamed = async (res: ServerResponse, code: number, body: StreamedBody, warnings: string[]): Promise<number> => {

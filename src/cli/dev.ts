@@ -6,6 +6,8 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { resolve, join } from 'node:path';
 import { Command, Option } from 'commander';
 import { DEFAULT_DATA_DIR } from '../storage/defaults.js';
+import type { FeatureGates } from '../api/feature-gates.js';
+import { featureGatesOption } from './feature-gates-option.js';
 
 const KEY_FILE = 'kek.json';
 const SOCKET_FILE = 'kms.sock';
@@ -38,7 +40,8 @@ export function registerDev(program: Command): void {
     .addOption(new Option('--data-dir <dir>', 'where the store, KEK, socket, certificates and kubeconfig live').default(DEFAULT_DATA_DIR).env('ATREST_DATA_DIR'))
     .addOption(new Option('--secure-port <port>', 'HTTPS port of the API server (0 picks a free one)').default('6443').env('ATREST_SECURE_PORT'))
     .addOption(new Option('--bind-address <ip>', 'address the API server listens on').default('127.0.0.1').env('ATREST_BIND_ADDRESS'))
-    .action(async (opts: { dataDir: string; securePort: string; bindAddress: string }) => {
+    .addOption(featureGatesOption())
+    .action(async (opts: { dataDir: string; securePort: string; bindAddress: string; featureGates?: FeatureGates }) => {
       const { startApiServer } = await import('../api/index.js');
       const { createLogger } = await import('../log.js');
       const { localBackend } = await import('../plugin/backends/local.js');
@@ -63,6 +66,7 @@ export function registerDev(program: Command): void {
           bindAddress: opts.bindAddress,
           securePort: Number(opts.securePort),
           log: createLogger('apiserver'),
+          ...(opts.featureGates ? { featureGates: opts.featureGates } : {}),
         });
       } catch (err) {
         await plugin.close();

@@ -2,6 +2,8 @@
 // ConfigMaps, encrypted at rest. Flags are named like kube-apiserver's; every flag also reads an
 // ATREST_* environment variable. Thin: parses flags and runs startApiServer (src/api).
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { featureGatesOption } from './feature-gates-option.js';
+import type { FeatureGates } from '../api/feature-gates.js';
 import { DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT, DEFAULT_MAX_REQUESTS_INFLIGHT, DEFAULT_RELOAD_INTERVAL_MS } from '../api/defaults.js';
 import { DEFAULT_DATA_DIR } from '../storage/defaults.js';
 import { DEFAULT_ETCD_PREFIX } from '../storage/keys.js';
@@ -25,6 +27,7 @@ interface ServeOptions {
   maxRequestBodyBytes?: number;
   maxRequestsInflight: number;
   maxMutatingRequestsInflight: number;
+  featureGates?: FeatureGates;
 }
 
 function integer(min: number, max: number): (v: string) => number {
@@ -60,6 +63,7 @@ export function registerServe(program: Command): void {
     .addOption(new Option('--max-request-body-bytes <n>', 'larger request bodies get 413').argParser(integer(1024, 1 << 30)).env('ATREST_MAX_REQUEST_BODY_BYTES'))
     .addOption(new Option('--max-requests-inflight <n>', 'read-only requests served at once; more get 429 (0: no limit)').default(DEFAULT_MAX_REQUESTS_INFLIGHT).argParser(integer(0, 1_000_000)).env('ATREST_MAX_REQUESTS_INFLIGHT'))
     .addOption(new Option('--max-mutating-requests-inflight <n>', 'mutating requests served at once; more get 429 (0: no limit)').default(DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT).argParser(integer(0, 1_000_000)).env('ATREST_MAX_MUTATING_REQUESTS_INFLIGHT'))
+    .addOption(featureGatesOption())
     .action(async (opts: ServeOptions) => {
       const { startApiServer } = await import('../api/index.js');
       const { createLogger } = await import('../log.js');
@@ -84,6 +88,7 @@ export function registerServe(program: Command): void {
         ...(opts.maxRequestBodyBytes ? { maxRequestBodyBytes: opts.maxRequestBodyBytes } : {}),
         maxRequestsInflight: opts.maxRequestsInflight,
         maxMutatingRequestsInflight: opts.maxMutatingRequestsInflight,
+        ...(opts.featureGates ? { featureGates: opts.featureGates } : {}),
       });
       // One machine-readable line on stdout (the port matters with --secure-port 0).
       process.stdout.write(`${JSON.stringify({ url: server.url, port: server.port, kubeconfig: server.kubeconfigPath })}\n`);

@@ -5,7 +5,7 @@
 import { messageOf } from '../errors.js';
 import type { GroupResource } from '../config/types.js';
 import type { Store } from '../storage/types.js';
-import { normalizePrefix, parseStorageKey } from '../storage/keys.js';
+import { normalizePrefix, parseStorageKey, type ParsedStorageKey } from '../storage/keys.js';
 import type { ReadOrigin, TransformerSet } from '../transform/types.js';
 
 export interface VerifyOptions {
@@ -25,7 +25,30 @@ export interface ResourceReport {
   writers: Record<string, number>;
   plaintext: number;
   stale: number;
-  undecryptable: Array<{ key: string; error: string }>;
+  undecryptable: UndecryptableValue[];
+}
+
+/**
+ * A value no provider can read, with what the unsafe delete (KEP-3926) needs: resource, namespace
+ * (absent for cluster-scoped kinds) and name, and for core/v1 kinds the API path to send it to
+ * (`kubectl delete --raw "<deletePath>"` with the AllowUnsafeMalformedObjectDeletion gate on).
+ */
+export interface UndecryptableValue {
+  key: string;
+  error: string;
+  /** `secrets`, or `deployments.apps` for non-core groups (as ResourceReport.resource). */
+  resource: string;
+  namespace?: string;
+  name: string;
+  /** core/v1 only: `/api/v1/namespaces/<ns>/<resource>/<name>?ignoreStoreReadErrorWithClusterBreakingPotential=true`. */
+  deletePath?: string;
+}
+
+/** The API path of kube's unsafe delete of one object; undefined outside core/v1 (the version is not in the key). */
+export function unsafeDeletePath(group: string, resource: string, namespace: string | undefined, name: string): string | undefined {
+  if (group !== '') return undefined;
+  const ns = namespace === undefined ? '' : `namespaces/${encodeURIComponent(namespace)}/`;
+  return `/api/v1/${ns}${encodeURIComponent(resource)}/${encodeURIComponent(name)}?ignoreStoreReadErrorWithClusterBreakingPotential=true`;
 }
 
 export interface VerifyReport {
@@ -53,12 +76,13 @@ export async function verifyStore(options: VerifyOptions): Promise<VerifyReport>
     const page = await options.store.list(prefix + '/', { limit: options.pageSize ?? 500, after, revision });
     revision = page.revision;
     for (const kv of page.items) {
-      let gr: GroupResource;
+      let parsed: ParsedStorageKey;
       try {
-        gr = parseStorageKey(prefix, kv.key).groupResource;
+        parsed = parseStorageKey(prefix, kv.key);
       } catch {
         continue; // not an object key (e.g. a compaction marker of another tool)
       }
+      const gr = parsed.groupResource;
       if (!options.selects(gr)) continue;
       const name = gr.group === '' ? gr.resource : `${gr.resource}.${gr.group}`;
       let report = reports.get(name);
@@ -74,7 +98,15 @@ export async function verifyStore(options: VerifyOptions): Promise<VerifyReport>
         if (read.origin.provider === 'identity') report.plaintext++;
         if (read.stale) report.stale++;
       } catch (err) {
-        report.undecryptable.push({ key: kv.key, error: messageOf(err) });
+        const deletePath = unsafeDeletePath(gr.group, gr.resource, parsed.namespace, parsed.name);
+        report.undecryptable.push({
+          key: kv.key,
+          error: messageOf(err),
+          resource: name,
+          ...(parsed.namespace !== undefined ? { namespace: parsed.namespace } : {}),
+          name: parsed.name,
+          ...(deletePath ? { deletePath } : {}),
+        });
       }
     }
     if (!page.more || page.items.length === 0) break;
@@ -97,7 +129,11 @@ export function formatVerifyReport(report: VerifyReport): string {
     const width = Math.max(6, ...Object.keys(r.writers).map((w) => w.length));
     lines.push(`  ${'WRITER'.padEnd(width)}  COUNT`);
     for (const [writer, count] of Object.entries(r.writers).sort()) lines.push(`  ${writer.padEnd(width)}  ${count}`);
-    for (const u of r.undecryptable) lines.push(`  undecryptable ${u.key}: ${u.error}`);
+    for (const u of r.undecryptable) {
+      lines.push(`  undecryptable ${u.key}: ${u.error}`);
+      // The way out when the key is gone for good (KEP-3926; docs/operator-guide.md, key-loss recovery).
+      if (u.deletePath) lines.push(`    unsafe delete (serve with --feature-gates=AllowUnsafeMalformedObjectDeletion=true): kubectl delete --raw '${u.deletePath}'`);
+    }
   }
   lines.push(report.ok ? 'OK: every value is written by the current write provider and key' : 'NOT OK: stale or undecryptable values remain (rewrite them, or check the keys)');
   return lines.join('\n') + '\n';

@@ -243,7 +243,7 @@ describe('atrest serve over HTTPS', () => {
     assert.deepEqual(t.rows[0]?.cells.slice(0, 2), ['cm0', 0]);
   });
 
-  test('a list without limit is streamed whole at one revision; a bad value on a later page fails the request', async () => {
+  test('a list without limit is streamed whole at one revision; bad values on any page fail it with one 500 naming them all', async () => {
     await post('/api/v1/namespaces', { metadata: { name: 'bulk' } });
     // More than two of the server's internal pages (LIST_STREAM_PAGE = 500), written as plaintext
     // JSON (identity is the config's read fallback) so the test does not wait on 1,100 creates.
@@ -270,17 +270,21 @@ describe('atrest serve over HTTPS', () => {
     const selected = (await req('GET', '/api/v1/namespaces/bulk/configmaps?fieldSelector=metadata.name%3Dcm-1042')).json() as { items: Obj[] };
     assert.deepEqual(selected.items.map((o) => o.metadata['name']), ['cm-1042'], 'selectors apply across pages');
 
-    // A value that does not decrypt beyond the first page: the response is cut, never a short 200 list.
-    await store.create('/registry/configmaps/bulk/zz-broken', Buffer.from('k8s:enc:aesgcm:v1:key1:not-a-valid-ciphertext'));
-    await assert.rejects(req('GET', '/api/v1/namespaces/bulk/configmaps'), 'the client sees a failed request');
-    await assert.rejects(req('GET', '/api/v1/namespaces/bulk/configmaps?fieldSelector=metadata.name%3Dcm-0001'), 'selectors filter after decryption: still a failure');
-    // On the first page it is still a 500 Status naming the key.
-    await store.delete('/registry/configmaps/bulk/zz-broken');
+    // Values that do not decrypt, one on the first page and one beyond it: one 500 naming both
+    // (KEP-3926), never a short 200 list; selectors do not hide them (they apply after decryption).
     await store.create('/registry/configmaps/bulk/aa-broken', Buffer.from('k8s:enc:aesgcm:v1:key1:not-a-valid-ciphertext'));
-    const early = await req('GET', '/api/v1/namespaces/bulk/configmaps');
-    assert.equal(early.status, 500);
-    assert.match(String(early.json()['message']), /\/registry\/configmaps\/bulk\/aa-broken/);
+    await store.create('/registry/configmaps/bulk/zz-broken', Buffer.from('k8s:enc:aesgcm:v1:key1:not-a-valid-ciphertext'));
+    for (const query of ['', '?fieldSelector=metadata.name%3Dcm-0001']) {
+      const bad = await req('GET', `/api/v1/namespaces/bulk/configmaps${query}`);
+      assert.equal(bad.status, 500, bad.text);
+      assert.equal(bad.json()['reason'], 'StoreReadError');
+      const causes = (bad.json()['details'] as { causes: Array<{ field: string }> }).causes;
+      assert.deepEqual(causes.map((c) => c.field), ['/registry/configmaps/bulk/aa-broken', '/registry/configmaps/bulk/zz-broken']);
+      assert.match(String(bad.json()['message']), /\/registry\/configmaps\/bulk\/aa-broken: .*\/registry\/configmaps\/bulk\/zz-broken: /);
+      assert.doesNotMatch(bad.text, /not-a-valid-ciphertext/);
+    }
     await store.delete('/registry/configmaps/bulk/aa-broken');
+    await store.delete('/registry/configmaps/bulk/zz-broken');
     assert.equal((await req('GET', '/api/v1/namespaces/bulk/configmaps')).status, 200, 'the server keeps serving');
   });
 

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { parseEncryptionConfig } from '../../src/config/load.js';
 import { openSqliteStore } from '../../src/storage/sqlite.js';
 import { buildTransformers } from '../../src/transform/build.js';
+import { unsafeDeletePath } from '../../src/tools/verify.js';
 import { makeTempDir, runAtrest } from '../helpers/plugin.js';
 
 const KEY1 = Buffer.alloc(32, 1).toString('base64');
@@ -49,7 +50,7 @@ test('verify counts writers, plaintext, stale and undecryptable values, and exit
 
     const before = await runAtrest(['verify', '--encryption-provider-config', newConfig, '--data-dir', dir, '-o', 'json']);
     assert.equal(before.code, 1, before.stderr);
-    const report = JSON.parse(before.stdout) as { ok: boolean; resources: Array<{ resource: string; total: number; writers: Record<string, number>; plaintext: number; stale: number; undecryptable: Array<{ key: string }> }> };
+    const report = JSON.parse(before.stdout) as { ok: boolean; resources: Array<{ resource: string; total: number; writers: Record<string, number>; plaintext: number; stale: number; undecryptable: Array<{ key: string; error: string }> }> };
     assert.equal(report.ok, false);
     assert.deepEqual(report.resources.map((r) => r.resource), ['secrets']);
     const secrets = report.resources[0]!;
@@ -58,7 +59,16 @@ test('verify counts writers, plaintext, stale and undecryptable values, and exit
     assert.equal(secrets.plaintext, 1);
     assert.equal(secrets.stale, 2);
     assert.deepEqual(secrets.undecryptable.map((u) => u.key), [t]);
+    // What the unsafe delete needs (KEP-3926): resource, namespace, name and the API path.
+    assert.deepEqual(secrets.undecryptable.map(({ error: _e, ...rest }) => rest), [{
+      key: t, resource: 'secrets', namespace: 'default', name: 't',
+      deletePath: '/api/v1/namespaces/default/secrets/t?ignoreStoreReadErrorWithClusterBreakingPotential=true',
+    }]);
     assert.ok(!before.stdout.includes(SECRET_VALUE) && !before.stdout.includes(Buffer.from(SECRET_VALUE).toString('base64')));
+
+    const table = await runAtrest(['verify', '--encryption-provider-config', newConfig, '--data-dir', dir]);
+    assert.equal(table.code, 1);
+    assert.ok(table.stdout.includes(`kubectl delete --raw '/api/v1/namespaces/default/secrets/t?ignoreStoreReadErrorWithClusterBreakingPotential=true'`), table.stdout);
 
     const withResources = await runAtrest(['verify', '--encryption-provider-config', newConfig, '--data-dir', dir, '--resources', 'configmaps']);
     // The config leaves configmaps to identity, so a plaintext configmap is current: counted, exit 0.
@@ -90,4 +100,10 @@ test('verify counts writers, plaintext, stale and undecryptable values, and exit
   } finally {
     await cleanup();
   }
+});
+
+test('unsafeDeletePath: namespaced and cluster-scoped core kinds; none for other groups', () => {
+  assert.equal(unsafeDeletePath('', 'secrets', 'my ns', 'a/b'), '/api/v1/namespaces/my%20ns/secrets/a%2Fb?ignoreStoreReadErrorWithClusterBreakingPotential=true');
+  assert.equal(unsafeDeletePath('', 'namespaces', undefined, 'lost'), '/api/v1/namespaces/lost?ignoreStoreReadErrorWithClusterBreakingPotential=true');
+  assert.equal(unsafeDeletePath('apps', 'deployments', 'default', 'd'), undefined);
 });

@@ -18,6 +18,7 @@ import { ensureGeneratedTokenFile, loadTokenFile, TokenAuthenticator } from './a
 import { closeGeneration, EncryptionState, identityGeneration, loadEncryptionGeneration, type EncryptionGeneration } from './encryption.js';
 import { EncryptionConfigReloader, type ReloadOutcome } from './encryption-reload.js';
 import { writeKubeconfig } from './kubeconfig.js';
+import { NamespaceCache } from './namespace-cache.js';
 import { bootstrapNamespaces } from './namespaces.js';
 import { ObjectRepository } from './object-repository.js';
 import { ensureGeneratedPki, loadServingPki } from './pki.js';
@@ -165,8 +166,17 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ru
     const tokens = options.tokenAuthFile ? await loadTokenFile(options.tokenAuthFile) : await ensureGeneratedTokenFile(join(dataDir, 'tokens.csv'));
     const authenticator = new TokenAuthenticator(tokens);
 
+    // etcd: creates check their namespace in a watch-fed cache and guard the create by its revision.
+    let namespaceCache: NamespaceCache | undefined;
+    if (repo.canGuardCreates) {
+      const cache = new NamespaceCache(repo, log);
+      namespaceCache = cache;
+      cleanups.push(async () => cache.close());
+      await cache.start();
+    }
+
     const openWatches = new Set<() => void>();
-    const handlers = new ResourceHandlers({ repo, log, now });
+    const handlers = new ResourceHandlers({ repo, log, now, ...(namespaceCache ? { namespaceCache } : {}) });
     const listener = createRequestListener({
       handlers,
       watch: {

@@ -2,7 +2,10 @@
 // transactions comparing the key's create/mod revision, exactly as kube-apiserver's etcd3 store
 // does, so a stale resourceVersion is refused by etcd itself:
 //   create:  if create_revision(key) == 0 then put
+//   createGuarded: if mod_revision(guard) == seen and create_revision(key) == 0 then put else get both
 //   update:  if mod_revision(key) == expected and create_revision(key) > 0 then put else get
+//   updateMany: up to 64 of "mod_revision(key_i) == expected_i" then put all else get all (one raft
+//            entry, one fsync for the batch; the keys whose compare failed settle, the rest go again)
 //   delete:  if mod_revision(key) == expected then delete else get
 // Reads are linearizable (serializable: false). Several endpoints: each call goes to a random
 // member; a member that just failed is skipped for a second, and transient failures (member down,

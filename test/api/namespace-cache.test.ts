@@ -15,7 +15,8 @@ import { ResourceHandlers, type ResourceRequest } from '../../src/api/resource-h
 import { namespaces, secrets } from '../../src/api/resource-types.js';
 import { EncryptedStore } from '../../src/storage/encrypted-store.js';
 import { openEtcdStore } from '../../src/storage/etcd.js';
-import type { Store } from '../../src/storage/types.js';
+import { StoreError } from '../../src/storage/errors.js';
+import type { Store, WatchOptions } from '../../src/storage/types.js';
 import { IdentityTransformer } from '../../src/transform/identity.js';
 import { etcdAvailable, startEtcdCluster, type EtcdCluster } from '../helpers/etcd.js';
 import { apiRequest, startTestServer, type TestServer } from '../helpers/server.js';
@@ -177,9 +178,24 @@ describe('guarded creates with a cache that is behind', { skip: !etcdAvailable()
   });
 
   it('the cache follows namespace changes through the watch and lists again after the watch breaks', async () => {
-    const cache = new NamespaceCache(repo, silentLogger(), { resyncDelayMs: 50 });
+    // The store's watch handlers are kept, to break the watch the way a compaction or an outage does.
+    const broken: Array<(err: Error) => void> = [];
+    const breakable = new Proxy(store, {
+      get(target, prop, receiver) {
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        if (prop !== 'watch' || typeof v !== 'function') return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        return (prefix: string, options: WatchOptions) => {
+          broken.push((err) => options.onError(err));
+          return (v as Store['watch']).call(target, prefix, options);
+        };
+      },
+    }) as Store;
+    const cacheRepo = new ObjectRepository(new EncryptedStore(breakable, () => new IdentityTransformer()), '/registry');
+    const cache = new NamespaceCache(cacheRepo, silentLogger(), { resyncDelayMs: 1000 });
     try {
       await cache.start();
+      assert.ok(cache.isSynced);
+      assert.ok(cache.get('stale-l'), 'the namespaces of the earlier tests were listed');
       const rev = Number(await createNamespace('followed'));
       await waitFor(() => cache.get('followed')?.revision === rev, 'the new namespace');
       const cur = (await repo.get(namespaces, undefined, 'followed'))!;
@@ -187,10 +203,16 @@ describe('guarded creates with a cache that is behind', { skip: !etcdAvailable()
       await waitFor(() => cache.get('followed')?.terminating === true && cache.get('followed')?.revision === Number(marked.metadata.resourceVersion), 'Terminating');
       await repo.delete(namespaces, undefined, 'followed');
       await waitFor(() => cache.get('followed') === undefined, 'the deletion');
-      // Compaction past the watch's position breaks it: the cache is dropped, then listed again.
-      await createNamespace('after-compaction');
-      await store.compact(await store.revision());
-      await waitFor(() => cache.isSynced && cache.get('after-compaction') !== undefined, 'synced again');
+
+      // The watch breaks: the cache is dropped at once (every lookup goes to the store), then listed again.
+      assert.equal(broken.length, 1);
+      broken[0]!(new StoreError('COMPACTED', 'watch of /registry/namespaces/ from revision 1: required revision has been compacted'));
+      await waitFor(() => !cache.isSynced, 'the cache dropped'); // (the error reaches it through the store's event queue)
+      assert.equal(cache.get('stale-l'), undefined, 'nothing is answered from a broken cache');
+      await createNamespace('while-broken');
+      await waitFor(() => cache.isSynced && cache.get('while-broken') !== undefined, 'listed again');
+      assert.ok(cache.get('stale-l'), 'the namespaces listed again');
+      assert.equal(broken.length, 2, 'a new watch');
     } finally {
       cache.close();
     }

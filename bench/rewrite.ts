@@ -22,6 +22,7 @@ import { silentLogger } from '../src/log.js';
 import { localBackend } from '../src/plugin/backends/local.js';
 import { startPluginServer } from '../src/plugin/server.js';
 import { EncryptedStore } from '../src/storage/encrypted-store.js';
+import { openEtcdStore } from '../src/storage/etcd.js';
 import { openStore } from '../src/storage/open.js';
 import { buildTransformers } from '../src/transform/build.js';
 import { etcdAvailable, startEtcdCluster, type EtcdCluster } from '../test/helpers/etcd.js';
@@ -203,6 +204,47 @@ async function scenario(ctx: BenchContext, label: string, kubectlSide: Backend, 
   return rows;
 }
 
+/**
+ * What bounds a rewrite on etcd, measured on the store alone: `count` compare-and-swaps of values
+ * the size of a kms v2 Secret, as one transaction per key with 32 in flight (the etcd store before
+ * issue #16) and as the store's updateMany does now (up to 64 per transaction, 4 in flight).
+ */
+async function casRates(ctx: BenchContext, endpoints: string[], count: number): Promise<Row[]> {
+  const perKey = openEtcdStore({ endpoints, txnOps: 1, batchConcurrency: 32 });
+  const batched = openEtcdStore({ endpoints });
+  try {
+    const keys = Array.from({ length: count }, (_, i) => `/cas/secrets/default/c${String(i).padStart(6, '0')}`);
+    const value = (round: number) => Buffer.from(`k8s:enc:kms:v2:bench:${'x'.repeat(600)}${round}`);
+    let next = 0;
+    let revs = new Array<number>(count);
+    await Promise.all(Array.from({ length: 32 }, async () => {
+      while (next < count) {
+        const i = next++;
+        revs[i] = await batched.create(keys[i]!, value(0));
+      }
+    }));
+    const measure = async (store: typeof perKey, round: number): Promise<number> => {
+      const started = performance.now();
+      const outcomes = await store.updateMany(keys.map((key, i) => ({ key, value: value(round), expectedRevision: revs[i]! })));
+      const seconds = (performance.now() - started) / 1000;
+      if (!outcomes.every((o) => o.ok)) throw new Error('a compare-and-swap of the CAS measurement failed');
+      revs = outcomes.map((o) => (o.ok ? o.revision : 0));
+      return count / seconds;
+    };
+    const one = await measure(perKey, 1);
+    const many = await measure(batched, 2);
+    ctx.log(`etcd CAS: ${Math.round(one)}/s one txn per key, ${Math.round(many)}/s batched`);
+    const base = `etcd: ${count.toLocaleString('en-US')} CAS, one txn per key (32 in flight)`;
+    return [
+      { name: base, metric: 'CAS/s', value: one, unit: 'keys/s' },
+      { name: `etcd: ${count.toLocaleString('en-US')} CAS, updateMany (≤ 64 per txn, 4 in flight)`, metric: 'CAS/s', value: many, unit: 'keys/s', baseline: base, ratio: many / one },
+    ];
+  } finally {
+    await perKey.close();
+    await batched.close();
+  }
+}
+
 export async function run(ctx: BenchContext): Promise<SuiteResult> {
   const count = ctx.size ?? (ctx.quick ? 200 : 10_000);
   const cmd = atrestCommand(!ctx.quick, ctx.log);
@@ -248,6 +290,7 @@ export async function run(ctx: BenchContext): Promise<SuiteResult> {
         await seed(ea, n);
         return names;
       }, configPath, home, count));
+      rows.push(...await casRates(ctx, etcd.endpoints, count));
     }
     notes.push(`migration aescbc → kms v2 (local-backend plugin in the bench process); atrest serve ${{ dist: 'built', 'bench build': 'built (private build: dist/ was stale)', tsx: 'from source via tsx' }[cmd.how]}; 256-byte secrets in one namespace`);
     notes.push(`background writer: ${BACKGROUND_PATCHES_PER_SECOND} merge PATCHes/s of random secrets' labels through the API during each run; "left stale" = \`atrest rewrite --dry-run\` afterwards`);

@@ -19,6 +19,7 @@ import { closeGeneration, EncryptionState, identityGeneration, loadEncryptionGen
 import { EncryptionConfigReloader, type ReloadOutcome } from './encryption-reload.js';
 import { defaultFeatureGates, type FeatureGates } from './feature-gates.js';
 import { writeKubeconfig } from './kubeconfig.js';
+import { NamespaceCache } from './namespace-cache.js';
 import { bootstrapNamespaces } from './namespaces.js';
 import { ObjectRepository } from './object-repository.js';
 import { ensureGeneratedPki, loadServingPki } from './pki.js';
@@ -170,10 +171,23 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ru
     const tokens = options.tokenAuthFile ? await loadTokenFile(options.tokenAuthFile) : await ensureGeneratedTokenFile(join(dataDir, 'tokens.csv'));
     const authenticator = new TokenAuthenticator(tokens);
 
+    // etcd: creates check their namespace in a watch-fed cache and guard the create by its revision.
+    let namespaceCache: NamespaceCache | undefined;
+    if (repo.canGuardCreates) {
+      const cache = new NamespaceCache(repo, log);
+      namespaceCache = cache;
+      cleanups.push(async () => cache.close());
+      await cache.start();
+    }
+
     const openWatches = new Set<() => void>();
     const featureGates = options.featureGates ?? defaultFeatureGates();
     if (featureGates.AllowUnsafeMalformedObjectDeletion) log.warn('feature gate AllowUnsafeMalformedObjectDeletion is on: DELETE with ignoreStoreReadErrorWithClusterBreakingPotential removes corrupt objects unread');
-    const handlers = new ResourceHandlers({ repo, log, now, featureGates, ...(options.listBufferChars ? { listBufferChars: options.listBufferChars } : {}) });
+    const handlers = new ResourceHandlers({
+      repo, log, now, featureGates,
+      ...(options.listBufferChars ? { listBufferChars: options.listBufferChars } : {}),
+      ...(namespaceCache ? { namespaceCache } : {}),
+    });
     const listener = createRequestListener({
       handlers,
       watch: {

@@ -106,6 +106,18 @@ export class ObjectRepository {
     return withRevision(obj, rev);
   }
 
+  /** Whether creates can be guarded by another key's revision in one step (the etcd backend). */
+  get canGuardCreates(): boolean {
+    return this.store.canGuardCreates;
+  }
+
+  /** Creates while `guardKey` is at `guardRevision`; StoreError GUARD_CHANGED / KEY_EXISTS. */
+  async createGuarded(rt: ResourceType, obj: KubeObject, guardKey: string, guardRevision: number): Promise<KubeObject> {
+    const key = this.key(rt, obj.metadata.namespace, obj.metadata.name ?? '');
+    const rev = await this.store.createGuarded(key, this.serialize(rt, obj), { key: guardKey, modRevision: guardRevision });
+    return withRevision(obj, rev);
+  }
+
   /** Replaces at `expectedRevision`; StoreError CONFLICT / NOT_FOUND. */
   async update(rt: ResourceType, obj: KubeObject, expectedRevision: number): Promise<KubeObject> {
     const rev = await this.store.update(this.key(rt, obj.metadata.namespace, obj.metadata.name ?? ''), this.serialize(rt, obj), expectedRevision);

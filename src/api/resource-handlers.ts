@@ -7,10 +7,11 @@ import { isStoreError } from '../storage/errors.js';
 import { decodeContinue, encodeContinue, type ContinueToken } from './continue-token.js';
 import { checkObject, decodeBody, fieldValidationOf, mediaType, parseDocument, type FieldValidation } from './decode.js';
 import { ApiError, badRequest, conflict, forbidden, invalid, notFound, unsupportedMediaType } from './errors.js';
-import { assertNamespaceWritable, deleteNamespaceContents, namespaceDeletionConditions, UNDELETABLE_NAMESPACES, type NamespaceContentCorruption } from './namespaces.js';
-import type { ListPage, ObjectRepository, StoredObject } from './object-repository.js';
 import { corruptCauses, CorruptObjects, corruptListError } from './corrupt-objects.js';
 import { defaultFeatureGates, type FeatureGates } from './feature-gates.js';
+import type { NamespaceLookup } from './namespace-cache.js';
+import { checkNamespace, createInNamespace, deleteNamespaceContents, namespaceDeletionConditions, UNDELETABLE_NAMESPACES, type NamespaceContentCorruption } from './namespaces.js';
+import type { ListPage, ObjectRepository, StoredObject } from './object-repository.js';
 import { cloneJson, isPlainObject, jsonEqual, rfc3339Seconds, type Json, type KubeObject } from './objects.js';
 import { serverSideApply } from './patch/apply.js';
 import { trackUpdate } from './patch/managed-fields.js';
@@ -102,6 +103,8 @@ export interface ResourceHandlerDeps {
   featureGates?: FeatureGates;
   /** STREAM_BUFFER_CHARS unless given (tests make it small to reach the scan-then-stream path). */
   listBufferChars?: number;
+  /** The watched namespaces (etcd): creates check their namespace without a store read. */
+  namespaceCache?: NamespaceLookup;
 }
 
 export class ResourceHandlers {
@@ -110,9 +113,11 @@ export class ResourceHandlers {
   private readonly log: Logger;
   private readonly gates: FeatureGates;
   private readonly listBufferChars: number;
+  private readonly namespaceCache: NamespaceLookup | undefined;
 
   constructor(deps: ResourceHandlerDeps) {
     this.repo = deps.repo;
+    this.namespaceCache = deps.namespaceCache;
     this.now = deps.now ?? Date.now;
     this.log = deps.log;
     this.gates = deps.featureGates ?? defaultFeatureGates();
@@ -301,10 +306,12 @@ export class ResourceHandlers {
     rt.normalize(obj);
     if (op === 'Update') trackUpdate(undefined, obj, req.fieldManager, meta.creationTimestamp);
     this.validate(rt, obj);
-    if (rt.namespaced) await assertNamespaceWritable(this.repo, req.namespace as string);
+    const nsRevision = rt.namespaced ? await checkNamespace(this.repo, this.namespaceCache, req.namespace as string) : 0;
     const reordered = orderMetadata(obj);
     if (isDryRun(req.query)) return this.objectReply(req, 201, reordered);
-    const created = await this.repo.create(rt, reordered);
+    const created = rt.namespaced
+      ? await createInNamespace(this.repo, this.namespaceCache, rt, reordered, nsRevision)
+      : await this.repo.create(rt, reordered);
     return this.objectReply(req, 201, created);
   }
 

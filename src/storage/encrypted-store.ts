@@ -5,7 +5,7 @@
 import type { HealthCheck } from '../health.js';
 import type { ReadOrigin, Transformer } from '../transform/types.js';
 import { StoredValueTransformError } from './errors.js';
-import type { KeyValue, ListOptions, Store, UpdateOp, UpdateOutcome, Watch, WatchEvent } from './types.js';
+import type { CreateGuard, KeyValue, ListOptions, Store, UpdateOp, UpdateOutcome, Watch, WatchEvent } from './types.js';
 
 /** A stored value and its plaintext. */
 export interface DecryptedValue {
@@ -103,6 +103,18 @@ export class EncryptedStore {
   async create(key: string, plaintext: Uint8Array): Promise<number> {
     const stored = await this.encrypt(key, plaintext);
     return this.store.create(key, stored);
+  }
+
+  /** Whether the backend can create under a guard key in one step (Store.createGuarded: etcd). */
+  get canGuardCreates(): boolean {
+    return typeof this.store.createGuarded === 'function';
+  }
+
+  /** Encrypts and creates while `guard` holds (Store.createGuarded); throws if the backend cannot. */
+  async createGuarded(key: string, plaintext: Uint8Array, guard: CreateGuard): Promise<number> {
+    if (!this.store.createGuarded) throw new Error('the store cannot create under a guard key');
+    const stored = await this.encrypt(key, plaintext);
+    return this.store.createGuarded(key, stored, guard);
   }
 
   /** Encrypts and replaces at `expectedRevision`; StoreError CONFLICT (current is the raw KeyValue: see decrypt) or NOT_FOUND. */

@@ -11,6 +11,8 @@ export type StoreErrorCode =
   | 'CONFLICT'
   /** update: the key does not exist. */
   | 'NOT_FOUND'
+  /** createGuarded: the guard key is no longer at the revision the caller named (changed, deleted or recreated). */
+  | 'GUARD_CHANGED'
   /** watch/list at a revision that compaction removed; `compactRevision` when the backend says. */
   | 'COMPACTED'
   /** list at a revision the store has not reached yet. */

@@ -2,7 +2,10 @@
 // transactions comparing the key's create/mod revision, exactly as kube-apiserver's etcd3 store
 // does, so a stale resourceVersion is refused by etcd itself:
 //   create:  if create_revision(key) == 0 then put
+//   createGuarded: if mod_revision(guard) == seen and create_revision(key) == 0 then put else get both
 //   update:  if mod_revision(key) == expected and create_revision(key) > 0 then put else get
+//   updateMany: up to 64 of "mod_revision(key_i) == expected_i" then put all else get all (one raft
+//            entry, one fsync for the batch; the keys whose compare failed settle, the rest go again)
 //   delete:  if mod_revision(key) == expected then delete else get
 // Reads are linearizable (serializable: false). Several endpoints: each call goes to a random
 // member; a member that just failed is skipped for a second, and transient failures (member down,
@@ -13,7 +16,7 @@
 import { isRecoverableError, Etcd3, type IKeyValue, type IOptions, type IResponseHeader, type Watcher } from 'etcd3';
 import { StoreError } from './errors.js';
 import { asBuffer, prefixEndBytes } from './prefix.js';
-import type { KeyValue, ListOptions, ListResult, Store, UpdateOp, UpdateOutcome, Watch, WatchEvent, WatchOptions } from './types.js';
+import type { CreateGuard, KeyValue, ListOptions, ListResult, Store, UpdateOp, UpdateOutcome, Watch, WatchEvent, WatchOptions } from './types.js';
 
 export interface EtcdTlsOptions {
   /** PEM CA bundle that signed the etcd server certificates (`--etcd-cafile`). */
@@ -27,8 +30,15 @@ export interface EtcdStoreOptions {
   /** Client URLs, e.g. `http://127.0.0.1:2379` (kube's `--etcd-servers`, already split on commas). */
   endpoints: string[];
   tls?: EtcdTlsOptions;
-  /** How many writes of one `updateMany` are in flight at once (default 32; etcd batches them into few fsyncs). */
+  /** How many transactions of one `updateMany` are in flight at once (default 4). */
   batchConcurrency?: number;
+  /**
+   * At most this many compare-and-swaps in one transaction of `updateMany` (default 64; etcd refuses
+   * more than its `--max-txn-ops`, 128 by default, and then the store falls back to one per key).
+   */
+  txnOps?: number;
+  /** At most this many key+value bytes in one such transaction (default 512 KiB; etcd's `--max-request-bytes` is 1.5 MiB). */
+  txnBytes?: number;
   /** How long `ping` (the `etcd` health check) waits for an answer (default 2000 ms, kube's etcd health timeout). */
   dialTimeoutMs?: number;
   /** Deadline of one operation including its retries (default 15000 ms). */
@@ -49,6 +59,7 @@ const FUTURE_MESSAGE = 'required revision is a future revision';
 /** What the etcd store offers beyond Store's required methods. */
 export interface EtcdStoreExtras {
   compact(revision: number): Promise<void>;
+  createGuarded(key: string, value: Uint8Array, guard: CreateGuard): Promise<number>;
   updateMany(ops: readonly UpdateOp[]): Promise<UpdateOutcome[]>;
 }
 
@@ -104,6 +115,8 @@ class EtcdStore implements Store {
   private readonly requestTimeoutMs: number;
   private readonly writeAttemptTimeoutMs: number;
   private readonly batchConcurrency: number;
+  private readonly txnOps: number;
+  private readonly txnBytes: number;
   private readonly pingTimeoutMs: number;
   private readonly watches = new Set<EtcdWatch>();
   private closed = false;
@@ -112,7 +125,9 @@ class EtcdStore implements Store {
     if (options.endpoints.length === 0) throw new StoreError('UNAVAILABLE', 'no etcd endpoints given');
     this.requestTimeoutMs = options.requestTimeoutMs ?? 15_000;
     this.writeAttemptTimeoutMs = options.writeAttemptTimeoutMs ?? 3_000;
-    this.batchConcurrency = Math.max(1, options.batchConcurrency ?? 32);
+    this.batchConcurrency = Math.max(1, options.batchConcurrency ?? 4);
+    this.txnOps = Math.max(1, Math.min(128, options.txnOps ?? 64));
+    this.txnBytes = Math.max(1, options.txnBytes ?? 512 * 1024);
     this.pingTimeoutMs = options.dialTimeoutMs ?? 2_000;
     const clientOptions: IOptions = {
       hosts: options.endpoints.map((e) => e.trim()).filter((e) => e !== ''),
@@ -187,22 +202,147 @@ class EtcdStore implements Store {
     });
   }
 
+  async createGuarded(key: string, value: Uint8Array, guard: CreateGuard): Promise<number> {
+    const k = Buffer.from(key);
+    const g = Buffer.from(guard.key);
+    const v = asBuffer(value);
+    const { res, retried } = await this.callWrite('create', key, (deadline) =>
+      this.client.kv.txn(
+        {
+          compare: [
+            { key: g, target: 'Mod', result: 'Equal', mod_revision: guard.modRevision },
+            { key: k, target: 'Create', result: 'Equal', create_revision: 0 },
+          ],
+          success: [{ request_put: { key: k, value: v } }],
+          failure: [{ request_range: { key: g } }, { request_range: { key: k } }],
+        },
+        { deadline },
+      ),
+    );
+    if (res.succeeded) return revisionOf(res.header);
+    const current = firstKv(res.responses[1]?.response_range?.kvs);
+    // Our own earlier attempt may have been applied (under the guard) before its connection broke.
+    if (retried && current && current.createRevision === current.modRevision && current.value.equals(v)) return current.modRevision;
+    const guardKv = firstKv(res.responses[0]?.response_range?.kvs);
+    if (guardKv?.modRevision !== guard.modRevision) {
+      throw new StoreError('GUARD_CHANGED', `etcd create of ${key}: ${guard.key} is no longer at revision ${guard.modRevision}`, {
+        key,
+        ...(guardKv ? { current: guardKv } : {}),
+      });
+    }
+    throw new StoreError('KEY_EXISTS', `key ${key} already exists`, { key });
+  }
+
+  /**
+   * Bulk update-if-revision: the ops go in batches of several compare-and-swaps per etcd
+   * transaction (one raft entry and one fsync per batch instead of per key: etcd's rate of
+   * transactions, not of keys, is the bound). A transaction applies only if every compare holds;
+   * when one fails, its failure branch reads all of its keys at that same revision, so the ops
+   * whose key moved get their CONFLICT / NOT_FOUND outcome and the rest go again in a smaller
+   * transaction. No op is ever written over a revision other than its own `expectedRevision`.
+   */
   async updateMany(ops: readonly UpdateOp[]): Promise<UpdateOutcome[]> {
     const outcomes = new Array<UpdateOutcome>(ops.length);
+    const batches: number[][] = [];
+    let batch: number[] = [];
+    let bytes = 0;
+    for (let i = 0; i < ops.length; i++) {
+      const op = ops[i] as UpdateOp;
+      const size = op.key.length + op.value.length;
+      if (batch.length > 0 && (batch.length >= this.txnOps || bytes + size > this.txnBytes)) {
+        batches.push(batch);
+        batch = [];
+        bytes = 0;
+      }
+      batch.push(i);
+      bytes += size;
+    }
+    if (batch.length > 0) batches.push(batch);
     let next = 0;
     const worker = async (): Promise<void> => {
-      while (next < ops.length) {
-        const i = next++;
-        const op = ops[i] as UpdateOp;
-        try {
-          outcomes[i] = { ok: true, revision: await this.update(op.key, op.value, op.expectedRevision) };
-        } catch (err) {
-          outcomes[i] = { ok: false, error: err as Error };
-        }
+      while (next < batches.length) {
+        const indexes = batches[next++] as number[];
+        await this.updateBatch(ops, indexes, outcomes);
       }
     };
-    await Promise.all(Array.from({ length: Math.min(this.batchConcurrency, ops.length) }, worker));
+    await Promise.all(Array.from({ length: Math.min(this.batchConcurrency, batches.length) }, worker));
     return outcomes;
+  }
+
+  private async updateBatch(ops: readonly UpdateOp[], indexes: number[], outcomes: UpdateOutcome[]): Promise<void> {
+    let pending = indexes;
+    while (pending.length > 0) {
+      // A single op (or a key without a revision to compare) is the plain update with its own checks.
+      if (pending.length === 1 || pending.some((i) => (ops[i] as UpdateOp).expectedRevision <= 0)) {
+        await Promise.all(pending.map(async (i) => (outcomes[i] = await this.updateOutcome(ops[i] as UpdateOp))));
+        return;
+      }
+      const batchOps = pending.map((i) => ({ op: ops[i] as UpdateOp, key: Buffer.from((ops[i] as UpdateOp).key) }));
+      let result: { res: Awaited<ReturnType<Etcd3['kv']['txn']>>; retried: boolean };
+      try {
+        result = await this.callWrite('update', batchOps[0]!.op.key, (deadline) =>
+          this.client.kv.txn(
+            {
+              // mod_revision == expected (> 0) also says the key exists: an absent key's is 0.
+              compare: batchOps.map(({ op, key }) => ({ key, target: 'Mod' as const, result: 'Equal' as const, mod_revision: op.expectedRevision })),
+              success: batchOps.map(({ op, key }) => ({ request_put: { key, value: asBuffer(op.value) } })),
+              failure: batchOps.map(({ key }) => ({ request_range: { key } })),
+            },
+            { deadline },
+          ),
+        );
+      } catch (err) {
+        // A server with a lower --max-txn-ops or --max-request-bytes: one transaction per key.
+        if (err instanceof StoreError && /too many operations|request is too large/.test(err.message)) {
+          await Promise.all(pending.map(async (i) => (outcomes[i] = await this.updateOutcome(ops[i] as UpdateOp))));
+          return;
+        }
+        for (const i of pending) outcomes[i] = { ok: false, error: err as Error };
+        return;
+      }
+      const { res, retried } = result;
+      if (res.succeeded) {
+        const revision = revisionOf(res.header);
+        for (const i of pending) outcomes[i] = { ok: true, revision };
+        return;
+      }
+      const again: number[] = [];
+      pending.forEach((i, j) => {
+        const op = ops[i] as UpdateOp;
+        const current = firstKv(res.responses[j]?.response_range?.kvs);
+        if (!current) {
+          outcomes[i] = { ok: false, error: new StoreError('NOT_FOUND', `key ${op.key} not found`, { key: op.key }) };
+        } else if (current.modRevision === op.expectedRevision) {
+          again.push(i);
+        } else if (retried && current.modRevision > op.expectedRevision && current.value.equals(asBuffer(op.value))) {
+          // Our earlier attempt of this batch was applied before its response was lost.
+          outcomes[i] = { ok: true, revision: current.modRevision };
+        } else {
+          outcomes[i] = {
+            ok: false,
+            error: new StoreError('CONFLICT', `key ${op.key} was modified: expected revision ${op.expectedRevision}, current ${current.modRevision}`, {
+              key: op.key,
+              current,
+            }),
+          };
+        }
+      });
+      // The failure branch read every key at the revision the compares failed at, so at least one
+      // op left the batch; anything else would be a broken server: fall back to one txn per key.
+      if (again.length === pending.length) {
+        await Promise.all(again.map(async (i) => (outcomes[i] = await this.updateOutcome(ops[i] as UpdateOp))));
+        return;
+      }
+      pending = again;
+    }
+  }
+
+  private async updateOutcome(op: UpdateOp): Promise<UpdateOutcome> {
+    try {
+      return { ok: true, revision: await this.update(op.key, op.value, op.expectedRevision) };
+    } catch (err) {
+      return { ok: false, error: err as Error };
+    }
   }
 
   async delete(key: string, expectedRevision?: number): Promise<KeyValue | undefined> {

@@ -52,10 +52,24 @@ export interface UpdateOp {
 /** The result of one UpdateOp: its new revision, or the StoreError (CONFLICT, NOT_FOUND, ...) it failed with. */
 export type UpdateOutcome = { ok: true; revision: number } | { ok: false; error: Error };
 
+/** The condition of `Store.createGuarded`: another key that must still be at `modRevision`. */
+export interface CreateGuard {
+  key: string;
+  /** The guard key's modRevision as the caller last saw it (> 0: the key exists). */
+  modRevision: number;
+}
+
 export interface Store {
   get(key: string): Promise<KeyValue | undefined>;
   /** Creates `key`; throws StoreError `KEY_EXISTS` if it exists. Returns the new revision. */
   create(key: string, value: Uint8Array): Promise<number>;
+  /**
+   * Creates `key` only while `guard.key` is still at `guard.modRevision`, in one atomic step (on
+   * etcd one transaction: the API server creates an object only in the namespace revision it
+   * checked). Throws StoreError `GUARD_CHANGED` when the guard key moved (checked first),
+   * `KEY_EXISTS` when `key` exists. Optional: a backend without it gets a separate check.
+   */
+  createGuarded?(key: string, value: Uint8Array, guard: CreateGuard): Promise<number>;
   /**
    * Replaces `key` only if its modRevision is `expectedRevision`; throws StoreError `CONFLICT`
    * (with the current KeyValue when there is one) or `NOT_FOUND`. Returns the new revision.

@@ -95,6 +95,7 @@ class Member implements EtcdMember {
     private readonly initialCluster: string,
     private readonly token: string,
     private readonly tls: { material: EtcdTlsMaterial; serverCert: string; serverKey: string } | undefined,
+    private readonly extraArgs: readonly string[] = [],
   ) {}
 
   log(): string {
@@ -121,6 +122,7 @@ class Member implements EtcdMember {
       '--election-timeout=500',
       '--logger=zap',
       '--log-level=warn',
+      ...this.extraArgs,
     ];
     if (this.tls) {
       args.push(
@@ -215,7 +217,7 @@ function installExitHook(): void {
  * Starts a cluster of `size` members (1 = a single server) and waits until every member reports
  * healthy. Retries with new ports when a port was taken in the meantime.
  */
-export async function startEtcdCluster(size = 1, options: { tls?: boolean } = {}): Promise<EtcdCluster> {
+export async function startEtcdCluster(size = 1, options: { tls?: boolean; /** More etcd flags, e.g. `--max-txn-ops=4`. */ extraArgs?: string[] } = {}): Promise<EtcdCluster> {
   installExitHook();
   let lastError: unknown;
   for (let attempt = 0; attempt < 3; attempt++) {
@@ -237,7 +239,7 @@ export async function startEtcdCluster(size = 1, options: { tls?: boolean } = {}
       }));
       const initialCluster = spec.map((m) => `${m.name}=${m.peerUrl}`).join(',');
       for (const m of spec) {
-        members.push(new Member(m.name, m.clientUrl, m.peerUrl, join(dir, m.name), initialCluster, token, tls));
+        members.push(new Member(m.name, m.clientUrl, m.peerUrl, join(dir, m.name), initialCluster, token, tls, options.extraArgs));
       }
       for (const m of members) m.spawn('new');
       await Promise.all(members.map((m) => m.waitHealthy()));

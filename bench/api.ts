@@ -11,6 +11,8 @@
 // INSERT committed per call, WAL, synchronous=FULL: the store's durability settings), and the kms
 // servers' plugin calls per create are read from their /metrics. BENCH_API_BACKENDS=embedded (or
 // etcd) measures one backend only (while iterating on it; a full run measures both).
+// BENCH_API_COMPARE=<dir>: a built checkout of another commit (its bin/atrest.js); its embedded
+// identity and kms v1 servers join the rounds, so before/after figures come from one run.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -55,12 +57,12 @@ export class ServeProcess {
   private child: ChildProcess | undefined;
   private stderr = '';
 
-  constructor(readonly label: string, private readonly args: string[], private readonly profDir?: string) {}
+  constructor(readonly label: string, private readonly args: string[], private readonly profDir?: string, private readonly cli?: string) {}
 
   async start(): Promise<void> {
     const node = this.profDir ? ['--cpu-prof', '--cpu-prof-dir', this.profDir] : [];
     // The built CLI when dist/ is up to date with src/ (faster start), else the sources through tsx.
-    const child = spawn(process.execPath, [...node, ...atrestCommand().argv, 'serve', ...this.args], {
+    const child = spawn(process.execPath, [...node, ...(this.cli ? [this.cli] : atrestCommand().argv), 'serve', ...this.args], {
       cwd: repoRoot, env: { ...process.env, ATREST_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.child = child;
@@ -196,6 +198,14 @@ export async function run(ctx: BenchContext): Promise<SuiteResult> {
         servers.set(`${backend}/${p}`, new ServeProcess(`${backend}, ${p}`, args, profDir));
       }
     }
+    const compareTree = process.env['BENCH_API_COMPARE'];
+    const compared: Provider[] = compareTree && backends.includes('embedded') ? ['identity', 'kms v1'] : [];
+    for (const p of compared) {
+      const id = `compare-${p.replace(' ', '')}`;
+      const configFile = join(dir, `${id}.yaml`);
+      writeFileSync(configFile, encryptionConfig(p, socket));
+      servers.set(`embedded/${p}@compare`, new ServeProcess(`embedded, ${p} (${compareTree})`, ['--secure-port', '0', '--data-dir', join(dir, id), '--encryption-provider-config', configFile], profDir, join(compareTree!, 'bin', 'atrest.js')));
+    }
     ctx.log(`starting ${servers.size} servers, etcd and the kms plugin`);
     await Promise.all([...servers.values()].map((s) => s.start()));
 
@@ -224,8 +234,7 @@ export async function run(ctx: BenchContext): Promise<SuiteResult> {
     const rawKeys: string[] = [];
     for (let round = 0; round < rounds; round++) {
       for (const backend of backends) {
-        for (const p of providers) {
-          const key = `${backend}/${p}`;
+        for (const key of [...providers.map((p) => `${backend}/${p}`), ...(backend === 'embedded' ? compared.map((p) => `embedded/${p}@compare`) : [])]) {
           const s = servers.get(key)!;
           const names = created.get(key)!;
           const c = await measureRate(async () => {
@@ -292,6 +301,15 @@ export async function run(ctx: BenchContext): Promise<SuiteResult> {
           rows.push(row);
         }
       }
+    }
+    for (const p of compared) {
+      const base = rate(tallies.get(`embedded/${p}@compare/create`)!);
+      rows.push({ name: `embedded, ${p}, create (compare tree)`, metric: `creates (${clients} clients)`, value: base, unit: 'req/s', note: `BENCH_API_COMPARE=${compareTree}` });
+      const v = rate(tallies.get(`embedded/${p}/create`)!);
+      rows.push({
+        name: `embedded, ${p}, create vs compare tree`, metric: `creates (${clients} clients)`, value: v, unit: 'req/s', baseline: `embedded, ${p}, create (compare tree)`, ratio: v / base,
+        ...(p === 'identity' ? { target: '≥ 2.00×', met: v / base >= 2 } : {}),
+      });
     }
     if (backends.includes('embedded')) {
       const rawIns = rate(tallies.get('raw/sqlite')!);

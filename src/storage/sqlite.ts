@@ -4,7 +4,7 @@
 //   - a key's state at revision R is its row with the largest id <= R (absent if that row is a tombstone);
 //   - create/update/delete-at-revision read the latest row and append, inside an IMMEDIATE transaction;
 //   - group commit: the writes called in one event-loop turn share that transaction and its one fsync
-//     (see WriteBatcher below); each still does its own check and gets its own revision;
+//     (see enqueue() below); each still does its own check and gets its own revision;
 //   - watch = the rows with id > afterRevision, read back from the table, then fed live by the writers;
 //   - compaction deletes superseded rows and tombstones at or below a revision.
 // Several processes may open the file: WAL mode lets readers (`atrest get-raw`, `verify`) look while

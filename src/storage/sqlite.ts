@@ -40,10 +40,7 @@ export interface SqliteStoreOptions {
   logger?: Logger;
 }
 
-/**
- * At most this many writes share one transaction (a longer queue is committed in several); above
- * `atrest rewrite`'s batch of 500, so one updateMany stays one transaction.
- */
+/** At most this many queued writes share one transaction (a longer queue is committed in several; an updateMany is one). */
 const MAX_BATCH = 1000;
 
 /**
@@ -266,16 +263,25 @@ class SqliteStore implements Store, SqliteStoreExtras {
     });
   }
 
-  /** Each operation is a write of its own in the group commit: refused ones (CONFLICT, ...) come back as outcomes. */
-  async updateMany(ops: readonly UpdateOp[]): Promise<UpdateOutcome[]> {
-    if (ops.length === 0) return [];
-    return Promise.all(ops.map((op) => this.update(op.key, op.value, op.expectedRevision).then(
-      (revision): UpdateOutcome => ({ ok: true, revision }),
-      (error: unknown): UpdateOutcome => {
-        if (error instanceof StoreError && error.code !== 'UNAVAILABLE') return { ok: false, error };
-        throw error;
-      },
-    )));
+  /** One entry of the group commit (one transaction with whatever else is queued); a refused operation (CONFLICT, ...) comes back as its outcome. */
+  updateMany(ops: readonly UpdateOp[]): Promise<UpdateOutcome[]> {
+    if (ops.length === 0) return Promise.resolve([]);
+    const bufs = ops.map((op) => ({ key: op.key, value: asBuffer(op.value), expectedRevision: op.expectedRevision }));
+    // A refused operation wrote nothing, so the others go on in the same transaction.
+    const apply = () => bufs.map((op) => {
+      try {
+        return this.updateRow(op.key, op.value, op.expectedRevision);
+      } catch (err) {
+        if (err instanceof StoreError) return err;
+        throw err;
+      }
+    });
+    return this.enqueue(undefined, apply, (results) => results.map((r, i): UpdateOutcome => {
+      if (r instanceof StoreError) return { ok: false, error: r };
+      const op = bufs[i]!;
+      this.publish(r.rev, { type: 'put', kv: { key: op.key, value: op.value, modRevision: r.rev, createRevision: r.prev.createRevision }, prev: r.prev });
+      return { ok: true, revision: r.rev };
+    }));
   }
 
   delete(key: string, expectedRevision?: number): Promise<KeyValue | undefined> {

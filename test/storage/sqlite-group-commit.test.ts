@@ -120,3 +120,29 @@ test('close() commits the writes already asked for; writes after close fail UNAV
     await cleanup();
   }
 });
+
+test('an updateMany queued with other writes is one entry of the batch: call order, refused operations fail alone', async () => {
+  const { dir, cleanup } = await makeTempDir('atrest-sqlite-group-');
+  const store = openSqliteStore(join(dir, 'store.db'), { compactIntervalMs: 0 });
+  try {
+    const ra = await store.create('/u/a', Buffer.from('a0'));
+    const rb = await store.create('/u/b', Buffer.from('b0'));
+    const [c, many, d] = await Promise.all([
+      store.create('/u/c', Buffer.from('c')),
+      store.updateMany([
+        { key: '/u/a', value: Buffer.from('a1'), expectedRevision: ra },
+        { key: '/u/b', value: Buffer.from('stale'), expectedRevision: ra },
+      ]),
+      store.create('/u/d', Buffer.from('d')),
+    ]);
+    assert.equal(c, rb + 1);
+    assert.deepEqual(many[0], { ok: true, revision: rb + 2 });
+    assert.ok(!many[1]!.ok && isStoreError(many[1]!.error, 'CONFLICT'));
+    assert.equal(d, rb + 3);
+    assert.equal((await store.get('/u/a'))?.value.toString(), 'a1');
+    assert.equal((await store.get('/u/b'))?.value.toString(), 'b0');
+  } finally {
+    await store.close();
+    await cleanup();
+  }
+});

@@ -1,7 +1,7 @@
 // Suite 4, re-encryption: `atrest rewrite` of N secrets (default 10,000; quick 200; `--size N`)
 // against the kubectl pipeline the Kubernetes docs give (`kubectl get secrets --all-namespaces -o
 // json | kubectl replace -f -`), on the same kind of server: `atrest serve` on the embedded store,
-// and (full runs only) on a real one-member etcd.
+// and (full runs only) on a real one-member etcd. BENCH_REWRITE_BACKENDS=embedded skips etcd.
 //
 // The migration measured: secrets written with aescbc, the server (and the tool) now configured with
 // kms v2 first (a real `atrest kms-plugin`-equivalent plugin server, local backend, in this process)
@@ -278,6 +278,8 @@ export async function run(ctx: BenchContext): Promise<SuiteResult> {
     // etcd (full runs only): one member; the two runs use two key prefixes seeded alike.
     if (ctx.quick) {
       notes.push('etcd backend: not in quick mode');
+    } else if (process.env['BENCH_REWRITE_BACKENDS'] === 'embedded') {
+      notes.push('etcd backend: skipped (BENCH_REWRITE_BACKENDS=embedded)');
     } else if (!etcdAvailable()) {
       notes.push('etcd backend: n/a (etcd not installed)');
     } else {

@@ -214,6 +214,11 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ru
     });
 
     const server: Server = createServer({ cert: pki.certPem, key: pki.keyPem, minVersion: 'TLSv1.2' }, listener);
+    // Idle keep-alive connections live 90 s, as kube-apiserver's (secure_serving.go IdleTimeout, which
+    // matches Go's http.DefaultTransport). Node's default of 5 s closes connections that clients
+    // (kubectl, client-go, informers between resyncs) still count on, and a request sent on one just
+    // as it closes fails with a connection reset.
+    server.keepAliveTimeout = 90_000;
     const bind = options.bindAddress ?? '127.0.0.1';
     await new Promise<void>((resolveListen, reject) => {
       server.once('error', reject);

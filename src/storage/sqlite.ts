@@ -2,7 +2,9 @@
 // etcd on SQL. Every write appends one row to `kv`; the row id is the global revision, so
 // resourceVersion, conflicts and watch behave as on etcd:
 //   - a key's state at revision R is its row with the largest id <= R (absent if that row is a tombstone);
-//   - create/update/delete-at-revision read the latest row and append in one IMMEDIATE transaction;
+//   - create/update/delete-at-revision read the latest row and append, inside an IMMEDIATE transaction;
+//   - group commit: the writes called in one event-loop turn share that transaction and its one fsync
+//     (see enqueue() below); each still does its own check and gets its own revision;
 //   - watch = the rows with id > afterRevision, read back from the table, then fed live by the writers;
 //   - compaction deletes superseded rows and tombstones at or below a revision.
 // Several processes may open the file: WAL mode lets readers (`atrest get-raw`, `verify`) look while
@@ -36,6 +38,21 @@ export interface SqliteStoreOptions {
   foreignPollMs?: number;
   /** Warnings (compaction, other writers); absent: nothing is logged. */
   logger?: Logger;
+}
+
+/** At most this many queued writes share one transaction (a longer queue is committed in several; an updateMany is one). */
+const MAX_BATCH = 1000;
+
+/**
+ * One queued write: `apply` runs inside the shared transaction and returns what `done` needs, or
+ * throws a StoreError to refuse this write alone (it must have written nothing then); `done` runs
+ * after the commit is durable, `fail` when the write was refused or the transaction failed.
+ */
+interface PendingWrite<T = unknown> {
+  key: string | undefined;
+  apply(): T;
+  done(result: T): void;
+  fail(err: Error): void;
 }
 
 interface LatestRow {
@@ -124,11 +141,15 @@ class SqliteStore implements Store, SqliteStoreExtras {
   private closed = false;
   private compactedTo = 0;
 
-  private readonly txCreate: (key: string, value: Buffer) => number;
-  private readonly txUpdate: (key: string, value: Buffer, expected: number) => { rev: number; prev: KeyValue };
-  private readonly txUpdateMany: (ops: ReadonlyArray<{ key: string; value: Buffer; expectedRevision: number }>) => Array<{ rev: number; prev: KeyValue } | StoreError>;
-  private readonly txDelete: (key: string, expected: number | undefined) => { rev: number; prev: KeyValue } | undefined;
+  private readonly createRow: (key: string, value: Buffer) => number;
+  private readonly updateRow: (key: string, value: Buffer, expected: number) => { rev: number; prev: KeyValue };
+  private readonly deleteRow: (key: string, expected: number | undefined) => { rev: number; prev: KeyValue } | undefined;
+  /** Runs `fn` in one IMMEDIATE transaction: committed (fsynced) when it returns, rolled back when it throws. */
+  private readonly txBatch: (fn: () => void) => void;
   private readonly txCompact: (revision: number) => void;
+  /** Writes waiting for the next group commit, in call order. */
+  private queue: PendingWrite[] = [];
+  private flushScheduled = false;
 
   constructor(file: string, options: SqliteStoreOptions) {
     this.readonly = options.readonly ?? false;
@@ -165,13 +186,15 @@ class SqliteStore implements Store, SqliteStoreExtras {
     };
     const kvOf = (key: string, row: LatestRow): KeyValue => ({ key, value: row.value, modRevision: row.id, createRevision: createRevisionOf(row) });
 
-    this.txCreate = this.db.transaction((key: string, value: Buffer) => {
+    // The row operations below run only inside txBatch (the group commit's transaction). A refused
+    // operation throws its StoreError before inserting anything, so the others in the batch go on.
+    this.createRow = (key: string, value: Buffer) => {
       const row = latest.get(key) as LatestRow | undefined;
       if (row && !row.deleted) throw new StoreError('KEY_EXISTS', `key ${key} already exists`, { key });
       return run(key, 1, 0, 0, row?.id ?? 0, value);
-    }).immediate as unknown as (key: string, value: Buffer) => number;
+    };
 
-    const updateRow = (key: string, value: Buffer, expected: number) => {
+    this.updateRow = (key: string, value: Buffer, expected: number) => {
       const row = live(key);
       if (!row) throw new StoreError('NOT_FOUND', `key ${key} not found`, { key });
       const prev = kvOf(key, row);
@@ -180,20 +203,8 @@ class SqliteStore implements Store, SqliteStoreExtras {
       }
       return { rev: run(key, 0, 0, prev.createRevision, row.id, value), prev };
     };
-    this.txUpdate = this.db.transaction(updateRow).immediate as unknown as (key: string, value: Buffer, expected: number) => { rev: number; prev: KeyValue };
-    // A refused operation wrote nothing, so the others go on in the same transaction.
-    this.txUpdateMany = this.db.transaction((ops: ReadonlyArray<{ key: string; value: Buffer; expectedRevision: number }>) =>
-      ops.map((op) => {
-        try {
-          return updateRow(op.key, op.value, op.expectedRevision);
-        } catch (err) {
-          if (err instanceof StoreError) return err;
-          throw err;
-        }
-      }),
-    ).immediate as unknown as typeof this.txUpdateMany;
 
-    this.txDelete = this.db.transaction((key: string, expected: number | undefined) => {
+    this.deleteRow = (key: string, expected: number | undefined) => {
       const row = live(key);
       if (!row) return undefined;
       const prev = kvOf(key, row);
@@ -202,7 +213,9 @@ class SqliteStore implements Store, SqliteStoreExtras {
       }
       // The tombstone keeps the deleted value so delete events can carry it after compaction of the row before.
       return { rev: run(key, 0, 1, prev.createRevision, row.id, row.value), prev };
-    }).immediate as unknown as (key: string, expected: number | undefined) => { rev: number; prev: KeyValue } | undefined;
+    };
+
+    this.txBatch = this.db.transaction((fn: () => void) => fn()).immediate as unknown as (fn: () => void) => void;
 
     const dropSuperseded = this.readonly
       ? undefined
@@ -234,37 +247,49 @@ class SqliteStore implements Store, SqliteStoreExtras {
     return { key, value: row.value, modRevision: row.id, createRevision: createRevisionOf(row) };
   }
 
-  async create(key: string, value: Uint8Array): Promise<number> {
+  create(key: string, value: Uint8Array): Promise<number> {
     const buf = asBuffer(value);
-    const rev = this.guard(key, () => this.txCreate(key, buf));
-    this.publish(rev, { type: 'put', kv: { key, value: buf, modRevision: rev, createRevision: rev } });
-    return rev;
-  }
-
-  async update(key: string, value: Uint8Array, expectedRevision: number): Promise<number> {
-    const buf = asBuffer(value);
-    const { rev, prev } = this.guard(key, () => this.txUpdate(key, buf, expectedRevision));
-    this.publish(rev, { type: 'put', kv: { key, value: buf, modRevision: rev, createRevision: prev.createRevision }, prev });
-    return rev;
-  }
-
-  async updateMany(ops: readonly UpdateOp[]): Promise<UpdateOutcome[]> {
-    if (ops.length === 0) return [];
-    const bufs = ops.map((op) => ({ key: op.key, value: asBuffer(op.value), expectedRevision: op.expectedRevision }));
-    const results = this.guard(undefined, () => this.txUpdateMany(bufs));
-    return results.map((r, i) => {
-      if (r instanceof StoreError) return { ok: false, error: r };
-      const op = bufs[i] as (typeof bufs)[number];
-      this.publish(r.rev, { type: 'put', kv: { key: op.key, value: op.value, modRevision: r.rev, createRevision: r.prev.createRevision }, prev: r.prev });
-      return { ok: true, revision: r.rev };
+    return this.enqueue<number>(key, () => this.createRow(key, buf), (rev) => {
+      this.publish(rev, { type: 'put', kv: { key, value: buf, modRevision: rev, createRevision: rev } });
+      return rev;
     });
   }
 
-  async delete(key: string, expectedRevision?: number): Promise<KeyValue | undefined> {
-    const result = this.guard(key, () => this.txDelete(key, expectedRevision));
-    if (!result) return undefined;
-    this.publish(result.rev, { type: 'delete', key, modRevision: result.rev, prev: result.prev });
-    return result.prev;
+  update(key: string, value: Uint8Array, expectedRevision: number): Promise<number> {
+    const buf = asBuffer(value);
+    return this.enqueue(key, () => this.updateRow(key, buf, expectedRevision), ({ rev, prev }) => {
+      this.publish(rev, { type: 'put', kv: { key, value: buf, modRevision: rev, createRevision: prev.createRevision }, prev });
+      return rev;
+    });
+  }
+
+  /** One entry of the group commit (one transaction with whatever else is queued); a refused operation (CONFLICT, ...) comes back as its outcome. */
+  updateMany(ops: readonly UpdateOp[]): Promise<UpdateOutcome[]> {
+    if (ops.length === 0) return Promise.resolve([]);
+    const bufs = ops.map((op) => ({ key: op.key, value: asBuffer(op.value), expectedRevision: op.expectedRevision }));
+    // A refused operation wrote nothing, so the others go on in the same transaction.
+    const apply = () => bufs.map((op) => {
+      try {
+        return this.updateRow(op.key, op.value, op.expectedRevision);
+      } catch (err) {
+        if (err instanceof StoreError) return err;
+        throw err;
+      }
+    });
+    return this.enqueue(undefined, apply, (results) => results.map((r, i): UpdateOutcome => {
+      if (r instanceof StoreError) return { ok: false, error: r };
+      const op = bufs[i]!;
+      this.publish(r.rev, { type: 'put', kv: { key: op.key, value: op.value, modRevision: r.rev, createRevision: r.prev.createRevision }, prev: r.prev });
+      return { ok: true, revision: r.rev };
+    }));
+  }
+
+  delete(key: string, expectedRevision?: number): Promise<KeyValue | undefined> {
+    return this.enqueue(key, () => this.deleteRow(key, expectedRevision), (result) => {
+      if (!result) return undefined;
+      this.publish(result.rev, { type: 'delete', key, modRevision: result.rev, prev: result.prev });
+      return result.prev;
+    });
   }
 
   async list(prefix: string, options: ListOptions = {}): Promise<ListResult> {
@@ -332,6 +357,8 @@ class SqliteStore implements Store, SqliteStoreExtras {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    // Writes already asked for are committed (or fail) before the file closes, never dropped.
+    this.flush();
     this.closed = true;
     if (this.compactTimer) clearInterval(this.compactTimer);
     this.stopForeignPoll();
@@ -427,6 +454,78 @@ class SqliteStore implements Store, SqliteStoreExtras {
     );
   }
 
+  /**
+   * Group commit. A write is queued and the queue is committed on the next turn of the event loop
+   * (setImmediate: after the I/O callbacks of this turn, so requests that arrived together share it),
+   * all queued writes in one IMMEDIATE transaction, in call order. Guarantees, as with one
+   * transaction per write:
+   *   - durability: a write's promise resolves only after COMMIT has returned, and with WAL and
+   *     synchronous=FULL (the default) COMMIT returns after the WAL is fsynced; so nothing is
+   *     acknowledged that a crash or power loss can take back (`normal`: a crash cannot);
+   *   - revisions and CAS: each write reads the key's latest row inside the transaction (seeing the
+   *     writes before it in the batch and every commit of other processes, which IMMEDIATE locks
+   *     out meanwhile) and takes the next row id, so the outcome is that of running them one by one;
+   *   - a refused write (KEY_EXISTS, CONFLICT, NOT_FOUND) wrote nothing and fails alone; any other
+   *     error rolls the whole transaction back and fails every write in it (UNAVAILABLE), none of
+   *     which was acknowledged. Watch events are published after the commit, in revision order.
+   * better-sqlite3 is synchronous, so the commit's fsync still blocks the event loop, but once per
+   * batch instead of once per write.
+   */
+  private enqueue<T, R = T>(key: string | undefined, apply: () => T, after: (result: T) => R): Promise<R> {
+    if (this.closed) return Promise.reject(new StoreError('UNAVAILABLE', 'the embedded store is closed', { key }));
+    if (this.readonly) return Promise.reject(new StoreError('UNAVAILABLE', 'the embedded store was opened read-only', { key }));
+    return new Promise<R>((resolve, reject) => {
+      const write: PendingWrite<T> = {
+        key,
+        apply,
+        done: (result) => {
+          try {
+            resolve(after(result));
+          } catch (err) {
+            reject(err as Error);
+          }
+        },
+        fail: reject,
+      };
+      this.queue.push(write as PendingWrite);
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  /** Commits every queued write (in transactions of at most MAX_BATCH), then settles their promises. */
+  private flush(): void {
+    this.flushScheduled = false;
+    while (this.queue.length > 0) {
+      const batch = this.queue.length <= MAX_BATCH ? this.queue : this.queue.slice(0, MAX_BATCH);
+      this.queue = this.queue.length <= MAX_BATCH ? [] : this.queue.slice(MAX_BATCH);
+      const results: Array<{ ok: true; value: unknown } | { ok: false; error: StoreError }> = [];
+      try {
+        if (this.closed) throw new StoreError('UNAVAILABLE', 'the embedded store is closed');
+        this.txBatch(() => {
+          for (const w of batch) {
+            try {
+              results.push({ ok: true, value: w.apply() });
+            } catch (err) {
+              if (!(err instanceof StoreError)) throw err;
+              results.push({ ok: false, error: err });
+            }
+          }
+        });
+      } catch (err) {
+        for (const w of batch) w.fail(this.unavailable(w.key, err));
+        continue;
+      }
+      batch.forEach((w, i) => {
+        const r = results[i]!;
+        if (r.ok) w.done(r.value);
+        else w.fail(r.error);
+      });
+    }
+  }
+
   private publish(rev: number, event: WatchEvent): void {
     for (const w of this.watchers) w.notify(rev, event);
   }
@@ -446,10 +545,15 @@ class SqliteStore implements Store, SqliteStoreExtras {
     try {
       return fn();
     } catch (err) {
-      if (err instanceof StoreError) throw err;
-      const where = key === undefined ? '' : ` (key ${key})`;
-      throw new StoreError('UNAVAILABLE', `embedded store error${where}: ${(err as Error).message}`, { key, cause: err });
+      throw this.unavailable(key, err);
     }
+  }
+
+  /** A StoreError as is; anything else (SQLite) as StoreError UNAVAILABLE naming `key`. */
+  private unavailable(key: string | undefined, err: unknown): StoreError {
+    if (err instanceof StoreError) return err;
+    const where = key === undefined ? '' : ` (key ${key})`;
+    return new StoreError('UNAVAILABLE', `embedded store error${where}: ${(err as Error).message}`, { key, cause: err });
   }
 }
 

@@ -5,23 +5,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { StatusReport } from '../../src/tools/status.js';
+import { freePort } from '../helpers/etcd.js';
 import { makeTempDir, PluginProcess, runAtrest } from '../helpers/plugin.js';
 import { apiRequest, startTestServer } from '../helpers/server.js';
 import { registerTestSecret } from '../helpers/test-log.js';
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 test('atrest status: health, key_id, providers per resource and verify counts; exit 1 on stale values or a plugin down', { timeout: 120_000 }, async () => {
   const { dir, cleanup } = await makeTempDir('atrest-status-');

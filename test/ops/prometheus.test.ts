@@ -8,9 +8,9 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { freePort } from '../helpers/etcd.js';
 import { Kubectl, kubectlAvailable } from '../helpers/kubectl.js';
 import { cliSource, makeTempDir, PluginProcess, repoRoot, runAtrest, TestKmsClient, waitFor } from '../helpers/plugin.js';
 import { captureLog, registerTestSecret } from '../helpers/test-log.js';
@@ -24,16 +24,6 @@ const skip = (missing.length > 0 || !kubectlAvailable()) && process.env['CI'] !=
 const SECRETS = 5;
 const CONFIGMAPS = 2;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** A long-running child; stop() sends SIGTERM (SIGKILL after 10 s). */
 function start(label: string, cmd: string, args: string[], capture = true): { child: ChildProcess; stderr: () => string; stop: () => Promise<void> } {

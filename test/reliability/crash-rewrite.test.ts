@@ -21,7 +21,7 @@ import { etcdAvailable, startEtcdCluster, type EtcdCluster } from '../helpers/et
 import { cliSource, makeTempDir, PluginProcess, repoRoot, runAtrest } from '../helpers/plugin.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { captureLog } from '../helpers/test-log.js';
-import { report, sleep, WriteReadLoad } from './load.js';
+import { report, sleep, WriteReadLoad, rng } from './load.js';
 
 const VALUES = 10_000;
 const WORKERS = 4;
@@ -30,17 +30,6 @@ const UPDATED_PER_WORKER = 25;
 const MAX_RUNS = 15;
 const SECRETS = { group: '', resource: 'secrets' };
 
-/** mulberry32: a small seeded PRNG so a failing run can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const nameOf = (i: number): string => `s-w${i % WORKERS}-${Math.floor(i / WORKERS)}`;
 const seededValue = (name: string): string => `seeded ${name}`;

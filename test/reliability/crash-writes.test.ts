@@ -19,23 +19,12 @@ import { openStore } from '../../src/storage/open.js';
 import { cliSource, makeTempDir, repoRoot } from '../helpers/plugin.js';
 import { apiRequest } from '../helpers/server.js';
 import { captureLog } from '../helpers/test-log.js';
-import { report, secretBody, sleep, valueOf } from './load.js';
+import { report, secretBody, sleep, valueOf, rng } from './load.js';
 
 const KILLS = 4;
 const CLIENTS = 16;
 const SECRETS = '/api/v1/namespaces/default/secrets';
 
-/** mulberry32: a small seeded PRNG so a failing run can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Serve {
   child: ChildProcess;

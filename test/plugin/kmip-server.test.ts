@@ -12,7 +12,7 @@ import { BackendError, type BackendContext, type BackendOptions, type KekBackend
 import { silentLogger } from '../../src/log.js';
 import { newRegistry } from '../../src/metrics.js';
 import { startPluginServer } from '../../src/plugin/server.js';
-import { makeCa, makeLeaf, startPykmip, type PykmipServer } from '../helpers/pykmip.js';
+import { freePort, makeCa, makeLeaf, startPykmip, type PykmipServer } from '../helpers/pykmip.js';
 import { PluginProcess, TestKmsClient, grpcCodeOf, makeTempDir, runAtrest, waitFor } from '../helpers/plugin.js';
 
 let srv: PykmipServer;
@@ -280,7 +280,7 @@ test('health and metrics: check() does a real round trip; latency and errors are
   assert.match(text, /atrest_kmip_request_errors_total\{operation="GetAttributes",reason="Item Not Found"\} 1/);
 });
 
-test('plugin socket (atrest kms-plugin --backend kmip, env vars): v1beta1 and v2 round trips, rotate-key picked up while running', async () => {
+test('plugin socket (atrest kms-plugin --backend kmip, env vars): v1beta1 and v2 round trips, rotate-key picked up while running, /metrics creation time follows', async () => {
   const { dir, cleanup } = await makeTempDir('atrest-kmip-plugin-');
   const env = {
     ATREST_KMS_PLUGIN_BACKEND: 'kmip',
@@ -299,8 +299,16 @@ test('plugin socket (atrest kms-plugin --backend kmip, env vars): v1beta1 and v2
     const v1Id = init.stdout.trim();
     assert.match(v1Id, /^kmip:plugin-kek\/v1:/);
 
-    plugin = new PluginProcess(['--listen', `unix://${socket}`, '--refresh-interval', '200'], env);
+    const healthPort = await freePort();
+    plugin = new PluginProcess(['--listen', `unix://${socket}`, '--refresh-interval', '200', '--health-listen', `127.0.0.1:${healthPort}`], env);
     await plugin.waitForEvent('start');
+    /** The creation-time gauge the running plugin serves, in seconds. */
+    const createdGauge = async (): Promise<number | undefined> => {
+      const m = /^atrest_kms_plugin_current_key_created_timestamp_seconds (\S+)$/m.exec(await (await fetch(`http://127.0.0.1:${healthPort}/metrics`)).text());
+      return m ? Number(m[1]) : undefined;
+    };
+    const initialDateOf = async (keyId: string): Promise<number> => (await admin.describe(keyId.split(':')[2]!, { dates: true })).initialDate! / 1000;
+    assert.equal(await createdGauge(), await initialDateOf(v1Id));
 
     assert.equal((await client.version()).runtimeName, 'atrest');
     const v1Plain = Buffer.from('a v1beta1 DEK, wrapped by the KMIP server');
@@ -320,6 +328,8 @@ test('plugin socket (atrest kms-plugin --backend kmip, env vars): v1beta1 and v2
     const v2Id = rot.stdout.trim();
     assert.match(v2Id, /^kmip:plugin-kek\/v2:/);
     await waitFor('Status to report the rotated key_id', async () => (await client.status()).keyId === v2Id);
+    const v2Created = await initialDateOf(v2Id);
+    await waitFor('the creation-time gauge to show v2', async () => (await createdGauge()) === v2Created);
     const w2 = await client.encrypt(seed);
     assert.equal(w2.keyId, v2Id);
     // Old ciphertexts of both APIs still unwrap.

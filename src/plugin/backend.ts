@@ -19,7 +19,9 @@ export interface KekBackend {
   currentKeyId(): Promise<string>;
   /**
    * When the newest KEK version was created (epoch ms), for the rotation-age metric; undefined when
-   * the backend does not know (PKCS#11 and KMIP objects carry no creation time we read).
+   * the backend does not know. local: the key file's `created`; kmip: the object's Initial Date
+   * (else Activation Date); pkcs11: CKA_START_DATE (midnight UTC of that day; objects made before
+   * init-key/rotate-key set it have none).
    */
   currentKeyCreatedAt?(): Promise<number | undefined>;
   /** Wraps `plaintext` (a DEK or seed) with the newest KEK version. */

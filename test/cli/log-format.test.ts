@@ -4,7 +4,7 @@
 // registered secret and fails to unwrap a tampered ciphertext while logging in text.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,6 +12,8 @@ import { defaultLogFormat, formatTextLine, textDestination } from '../../src/log
 import { cliSource, makeTempDir, PluginProcess, repoRoot, runAtrest, TestKmsClient, waitFor } from '../helpers/plugin.js';
 import { captureLog, registerKeyFile, registerTestSecret } from '../helpers/test-log.js';
 import { Readable } from 'node:stream';
+import { createInterface } from 'node:readline';
+import { Kubectl, kubectlAvailable } from '../helpers/kubectl.js';
 import pino from 'pino';
 
 const TEXT_LINE = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (INFO |WARN |ERROR|DEBUG) [a-z-]+: /;
@@ -124,6 +126,52 @@ test('on a terminal (a real pty from script(1)) the default is text', { skip: !e
     assert.ok(lines.some((l) => TEXT_LINE.test(l) && l.includes('event=key-created')), run.stdout);
     assert.ok(!lines.some((l) => l.startsWith('{')), run.stdout);
   } finally {
+    await cleanup();
+  }
+});
+
+const noScript = !existsSync('/usr/bin/script') && process.env['CI'] !== 'true' ? 'script(1) is not installed' : false;
+
+test('atrest dev on a terminal (script(1) pty) logs human text lines, no JSON; Ctrl-C stops it', { skip: noScript || (!kubectlAvailable() && 'kubectl is not installed'), timeout: 90_000 }, async () => {
+  const { dir, cleanup } = await makeTempDir('atrest-logfmt-dev-');
+  const dataDir = join(dir, 'data');
+  const cmd = `${process.execPath} --import tsx ${cliSource} dev --data-dir ${dataDir} --secure-port 0`;
+  const env: NodeJS.ProcessEnv = { ...process.env, ATREST_LOG_LEVEL: 'debug' };
+  delete env['ATREST_LOG_FORMAT'];
+  // stdout and stderr of `atrest dev` both go to the pty, so script's stdout carries the logs:
+  // captured for the secrets scan like every other atrest log.
+  const child = spawn('/usr/bin/script', ['-qec', cmd, '/dev/null'], { cwd: repoRoot, env, stdio: ['pipe', 'pipe', 'pipe'] });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  captureLog('dev-tty', child.stdout);
+  child.stderr.resume();
+  const lines: string[] = [];
+  createInterface({ input: child.stdout }).on('line', (l) => lines.push(l.replace(/\r$/, '')));
+  let kubectl: Kubectl | undefined;
+  try {
+    const kubeconfig = await waitFor('atrest dev to print its kubeconfig', () => {
+      if (child.exitCode !== null) throw new Error(`atrest dev exited ${child.exitCode}:\n${lines.join('\n')}`);
+      return lines.map((l) => /^kubeconfig: (.+)$/.exec(l)?.[1]).find((k) => k !== undefined);
+    }, 60_000);
+    registerKeyFile(join(dataDir, 'kek.json'));
+    const value = `dev-tty-${randomBytes(12).toString('hex')}`;
+    registerTestSecret(value, 'dev-tty-secret');
+    kubectl = new Kubectl(kubeconfig);
+    await kubectl.ok(['create', 'secret', 'generic', 'tty-secret', `--from-literal=k=${value}`]);
+    assert.equal(Buffer.from(await kubectl.ok(['get', 'secret', 'tty-secret', '-o', 'jsonpath={.data.k}']), 'base64').toString(), value);
+
+    // Ctrl-C typed at the terminal: the pty turns it into SIGINT for atrest dev.
+    child.stdin.write('\x03');
+    assert.equal(await exited, 0, lines.join('\n'));
+    const out = lines.join('\n');
+    assert.ok(lines.some((l) => TEXT_LINE.test(l) && / dev: local KEK version 1 created event=key-created /.test(l)), out);
+    assert.ok(lines.some((l) => /INFO {2}dev: stopping the API server and the KMS plugin event=stop signal=SIGINT$/.test(l)), out);
+    assert.ok(lines.some((l) => TEXT_LINE.test(l) && / apiserver: /.test(l)), `the API server logs text too:\n${out}`);
+    assert.ok(!lines.some((l) => l.trimStart().startsWith('{')), `no JSON line:\n${out}`);
+    assert.ok(!out.includes(value) && !out.includes(Buffer.from(value).toString('base64')), 'the secret value is not logged');
+  } finally {
+    kubectl?.cleanup();
+    if (child.exitCode === null) child.kill('SIGKILL');
+    await exited;
     await cleanup();
   }
 });

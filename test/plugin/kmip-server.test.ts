@@ -12,7 +12,7 @@ import { BackendError, type BackendContext, type BackendOptions, type KekBackend
 import { silentLogger } from '../../src/log.js';
 import { newRegistry } from '../../src/metrics.js';
 import { startPluginServer } from '../../src/plugin/server.js';
-import { makeCa, makeLeaf, startPykmip, type PykmipServer } from '../helpers/pykmip.js';
+import { freePort, makeCa, makeLeaf, startPykmip, type PykmipServer } from '../helpers/pykmip.js';
 import { PluginProcess, TestKmsClient, grpcCodeOf, makeTempDir, runAtrest, waitFor } from '../helpers/plugin.js';
 
 let srv: PykmipServer;
@@ -153,6 +153,41 @@ test('backend: rotate-key adds v2; the running backend picks it up in refresh() 
   assert.deepEqual(await later.decrypt(fresh.ciphertext), Buffer.alloc(32, 2));
 });
 
+test('backend: the current version reports its Initial Date as creation time, in the plugin metric too, and rotation updates it', async () => {
+  const sec = (ms: number): number => Math.floor(ms / 1000) * 1000;
+  const t0 = Date.now();
+  const v1Id = await kmipBackend.initKey(options('dated-kek'), context());
+  const t1 = Date.now();
+  const uid1 = v1Id.split(':')[2]!;
+  const d1 = await admin.describe(uid1, { dates: true });
+  assert.ok(d1.initialDate !== undefined && d1.initialDate >= sec(t0) && d1.initialDate <= t1, `Initial Date ${String(d1.initialDate)} within the init-key call`);
+  assert.equal(d1.activationDate, undefined, 'PyKMIP reports no Activation Date');
+
+  const b = await openBackend('dated-kek');
+  assert.equal(await b.currentKeyCreatedAt?.(), d1.initialDate);
+  const registry = newRegistry();
+  const { dir, cleanup } = await makeTempDir('atrest-kmip-dated-');
+  const server = await startPluginServer({ listen: `unix://${dir}/kms.sock`, backend: b, metrics: registry, refreshIntervalMs: 100 });
+  const gauge = async (): Promise<number | undefined> => {
+    const m = /^atrest_kms_plugin_current_key_created_timestamp_seconds (\S+)$/m.exec(await registry.metrics());
+    return m ? Number(m[1]) : undefined;
+  };
+  try {
+    assert.equal(await gauge(), d1.initialDate / 1000);
+    // Initial Date has second precision: make v2's differ from v1's.
+    await waitFor('the next second', async () => Math.floor(Date.now() / 1000) > d1.initialDate! / 1000);
+    const v2Id = await kmipBackend.rotateKey(options('dated-kek'), context());
+    const d2 = await admin.describe(v2Id.split(':')[2]!, { dates: true });
+    assert.ok(d2.initialDate !== undefined && d2.initialDate > d1.initialDate);
+    await waitFor('the plugin to adopt v2', async () => (await b.currentKeyId()) === v2Id);
+    assert.equal(await b.currentKeyCreatedAt?.(), d2.initialDate);
+    await waitFor('the creation-time gauge to follow the rotation', async () => (await gauge()) === d2.initialDate! / 1000);
+  } finally {
+    await server.close();
+    await cleanup();
+  }
+});
+
 test('backend: a version left Pre-Active (failed activation) is stepped over by rotate-key and refresh()', async () => {
   await kmipBackend.initKey(options('halfway-kek'), context());
   const b = await openBackend('halfway-kek');
@@ -245,7 +280,7 @@ test('health and metrics: check() does a real round trip; latency and errors are
   assert.match(text, /atrest_kmip_request_errors_total\{operation="GetAttributes",reason="Item Not Found"\} 1/);
 });
 
-test('plugin socket (atrest kms-plugin --backend kmip, env vars): v1beta1 and v2 round trips, rotate-key picked up while running', async () => {
+test('plugin socket (atrest kms-plugin --backend kmip, env vars): v1beta1 and v2 round trips, rotate-key picked up while running, /metrics creation time follows', async () => {
   const { dir, cleanup } = await makeTempDir('atrest-kmip-plugin-');
   const env = {
     ATREST_KMS_PLUGIN_BACKEND: 'kmip',
@@ -264,8 +299,16 @@ test('plugin socket (atrest kms-plugin --backend kmip, env vars): v1beta1 and v2
     const v1Id = init.stdout.trim();
     assert.match(v1Id, /^kmip:plugin-kek\/v1:/);
 
-    plugin = new PluginProcess(['--listen', `unix://${socket}`, '--refresh-interval', '200'], env);
+    const healthPort = await freePort();
+    plugin = new PluginProcess(['--listen', `unix://${socket}`, '--refresh-interval', '200', '--health-listen', `127.0.0.1:${healthPort}`], env);
     await plugin.waitForEvent('start');
+    /** The creation-time gauge the running plugin serves, in seconds. */
+    const createdGauge = async (): Promise<number | undefined> => {
+      const m = /^atrest_kms_plugin_current_key_created_timestamp_seconds (\S+)$/m.exec(await (await fetch(`http://127.0.0.1:${healthPort}/metrics`)).text());
+      return m ? Number(m[1]) : undefined;
+    };
+    const initialDateOf = async (keyId: string): Promise<number> => (await admin.describe(keyId.split(':')[2]!, { dates: true })).initialDate! / 1000;
+    assert.equal(await createdGauge(), await initialDateOf(v1Id));
 
     assert.equal((await client.version()).runtimeName, 'atrest');
     const v1Plain = Buffer.from('a v1beta1 DEK, wrapped by the KMIP server');
@@ -285,6 +328,8 @@ test('plugin socket (atrest kms-plugin --backend kmip, env vars): v1beta1 and v2
     const v2Id = rot.stdout.trim();
     assert.match(v2Id, /^kmip:plugin-kek\/v2:/);
     await waitFor('Status to report the rotated key_id', async () => (await client.status()).keyId === v2Id);
+    const v2Created = await initialDateOf(v2Id);
+    await waitFor('the creation-time gauge to show v2', async () => (await createdGauge()) === v2Created);
     const w2 = await client.encrypt(seed);
     assert.equal(w2.keyId, v2Id);
     // Old ciphertexts of both APIs still unwrap.

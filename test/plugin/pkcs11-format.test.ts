@@ -17,7 +17,7 @@ import {
 } from '../../src/plugin/pkcs11/ciphertext.js';
 import { CKR, ckrName, describePkcs11Error, isConnectionLost, mayBeBadCiphertext } from '../../src/plugin/pkcs11/ckr.js';
 import { loadPkcs11Config, optionKey, pkcs11Flags, readPinFile } from '../../src/plugin/pkcs11/config.js';
-import { keyIdOf, newKeyVersionId } from '../../src/plugin/pkcs11/key-objects.js';
+import { ckDate, keyIdOf, newKeyVersionId, parseCkDate } from '../../src/plugin/pkcs11/key-objects.js';
 
 function isCode(code: string, pattern?: RegExp) {
   return (err: unknown) => err instanceof BackendError && err.code === code && (pattern === undefined || pattern.test(err.message));
@@ -84,6 +84,16 @@ describe('pkcs11 ciphertext layout', () => {
     const badPadding = encodeKwpInner(id, Buffer.alloc(3, 1));
     badPadding[badPadding.length - 1] = 7;
     assert.throws(() => decodeKwpInner(badPadding, id), isCode('INVALID_CIPHERTEXT', /length or padding/));
+  });
+
+  it('CK_DATE: writes the UTC day, reads midnight UTC, ignores blank and impossible dates', () => {
+    assert.equal(ckDate(new Date('2026-03-04T23:59:59.999Z')).toString('ascii'), '20260304');
+    assert.equal(parseCkDate(Buffer.from('20260304')), Date.UTC(2026, 2, 4));
+    assert.equal(parseCkDate(ckDate(new Date('2024-02-29T12:00:00Z'))), Date.UTC(2024, 1, 29));
+    for (const bad of ['', '        ', '00000000', '20250229', '20261301', '2026030', '2026-3-4', '19691231']) {
+      assert.equal(parseCkDate(Buffer.from(bad, 'ascii')), undefined, JSON.stringify(bad));
+    }
+    assert.equal(parseCkDate(undefined), undefined);
   });
 
   it('key version ids carry the version number and a random part; key_id is readable', () => {

@@ -9,7 +9,7 @@ import pino from 'pino';
 import { silentLogger } from '../../src/log.js';
 import { BackendError, type BackendOptions, type KekBackend } from '../../src/plugin/backend.js';
 import { createPkcs11Backend, pkcs11Backend } from '../../src/plugin/backends/pkcs11.js';
-import { CKR } from '../../src/plugin/pkcs11/ckr.js';
+import { CKR, ckrName } from '../../src/plugin/pkcs11/ckr.js';
 import { loadPkcs11Config } from '../../src/plugin/pkcs11/config.js';
 import { Pkcs11Kek } from '../../src/plugin/pkcs11/kek.js';
 import { processPkcs11Loader, type Pkcs11Api, type Pkcs11Library } from '../../src/plugin/pkcs11/library.js';
@@ -378,6 +378,79 @@ describe('pkcs11 backend with SoftHSM', () => {
     await rejectsWith(pkcs11Backend.open(opts('kek-main', { pkcs11Module: join(hsm.dir, 'missing.so') }), context), 'CONFIG', /--pkcs11-module .*missing\.so/);
     await rejectsWith(pkcs11Backend.open(opts('kek-main', { pkcs11KeyLabel: undefined }), context), 'CONFIG', /--pkcs11-key-label is required/);
     await rejectsWith(pkcs11Backend.open(opts('kek-main', { pkcs11Mechanism: 'des' }), context), 'CONFIG', /--pkcs11-mechanism/);
+  });
+
+  it('reports CKA_START_DATE as the creation time; none without one; rotate-key sets it', async () => {
+    const utcDay = (t: number): number => Date.UTC(new Date(t).getUTCFullYear(), new Date(t).getUTCMonth(), new Date(t).getUTCDate());
+    const makeVersion = (id: string, extra: (k: Pkcs11Library['k']) => Array<{ type: number; value: boolean | Buffer }>): Promise<void> =>
+      withTestSession((lib, session) => {
+        const { k } = lib;
+        lib.api.C_GenerateKey(session, { mechanism: k.CKM_AES_KEY_GEN }, [
+          { type: k.CKA_CLASS, value: k.CKO_SECRET_KEY },
+          { type: k.CKA_KEY_TYPE, value: k.CKK_AES },
+          { type: k.CKA_VALUE_LEN, value: 32 },
+          { type: k.CKA_LABEL, value: 'kek-dated' },
+          { type: k.CKA_ID, value: Buffer.from(id, 'hex') },
+          { type: k.CKA_TOKEN, value: true },
+          { type: k.CKA_SENSITIVE, value: true },
+          { type: k.CKA_EXTRACTABLE, value: false },
+          { type: k.CKA_ENCRYPT, value: true },
+          { type: k.CKA_DECRYPT, value: true },
+          ...extra(k),
+        ]);
+      });
+    /** CKA_START_DATE of every version as the token returns it: "YYYYMMDD", "" (empty) or the CKR name. */
+    const rawDates = (): Promise<string[]> =>
+      withTestSession((lib, session) =>
+        findKeys(lib, session, 'kek-dated')
+          .map((h) => {
+            try {
+              return lib.api.C_GetAttributeValue(session, h, [{ type: lib.k.CKA_START_DATE }])[0]?.value?.toString('ascii') ?? '';
+            } catch (err) {
+              return err instanceof TypeError ? '' : ckrName((err as { code: number }).code);
+            }
+          })
+          .sort(),
+      );
+
+    // v1 as atrest made it before it set CKA_START_DATE.
+    await makeVersion('000000010102030405060708', (k) => [{ type: k.CKA_PRIVATE, value: true }]);
+    const kek = await pkcs11Backend.open(opts('kek-dated'), context);
+    try {
+      assert.ok(kek.currentKeyCreatedAt, 'the pkcs11 backend reports creation times');
+      assert.equal(await kek.currentKeyCreatedAt(), undefined, 'no CKA_START_DATE: no creation time');
+
+      // v2 with a start date the token returns (SoftHSM returns dates of public objects only).
+      await makeVersion('000000020102030405060708', (k) => [{ type: k.CKA_PRIVATE, value: false }, { type: k.CKA_START_DATE, value: Buffer.from('20240115') }]);
+      await kek.refresh();
+      assert.match(await kek.currentKeyId(), /:000000020102030405060708$/);
+      assert.equal(await kek.currentKeyCreatedAt(), Date.UTC(2024, 0, 15));
+
+      // v3 by rotate-key: private, with today's CKA_START_DATE. SoftHSM 2.6 cannot return a date
+      // of a private object (CKR_GENERAL_ERROR, softhsm/SoftHSMv2#655): then the backend reports
+      // none and keeps working; a token that returns it reports the UTC day.
+      const before = Date.now();
+      const keyId = await pkcs11Backend.rotateKey(opts('kek-dated'), context);
+      const after = Date.now();
+      await kek.refresh();
+      assert.equal(await kek.currentKeyId(), keyId);
+      const days = [utcDay(before), utcDay(after)];
+      const ckDates = days.map((d) => new Date(d).toISOString().slice(0, 10).replaceAll('-', ''));
+      const raw = await rawDates();
+      assert.equal(raw.length, 3);
+      assert.ok(raw.includes(''), 'v1 has no start date');
+      assert.ok(raw.includes('20240115'));
+      const v3 = raw.find((r) => r !== '' && r !== '20240115');
+      assert.ok(v3 === 'CKR_GENERAL_ERROR' || ckDates.includes(v3 ?? ''), `rotate-key set CKA_START_DATE (token returns ${String(v3)}, not empty)`);
+      const created = await kek.currentKeyCreatedAt();
+      if (v3 === 'CKR_GENERAL_ERROR') assert.equal(created, undefined);
+      else assert.ok(created !== undefined && days.includes(created), `creation time ${String(created)} is the UTC day of the rotation`);
+      const wrapped = await kek.encrypt(Buffer.alloc(32, 9));
+      assert.equal(wrapped.keyId, keyId);
+      assert.deepEqual(await kek.decrypt(wrapped.ciphertext), Buffer.alloc(32, 9));
+    } finally {
+      await kek.close();
+    }
   });
 
   it('refuses to use an extractable key object under its label', async () => {

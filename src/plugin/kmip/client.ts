@@ -63,6 +63,14 @@ export interface EncryptResult {
   tag?: Buffer;
 }
 
+/** What describe() returns; the dates (epoch ms) only when asked for and reported. */
+export interface ObjectDescription {
+  names: string[];
+  state: number | undefined;
+  initialDate?: number;
+  activationDate?: number;
+}
+
 /** A decoded Attribute: its name and raw value item (Get Attributes). */
 export interface KmipAttribute {
   name: string;
@@ -226,16 +234,26 @@ export class KmipClient {
     });
   }
 
-  /** The Name values and State of an object, the two attributes a KEK backend looks at. */
-  async describe(uid: string): Promise<{ names: string[]; state: number | undefined }> {
-    const attrs = await this.getAttributes(uid, [AttributeName.Name, AttributeName.State]);
-    const names: string[] = [];
-    let state: number | undefined;
+  /**
+   * The Name values and State of an object, the two attributes a KEK backend looks at; with `dates`
+   * also its Initial Date (when the server created it) and Activation Date, in epoch ms, each only
+   * when the server reports it (PyKMIP 0.10 reports Initial Date and never Activation Date).
+   */
+  async describe(uid: string, opts: { dates?: boolean } = {}): Promise<ObjectDescription> {
+    const wanted: string[] = [AttributeName.Name, AttributeName.State];
+    if (opts.dates) wanted.push(AttributeName.InitialDate, AttributeName.ActivationDate);
+    const attrs = await this.getAttributes(uid, wanted);
+    const out: ObjectDescription = { names: [], state: undefined };
     for (const a of attrs) {
-      if (a.name === AttributeName.Name) names.push(required(a.value, Tag.NameValue, ItemType.TextString, 'Name Value'));
-      else if (a.name === AttributeName.State && a.value.type === ItemType.Enumeration) state = a.value.value;
+      if (a.name === AttributeName.Name) out.names.push(required(a.value, Tag.NameValue, ItemType.TextString, 'Name Value'));
+      else if (a.name === AttributeName.State && a.value.type === ItemType.Enumeration) out.state = a.value.value;
+      else if (opts.dates && (a.name === AttributeName.InitialDate || a.name === AttributeName.ActivationDate)) {
+        if (a.value.type !== ItemType.DateTime) throw new KmipError('KMIP_PROTOCOL', `Get Attributes returned ${a.name} that is not a Date-Time`);
+        // Seconds since the epoch; 0 is what PyKMIP stores for "never set".
+        if (a.value.value > 0n) out[a.name === AttributeName.InitialDate ? 'initialDate' : 'activationDate'] = Number(a.value.value) * 1000;
+      }
     }
-    return { names, state };
+    return out;
   }
 
   /** Server-side encryption; the server generates the IV (returned). */

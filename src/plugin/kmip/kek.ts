@@ -16,6 +16,13 @@ export interface KeyVersion {
   uid: string;
   version: number;
   state: number | undefined;
+  /** When the server created the object (Initial Date, else Activation Date), epoch ms; undefined when it reports neither. */
+  createdAt?: number;
+}
+
+function createdAtOf(d: { initialDate?: number; activationDate?: number }): { createdAt?: number } {
+  const t = d.initialDate ?? d.activationDate;
+  return t === undefined ? {} : { createdAt: t };
 }
 
 const GCM_TAG_BYTES = 16;
@@ -106,9 +113,9 @@ export async function listVersions(client: KmipClient, keyName: string): Promise
   const uids = await client.locate({ objectGroup: keyName, symmetricKeysOnly: true });
   const out: KeyVersion[] = [];
   for (const uid of uids) {
-    const d = await client.describe(uid);
+    const d = await client.describe(uid, { dates: true });
     const version = versionOf(keyName, d.names);
-    if (version !== undefined) out.push({ uid, version, state: d.state });
+    if (version !== undefined) out.push({ uid, version, state: d.state, ...createdAtOf(d) });
   }
   return out.sort((a, b) => a.version - b.version);
 }
@@ -216,6 +223,11 @@ export class KmipKek implements KekBackend {
     return keyIdOf(this.keyName, this.current);
   }
 
+  /** The current version's Initial Date (else Activation Date) as the server reported it. */
+  async currentKeyCreatedAt(): Promise<number | undefined> {
+    return this.current.createdAt;
+  }
+
   async encrypt(plaintext: Uint8Array): Promise<WrapResult> {
     const cur = this.current;
     const header = this.currentHeader;
@@ -266,16 +278,19 @@ export class KmipKek implements KekBackend {
     for (let next = this.current.version + 1; ; next++) {
       let uids: string[];
       let state: number | undefined;
+      let dates: { createdAt?: number };
       try {
         uids = await this.client.locate({ name: versionName(this.keyName, next) });
         if (uids.length === 0) return;
         if (uids.length > 1) throw new BackendError('INTERNAL', `${uids.length} KMIP objects are named ${versionName(this.keyName, next)}`);
-        state = (await this.client.describe(uids[0]!)).state;
+        const d = await this.client.describe(uids[0]!, { dates: true });
+        state = d.state;
+        dates = createdAtOf(d);
       } catch (e) {
         throw toBackendError(e, `looking for KMIP key ${versionName(this.keyName, next)}`);
       }
       if (state !== State.Active) continue;
-      const v: KeyVersion = { uid: uids[0]!, version: next, state };
+      const v: KeyVersion = { uid: uids[0]!, version: next, state, ...dates };
       this.known.set(v.uid, v.version);
       this.current = v;
       this.currentHeader = wrappedHeader(this.mode, v.uid);

@@ -142,9 +142,11 @@ export const RevocationReasonCode = {
 
 /** Attribute names as KMIP 1.x spells them in Attribute Name fields. */
 export const AttributeName = {
+  ActivationDate: 'Activation Date',
   CryptographicAlgorithm: 'Cryptographic Algorithm',
   CryptographicLength: 'Cryptographic Length',
   CryptographicUsageMask: 'Cryptographic Usage Mask',
+  InitialDate: 'Initial Date',
   Name: 'Name',
   ObjectGroup: 'Object Group',
   ObjectType: 'Object Type',

@@ -118,6 +118,11 @@ export class Pkcs11Kek implements KekBackend {
     return this.requireCurrent().keyId;
   }
 
+  /** CKA_START_DATE of the current version (day precision); undefined for objects without one. */
+  async currentKeyCreatedAt(): Promise<number | undefined> {
+    return this.requireCurrent().createdAt;
+  }
+
   async encrypt(plaintext: Uint8Array): Promise<WrapResult> {
     return this.withSession('encrypt', async (session, conn) => {
       const key = this.requireCurrent();

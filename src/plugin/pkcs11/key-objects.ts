@@ -2,9 +2,14 @@
 // Every version is an AES-256 secret key with CKA_LABEL = the key label and
 // CKA_ID = u32be(version) ‖ 8 random bytes. The random part keeps two concurrent rotate-key runs
 // from producing the same CKA_ID; every process orders versions the same way (number, then id), so
-// all agree on the current one.
+// all agree on the current one. init-key/rotate-key also set CKA_START_DATE to the UTC day of
+// creation (a CK_DATE has day precision and no time zone): the only creation time PKCS#11 defines
+// on a key object, read back for the rotation-age metric. Objects without it report none, and so
+// do tokens that cannot return it: SoftHSM 2.6 stores the date of a private object in clear but
+// decrypts it on read and fails with CKR_GENERAL_ERROR (softhsm/SoftHSMv2#655 and #804).
 import { randomBytes } from 'node:crypto';
 import { BackendError } from '../backend.js';
+import { CKR, ckrOf } from './ckr.js';
 import type { Handle, Pkcs11Library } from './library.js';
 
 export const KEY_VERSION_ID_BYTES = 12;
@@ -19,6 +24,29 @@ export interface KeyVersion {
   handle: Handle;
   /** What the KMS v2 key_id says for this version. */
   keyId: string;
+  /** CKA_START_DATE as epoch ms (midnight UTC); undefined when the object has none. */
+  createdAt?: number;
+}
+
+/** A CK_DATE ("YYYYMMDD" in ASCII) for the UTC day of `at`. */
+export function ckDate(at: Date): Buffer {
+  return Buffer.from(at.toISOString().slice(0, 10).replaceAll('-', ''), 'ascii');
+}
+
+/**
+ * Epoch ms of midnight UTC of a CK_DATE; undefined for an empty value (not set) and for anything
+ * that is not a real calendar date (a module's blank or garbage value must not become a metric).
+ */
+export function parseCkDate(value: Buffer | undefined): number | undefined {
+  if (value === undefined || value.length !== 8) return undefined;
+  const text = value.toString('ascii');
+  const m = /^(\d{4})(\d{2})(\d{2})$/.exec(text);
+  if (!m) return undefined;
+  const [y, mo, d] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  const t = Date.UTC(y, mo - 1, d);
+  const back = new Date(t);
+  if (y < 1970 || back.getUTCFullYear() !== y || back.getUTCMonth() !== mo - 1 || back.getUTCDate() !== d) return undefined;
+  return t;
 }
 
 export type KeyUsage = 'encrypt' | 'wrap';
@@ -89,14 +117,34 @@ export function listKeyVersions(lib: Pkcs11Library, session: Handle, tokenLabel:
     }
     if (seen.has(idHex)) throw new BackendError('CONFIG', `${whereId} exists twice`);
     seen.add(idHex);
-    versions.push({ id: Buffer.from(id), idHex, version: id.readUInt32BE(0), handle, keyId: keyIdOf(tokenLabel, keyLabel, idHex) });
+    const createdAt = startDateOf(lib, session, handle);
+    versions.push({ id: Buffer.from(id), idHex, version: id.readUInt32BE(0), handle, keyId: keyIdOf(tokenLabel, keyLabel, idHex), ...(createdAt === undefined ? {} : { createdAt }) });
   }
   versions.sort((a, b) => a.version - b.version || (a.idHex < b.idHex ? -1 : a.idHex > b.idHex ? 1 : 0));
   return versions;
 }
 
+/** What reading CKA_START_DATE may fail with without the token being in trouble. */
+const START_DATE_UNREADABLE = new Set<number>([CKR.GENERAL_ERROR, CKR.ATTRIBUTE_SENSITIVE, CKR.ATTRIBUTE_TYPE_INVALID]);
+
+/**
+ * CKA_START_DATE of an object as epoch ms, or undefined. Read on its own, so that a date the token
+ * cannot return neither hides the other attributes nor fails the listing: pkcs11js throws a
+ * TypeError for an empty CK_DATE (the default of objects created without one), SoftHSM a
+ * CKR_GENERAL_ERROR for a date on a private object (see the top of this file).
+ */
+export function startDateOf(lib: Pkcs11Library, session: Handle, handle: Handle): number | undefined {
+  try {
+    return parseCkDate(lib.api.C_GetAttributeValue(session, handle, [{ type: lib.k.CKA_START_DATE }])[0]?.value);
+  } catch (err) {
+    const ckr = ckrOf(err);
+    if (err instanceof TypeError || (ckr !== undefined && START_DATE_UNREADABLE.has(ckr))) return undefined;
+    throw err;
+  }
+}
+
 /** Generates a new version inside the token (needs a read-write, logged-in session). */
-export function generateKeyVersion(lib: Pkcs11Library, session: Handle, keyLabel: string, version: number, usage: KeyUsage): Buffer {
+export function generateKeyVersion(lib: Pkcs11Library, session: Handle, keyLabel: string, version: number, usage: KeyUsage, now: Date = new Date()): Buffer {
   const { api, k } = lib;
   const id = newKeyVersionId(version);
   api.C_GenerateKey(session, { mechanism: k.CKM_AES_KEY_GEN }, [
@@ -105,6 +153,8 @@ export function generateKeyVersion(lib: Pkcs11Library, session: Handle, keyLabel
     { type: k.CKA_VALUE_LEN, value: AES_256_BYTES },
     { type: k.CKA_LABEL, value: keyLabel },
     { type: k.CKA_ID, value: id },
+    // A Buffer is passed to the module as the raw 8-byte CK_DATE.
+    { type: k.CKA_START_DATE, value: ckDate(now) },
     { type: k.CKA_TOKEN, value: true },
     { type: k.CKA_PRIVATE, value: true },
     { type: k.CKA_SENSITIVE, value: true },

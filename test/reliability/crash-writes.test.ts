@@ -169,7 +169,7 @@ resources:
       await store.close();
     }
 
-    report('8. Crash during writes (embedded store, group commit)', {
+    report('9. Crash during writes (embedded store, group commit)', {
       seed, kills: kills.length, clients: CLIENTS, killsDetail: kills,
       writesAttempted: counts.attempted, writesAcknowledged: counts.acknowledged, createsAcknowledged: counts.creates, updatesAcknowledged: counts.updates,
       writesCutOffByKills: counts.failed, objectsChecked: checked, acknowledgedLost: lost.length,

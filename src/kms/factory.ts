@@ -21,9 +21,6 @@ import { KmsV2Client } from './v2-client.js';
 import { KmsV2Probe, combinedHealthCheck } from './v2-probe.js';
 import { DEFAULT_STATUS_LOOP_INTERVALS, StatusLoop } from './v2-status-loop.js';
 
-/** At most this many kms v1 DEKs are wrapped ahead of their writes (the pool grows only under load). */
-const KMS_V1_PREFETCH = 16;
-
 /** Every timing of the KMS side; kube-apiserver's values by default, smaller in tests. */
 export interface KmsIntervals {
   /** Status poll while healthy (1 min). */
@@ -136,8 +133,6 @@ export function createKmsProviders(options: KmsProvidersOptions = {}): KmsProvid
           providerName: config.name,
           service: client,
           cacheSize: config.cachesize ?? KMS_V1_DEFAULT_CACHE_SIZE,
-          // Write-ahead DEKs (src/transform/kmsv1.ts): still a fresh DEK and one Encrypt per write.
-          prefetch: KMS_V1_PREFETCH,
           ...(metrics ? { observer: metrics } : {}),
         });
       }

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { StatusReport } from '../../src/tools/status.js';
 import { freePort } from '../helpers/etcd.js';
 import { makeTempDir, PluginProcess, runAtrest } from '../helpers/plugin.js';
-import { apiRequest, startTestServer } from '../helpers/server.js';
+import { apiRequest, kmsV2ProviderLine, startTestServer, writeKmsV2Config } from '../helpers/server.js';
 import { registerTestSecret } from '../helpers/test-log.js';
 
 
@@ -26,19 +26,8 @@ test('atrest status: health, key_id, providers per resource and verify counts; e
     plugin = new PluginProcess(['--listen', `unix://${socket}`, '--key-file', keyFile, '--health-listen', `127.0.0.1:${healthPort}`]);
     await plugin.waitForEvent('start');
 
-    const kms = `      - kms: { apiVersion: v2, name: atrest, endpoint: "unix://${socket}", timeout: 3s }`;
-    const config = join(dir, 'encryption.yaml');
-    writeFileSync(config, `apiVersion: apiserver.config.k8s.io/v1
-kind: EncryptionConfiguration
-resources:
-  - resources: [secrets]
-    providers:
-${kms}
-      - identity: {}
-  - resources: [configmaps]
-    providers:
-      - identity: {}
-`);
+    const kms = kmsV2ProviderLine(socket);
+    const config = writeKmsV2Config(dir, socket);
     const dataDir = join(dir, 'data');
     const server = await startTestServer({ dataDir, encryptionProviderConfig: config }, join(dir, 'server'));
     try {

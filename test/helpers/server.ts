@@ -49,6 +49,28 @@ ${keys}
   return { path, secret };
 }
 
+/** The provider line of a kms v2 provider `atrest` on the plugin socket `socket`. */
+export function kmsV2ProviderLine(socket: string): string {
+  return `      - kms: { apiVersion: v2, name: atrest, endpoint: "unix://${socket}", timeout: 3s }`;
+}
+
+/** An EncryptionConfiguration: secrets with kms v2 `atrest` on `socket` (then identity), configmaps unencrypted. */
+export function writeKmsV2Config(dir: string, socket: string, file = 'encryption.yaml'): string {
+  const path = join(dir, file);
+  writeFileSync(path, `apiVersion: apiserver.config.k8s.io/v1
+kind: EncryptionConfiguration
+resources:
+  - resources: [secrets]
+    providers:
+${kmsV2ProviderLine(socket)}
+      - identity: {}
+  - resources: [configmaps]
+    providers:
+      - identity: {}
+`);
+  return path;
+}
+
 export interface HttpResult {
   status: number;
   headers: Record<string, string | string[] | undefined>;

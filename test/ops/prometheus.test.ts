@@ -13,6 +13,7 @@ import { createInterface } from 'node:readline';
 import { freePort } from '../helpers/etcd.js';
 import { Kubectl, kubectlAvailable } from '../helpers/kubectl.js';
 import { cliSource, makeTempDir, PluginProcess, repoRoot, runAtrest, TestKmsClient, waitFor } from '../helpers/plugin.js';
+import { writeKmsV2Config } from '../helpers/server.js';
 import { captureLog, registerTestSecret } from '../helpers/test-log.js';
 
 const PROMETHEUS = '/usr/bin/prometheus';
@@ -91,18 +92,7 @@ test('Prometheus scrapes the plugin, the API server and verify\'s textfile; seri
     await plugin.waitForEvent('start');
 
     // atrest serve: secrets with kms v2 (then identity), configmaps unencrypted.
-    const config = join(dir, 'encryption.yaml');
-    writeFileSync(config, `apiVersion: apiserver.config.k8s.io/v1
-kind: EncryptionConfiguration
-resources:
-  - resources: [secrets]
-    providers:
-      - kms: { apiVersion: v2, name: atrest, endpoint: "unix://${socket}", timeout: 3s }
-      - identity: {}
-  - resources: [configmaps]
-    providers:
-      - identity: {}
-`);
+    const config = writeKmsV2Config(dir, socket);
     const dataDir = join(dir, 'data');
     const serveStartedAt = Date.now() / 1000;
     const serve = start('prom-serve', process.execPath, ['--import', 'tsx', cliSource, 'serve', '--secure-port', '0', '--data-dir', dataDir, '--encryption-provider-config', config]);

@@ -9,7 +9,7 @@
 // synchronous=FULL (the WAL fsynced at COMMIT), which a test cannot cut the power on.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { test } from 'node:test';
@@ -17,7 +17,7 @@ import { parse as parseYaml } from 'yaml';
 import type { RunningApiServer } from '../../src/api/index.js';
 import { openStore } from '../../src/storage/open.js';
 import { cliSource, makeTempDir, repoRoot } from '../helpers/plugin.js';
-import { apiRequest } from '../helpers/server.js';
+import { apiRequest, writeAesGcmConfig } from '../helpers/server.js';
 import { captureLog } from '../helpers/test-log.js';
 import { report, secretBody, sleep, valueOf, rng } from './load.js';
 
@@ -64,15 +64,8 @@ test('embedded store: atrest serve SIGKILLed during concurrent writes, restarted
   const random = rng(seed);
   const { dir, cleanup } = await makeTempDir('atrest-crash-writes-');
   const dataDir = join(dir, 'data');
-  const config = join(dir, 'encryption.yaml');
-  writeFileSync(config, `apiVersion: apiserver.config.k8s.io/v1
-kind: EncryptionConfiguration
-resources:
-  - resources: [secrets]
-    providers:
-      - aesgcm:
-          keys: [{ name: k1, secret: ${Buffer.alloc(32, 9).toString('base64')} }]
-`);
+  // aesgcm key `k1` for secrets (a random key, registered for the log scan).
+  const config = writeAesGcmConfig(dir, 'k1').path;
   const tracks = new Map<string, Track>();
   const counts = { attempted: 0, acknowledged: 0, failed: 0, creates: 0, updates: 0 };
   const kills: Array<{ delayMs: number; writesAckedBefore: number; inFlightAtKill: number }> = [];

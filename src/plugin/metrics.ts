@@ -46,6 +46,9 @@ export class PluginMetrics {
       help: 'When the current KEK version was created (Unix seconds), for rotation-age alerts; absent when the backend does not record it.',
       registers,
     }));
+    // A gauge without labels starts (and resets) at 0, which a rotation-age alert would read as
+    // "created in 1970": keep it absent until a creation time is known.
+    this.keyCreated.remove();
     this.refreshFailures = reuse(registry, 'atrest_kms_plugin_backend_refresh_failures_total', () => new Counter({
       name: 'atrest_kms_plugin_backend_refresh_failures_total',
       help: 'Backend refreshes (looking for a rotated KEK) that failed.',
@@ -66,7 +69,7 @@ export class PluginMetrics {
   setCurrentKeyId(keyId: string, rotated: boolean, createdAtMs?: number): void {
     const hash = keyIdHash(keyId);
     if (hash === this.currentHash) return;
-    if (createdAtMs === undefined) this.keyCreated.reset();
+    if (createdAtMs === undefined) this.keyCreated.remove();
     else this.keyCreated.set(createdAtMs / 1000);
     this.keyId.reset();
     this.keyId.set({ key_id_hash: hash }, 1);

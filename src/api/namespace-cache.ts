@@ -20,8 +20,8 @@
 // is a local SQLite read, not a network round trip, and without the guard the cache would open the
 // race window above.
 import type { Logger } from '../log.js';
-import type { StoredValueTransformError } from '../storage/errors.js';
 import type { Watch } from '../storage/types.js';
+import { corruptObjectOf } from './corrupt-objects.js';
 import type { ObjectRepository, ObjectWatchEvent } from './object-repository.js';
 import { namespaces } from './resource-types.js';
 
@@ -94,8 +94,11 @@ export class NamespaceCache implements NamespaceLookup {
       let revision: number | undefined;
       let after: string | undefined;
       for (;;) {
+        // A namespace that does not decrypt or decode is left out (the live path reports it): one
+        // broken value must not keep the whole cache from syncing.
         const page = await this.repo.list(namespaces, undefined, {
           limit: LIST_PAGE,
+          collectCorrupt: true,
           ...(after !== undefined ? { after } : {}),
           ...(revision !== undefined ? { revision } : {}),
         });
@@ -110,8 +113,12 @@ export class NamespaceCache implements NamespaceLookup {
       this.entries = entries;
       this.watch = this.repo.watch(namespaces, undefined, revision, {
         onEvent: (e) => this.apply(e),
-        onError: (err) => this.broken(err),
-        onDecryptError: (err) => this.undecryptable(err),
+        onError: (err) => {
+          const corrupt = corruptObjectOf(err);
+          if (corrupt) this.forget(corrupt.key);
+          else this.broken(err);
+        },
+        onDecryptError: (err) => this.forget(err.key),
       });
       this.synced = true;
     } catch (err) {
@@ -130,9 +137,9 @@ export class NamespaceCache implements NamespaceLookup {
     }
   }
 
-  /** A namespace whose stored value cannot be decrypted is left to the live path (which reports it). */
-  private undecryptable(err: StoredValueTransformError): void {
-    this.entries.delete(err.key.slice(err.key.lastIndexOf('/') + 1));
+  /** A namespace whose stored value cannot be decrypted or decoded is left to the live path (which reports it). */
+  private forget(key: string): void {
+    this.entries.delete(key.slice(key.lastIndexOf('/') + 1));
   }
 
   private broken(err: unknown): void {

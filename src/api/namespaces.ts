@@ -62,7 +62,7 @@ const GUARDED_CREATE_ATTEMPTS = 4;
  */
 export async function createInNamespace(repo: ObjectRepository, cache: NamespaceLookup | undefined, rt: ResourceType, obj: KubeObject, checkedRevision: number): Promise<KubeObject> {
   const namespace = obj.metadata.namespace ?? '';
-  if (!cache || !repo.canGuardCreates) return repo.create(rt, obj);
+  if (!cache) return repo.create(rt, obj); // a cache exists only where creates can be guarded (index.ts)
   let revision = checkedRevision;
   for (let attempt = 1; ; attempt++) {
     try {
@@ -77,7 +77,7 @@ export async function createInNamespace(repo: ObjectRepository, cache: Namespace
 
 /** The namespace check of a create: from the cache when it knows an Active namespace, else a live read. Returns the revision seen. */
 export async function checkNamespace(repo: ObjectRepository, cache: NamespaceLookup | undefined, namespace: string): Promise<number> {
-  const cached = cache && repo.canGuardCreates ? cache.get(namespace) : undefined;
+  const cached = cache?.get(namespace);
   // A Terminating namespace in the cache is confirmed live (it may have been recreated since).
   if (cached && !cached.terminating) return cached.revision;
   return assertNamespaceWritable(repo, namespace);

@@ -240,7 +240,8 @@ export class ResourceHandlers {
     for (;;) {
       for (const c of page.corrupt) corrupt.add(c);
       if (corrupt.size === 0) render(page, keep);
-      if (!page.more || page.lastKey === undefined || (corrupt.size === 0 && bufferedChars >= this.listBufferChars)) break;
+      // Stop once the answer is settled: the buffer is full (all readable so far), or the 500 already names as many keys as it will.
+      if (!page.more || page.lastKey === undefined || corrupt.truncated || (corrupt.size === 0 && bufferedChars >= this.listBufferChars)) break;
       page = await this.repo.list(rt, namespace, { limit: LIST_STREAM_PAGE, after: page.lastKey, revision, collectCorrupt: true });
     }
     const resumeAfter = page.more ? page.lastKey : undefined;
@@ -583,7 +584,7 @@ export class ResourceHandlers {
       const cur = await this.repo.get(namespaces, undefined, name);
       if (!cur) break;
       const next = cloneJson(cur.obj);
-      next['status'] = { phase: 'Terminating', conditions };
+      next['status'] = { ...(isPlainObject(cur.obj['status']) ? cur.obj['status'] : {}), phase: 'Terminating', conditions };
       try {
         await this.repo.update(namespaces, orderMetadata(next), cur.revision);
         break;

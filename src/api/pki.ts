@@ -122,6 +122,9 @@ async function withPkiLock(dir: string, fn: () => Promise<void>): Promise<void> 
       const handle = await open(lock, 'wx', 0o600);
       try {
         await handle.writeFile(`${process.pid}\n`);
+      } catch (err) {
+        await unlink(lock).catch(() => undefined); // not left behind to make the next start wait
+        throw err;
       } finally {
         await handle.close();
       }
@@ -129,9 +132,12 @@ async function withPkiLock(dir: string, fn: () => Promise<void>): Promise<void> 
     } catch (err) {
       if ((err as { code?: string }).code !== 'EEXIST') throw err;
     }
-    const age = await stat(lock).then((s) => Date.now() - s.mtimeMs, () => 0);
-    if (age > STALE_LOCK_MS) {
-      await unlink(lock).catch(() => undefined);
+    const seen = await stat(lock).catch(() => undefined);
+    if (seen && Date.now() - seen.mtimeMs > STALE_LOCK_MS) {
+      // Remove the stale lock only if it is still the file judged stale: another waiter may have
+      // taken it over meanwhile, and its fresh lock must not be removed.
+      const now = await stat(lock).catch(() => undefined);
+      if (now && now.ino === seen.ino && now.mtimeMs === seen.mtimeMs) await unlink(lock).catch(() => undefined);
       continue;
     }
     if (Date.now() > deadline) throw new PkiError(`another process holds ${lock} (generating the certificates) for more than ${LOCK_WAIT_MS / 1000} s; remove it if no atrest serve is starting`);

@@ -4,7 +4,7 @@
 // written. A value that fails to decrypt is reported with its key, never taking the caller down.
 import type { HealthCheck } from '../health.js';
 import type { ReadOrigin, Transformer } from '../transform/types.js';
-import { StoredValueTransformError } from './errors.js';
+import { StoredValueTransformError, StoreError } from './errors.js';
 import type { CreateGuard, KeyValue, ListOptions, Store, UpdateOp, UpdateOutcome, Watch, WatchEvent } from './types.js';
 
 /** A stored value and its plaintext. */
@@ -112,7 +112,7 @@ export class EncryptedStore {
 
   /** Encrypts and creates while `guard` holds (Store.createGuarded); throws if the backend cannot. */
   async createGuarded(key: string, plaintext: Uint8Array, guard: CreateGuard): Promise<number> {
-    if (!this.store.createGuarded) throw new Error('the store cannot create under a guard key');
+    if (!this.store.createGuarded) throw new StoreError('UNAVAILABLE', 'this store cannot create under a guard key', { key });
     const stored = await this.encrypt(key, plaintext);
     return this.store.createGuarded(key, stored, guard);
   }

@@ -116,6 +116,8 @@ class EtcdStore implements Store {
   private readonly writeAttemptTimeoutMs: number;
   private readonly batchConcurrency: number;
   private readonly txnOps: number;
+  /** The server refused a multi-key transaction for its size: updateMany goes one key per transaction. */
+  private txnRefused = false;
   private readonly txnBytes: number;
   private readonly pingTimeoutMs: number;
   private readonly watches = new Set<EtcdWatch>();
@@ -245,16 +247,20 @@ class EtcdStore implements Store {
     const outcomes = new Array<UpdateOutcome>(ops.length);
     const batches: number[][] = [];
     let batch: number[] = [];
+    let keys = new Set<string>();
     let bytes = 0;
     for (let i = 0; i < ops.length; i++) {
       const op = ops[i] as UpdateOp;
-      const size = op.key.length + op.value.length;
-      if (batch.length > 0 && (batch.length >= this.txnOps || bytes + size > this.txnBytes)) {
+      const size = Buffer.byteLength(op.key) + op.value.length;
+      // etcd refuses a transaction that puts one key twice: a repeated key starts the next batch.
+      if (batch.length > 0 && (batch.length >= this.txnOps || bytes + size > this.txnBytes || keys.has(op.key))) {
         batches.push(batch);
         batch = [];
+        keys = new Set();
         bytes = 0;
       }
       batch.push(i);
+      keys.add(op.key);
       bytes += size;
     }
     if (batch.length > 0) batches.push(batch);
@@ -273,7 +279,7 @@ class EtcdStore implements Store {
     let pending = indexes;
     while (pending.length > 0) {
       // A single op (or a key without a revision to compare) is the plain update with its own checks.
-      if (pending.length === 1 || pending.some((i) => (ops[i] as UpdateOp).expectedRevision <= 0)) {
+      if (this.txnRefused || pending.length === 1 || pending.some((i) => (ops[i] as UpdateOp).expectedRevision <= 0)) {
         await Promise.all(pending.map(async (i) => (outcomes[i] = await this.updateOutcome(ops[i] as UpdateOp))));
         return;
       }
@@ -294,6 +300,7 @@ class EtcdStore implements Store {
       } catch (err) {
         // A server with a lower --max-txn-ops or --max-request-bytes: one transaction per key.
         if (err instanceof StoreError && /too many operations|request is too large/.test(err.message)) {
+          this.txnRefused = true; // the server's limits do not change while we are connected: skip the doomed txns
           await Promise.all(pending.map(async (i) => (outcomes[i] = await this.updateOutcome(ops[i] as UpdateOp))));
           return;
         }

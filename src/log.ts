@@ -3,12 +3,10 @@
 // ATREST_LOG_FORMAT chooses explicitly). The text format is rendered from pino's serialized JSON
 // line, so whatever pino drops or redacts is dropped or redacted in both. Never pass key material,
 // DEKs, plaintext or secret values to a logger: log names, sizes, key_id hashes and error codes.
-import { writeSync } from 'node:fs';
 import pino from 'pino';
 
 export type Logger = pino.Logger;
 export type LogFormat = 'json' | 'text';
-export const LOG_FORMATS: readonly LogFormat[] = ['json', 'text'];
 
 /** ATREST_LOG_FORMAT if set (json or text), else text on a terminal and JSON otherwise. */
 export function defaultLogFormat(env: NodeJS.ProcessEnv = process.env, stderrIsTty: boolean = process.stderr.isTTY === true): LogFormat {
@@ -23,7 +21,11 @@ export function createLogger(
   format: LogFormat = defaultLogFormat(),
 ): Logger {
   const options = { level, base: { component }, timestamp: pino.stdTimeFunctions.isoTime };
-  if (format === 'text') return pino(options, textDestination((line) => writeSync(2, line)));
+  if (format === 'text') {
+    // The same SonicBoom destination as JSON (it retries EAGAIN on a full pipe and flushes on exit).
+    const stderr = pino.destination({ fd: 2, sync: true });
+    return pino(options, textDestination((line) => stderr.write(line)));
+  }
   return pino(options, pino.destination(2));
 }
 

@@ -3,6 +3,7 @@
 // (provider, key name, kms v2 key_id hash), how many are stale (not written by the current write
 // provider and key) and which cannot be decrypted. Never prints a value.
 import { messageOf } from '../errors.js';
+import { groupResourceString } from '../config/group-resource.js';
 import type { GroupResource } from '../config/types.js';
 import type { Store } from '../storage/types.js';
 import { normalizePrefix, parseStorageKey, type ParsedStorageKey } from '../storage/keys.js';
@@ -84,7 +85,7 @@ export async function verifyStore(options: VerifyOptions): Promise<VerifyReport>
       }
       const gr = parsed.groupResource;
       if (!options.selects(gr)) continue;
-      const name = gr.group === '' ? gr.resource : `${gr.resource}.${gr.group}`;
+      const name = groupResourceString(gr);
       let report = reports.get(name);
       if (!report) {
         report = { resource: name, total: 0, writers: {}, plaintext: 0, stale: 0, undecryptable: [] };

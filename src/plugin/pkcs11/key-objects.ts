@@ -24,7 +24,7 @@ export interface KeyVersion {
   handle: Handle;
   /** What the KMS v2 key_id says for this version. */
   keyId: string;
-  /** CKA_START_DATE as epoch ms (midnight UTC); undefined when the object has none. */
+  /** CKA_START_DATE as epoch ms (midnight UTC), read for the newest version only; undefined when the object has none. */
   createdAt?: number;
 }
 
@@ -117,10 +117,15 @@ export function listKeyVersions(lib: Pkcs11Library, session: Handle, tokenLabel:
     }
     if (seen.has(idHex)) throw new BackendError('CONFIG', `${whereId} exists twice`);
     seen.add(idHex);
-    const createdAt = startDateOf(lib, session, handle);
-    versions.push({ id: Buffer.from(id), idHex, version: id.readUInt32BE(0), handle, keyId: keyIdOf(tokenLabel, keyLabel, idHex), ...(createdAt === undefined ? {} : { createdAt }) });
+    versions.push({ id: Buffer.from(id), idHex, version: id.readUInt32BE(0), handle, keyId: keyIdOf(tokenLabel, keyLabel, idHex) });
   }
   versions.sort((a, b) => a.version - b.version || (a.idHex < b.idHex ? -1 : a.idHex > b.idHex ? 1 : 0));
+  // Only the current (newest) version's creation time is reported: one extra call, not one per version.
+  const current = versions.at(-1);
+  if (current) {
+    const createdAt = startDateOf(lib, session, current.handle);
+    if (createdAt !== undefined) current.createdAt = createdAt;
+  }
   return versions;
 }
 

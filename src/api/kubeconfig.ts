@@ -1,6 +1,6 @@
 // `<data-dir>/admin.kubeconfig` (0600): the cluster's CA data, the server URL and the admin token.
-import { writeFile, rename } from 'node:fs/promises';
 import { stringify } from 'yaml';
+import { writeAtomic } from './atomic-file.js';
 
 export interface KubeconfigInput {
   server: string;
@@ -24,7 +24,5 @@ export function renderKubeconfig(input: KubeconfigInput): string {
 
 /** Written to a temporary file and renamed, so a reader never sees half a kubeconfig. */
 export async function writeKubeconfig(path: string, input: KubeconfigInput): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}`;
-  await writeFile(tmp, renderKubeconfig(input), { mode: 0o600 });
-  await rename(tmp, path);
+  await writeAtomic(path, renderKubeconfig(input), 0o600);
 }

@@ -7,10 +7,12 @@
 // to belong together (the serving key matches its certificate, which the CA signed).
 import { createPrivateKey, webcrypto, randomBytes, X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { open, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { open, readFile, stat, unlink } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { AtrestError } from '../errors.js';
+import { writeAtomic } from './atomic-file.js';
 
 type X509 = typeof import('@peculiar/x509');
 
@@ -101,14 +103,6 @@ async function generate(dir: string, hosts: string[]): Promise<void> {
   await writeAtomic(join(dir, PKI_FILES.caCert), ca.toString('pem') + '\n', 0o644);
   await writeAtomic(join(dir, PKI_FILES.cert), leaf.toString('pem') + '\n' + ca.toString('pem') + '\n', 0o644);
 }
-
-async function writeAtomic(path: string, text: string, mode: number): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  await writeFile(tmp, text, { mode, flag: 'wx' });
-  await rename(tmp, path);
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Runs `fn` while holding `<dir>/pki.lock` (created with O_EXCL). Another holder is waited for; a

@@ -115,8 +115,8 @@ test('on a terminal (a real pty from script(1)) the default is text', { skip: !e
   const { dir, cleanup } = await makeTempDir('atrest-logfmt-');
   try {
     const keyFile = join(dir, 'kek.json');
-    const cmd = `${process.execPath} --import tsx ${cliSource} kms-plugin init-key --key-file ${keyFile}`;
-    const env = { ...process.env };
+    const cmd = `exec ${process.execPath} --import tsx ${cliSource} kms-plugin init-key --key-file ${keyFile}`;
+    const env: NodeJS.ProcessEnv = { ...process.env, SHELL: '/bin/sh' };
     delete env['ATREST_LOG_FORMAT'];
     const run = spawnSync('/usr/bin/script', ['-qec', cmd, '/dev/null'], { cwd: repoRoot, encoding: 'utf8', env });
     registerKeyFile(keyFile);
@@ -135,8 +135,12 @@ const noScript = !existsSync('/usr/bin/script') && process.env['CI'] !== 'true' 
 test('atrest dev on a terminal (script(1) pty) logs human text lines, no JSON; Ctrl-C stops it', { skip: noScript || (!kubectlAvailable() && 'kubectl is not installed'), timeout: 90_000 }, async () => {
   const { dir, cleanup } = await makeTempDir('atrest-logfmt-dev-');
   const dataDir = join(dir, 'data');
-  const cmd = `${process.execPath} --import tsx ${cliSource} dev --data-dir ${dataDir} --secure-port 0`;
-  const env: NodeJS.ProcessEnv = { ...process.env, ATREST_LOG_LEVEL: 'debug' };
+  // `exec`: script(1) runs the command with $SHELL -c (/bin/sh when SHELL is unset, as under CI).
+  // dash does not exec a lone command, so without it the shell would sit in the pty's foreground
+  // process group, die of the Ctrl-C itself (exit 130) and never report atrest's own exit.
+  const cmd = `exec ${process.execPath} --import tsx ${cliSource} dev --data-dir ${dataDir} --secure-port 0`;
+  // SHELL pinned so a developer's bash runs the test as CI's /bin/sh does.
+  const env: NodeJS.ProcessEnv = { ...process.env, ATREST_LOG_LEVEL: 'debug', SHELL: '/bin/sh' };
   delete env['ATREST_LOG_FORMAT'];
   // stdout and stderr of `atrest dev` both go to the pty, so script's stdout carries the logs:
   // captured for the secrets scan like every other atrest log.

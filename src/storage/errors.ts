@@ -2,7 +2,7 @@
 // the API server maps them to Kubernetes Status objects without knowing which backend is in use.
 // Messages name the key and the operation, never a value.
 import { AtrestError } from '../errors.js';
-import type { KeyValue } from './types.js';
+import type { CreateGuard, KeyValue } from './types.js';
 
 export type StoreErrorCode =
   /** create: the key exists. */
@@ -42,6 +42,14 @@ export class StoreError extends AtrestError {
     this.current = details.current;
     this.compactRevision = details.compactRevision;
   }
+}
+
+/** createGuarded refused: `guard.key` is no longer at `guard.modRevision`; `current` is the guard key as it is now (absent: deleted). */
+export function guardChanged(key: string, guard: CreateGuard, current: KeyValue | undefined): StoreError {
+  return new StoreError('GUARD_CHANGED', `create of ${key}: ${guard.key} is no longer at revision ${guard.modRevision}`, {
+    key,
+    ...(current ? { current } : {}),
+  });
 }
 
 /** True when `err` is a StoreError with `code`. */

@@ -14,7 +14,7 @@
 // its own bytes being the key's current value. Watches resume after the last delivered event when
 // their connection breaks (keepalive pings notice a silent member).
 import { isRecoverableError, Etcd3, type IKeyValue, type IOptions, type IResponseHeader, type Watcher } from 'etcd3';
-import { StoreError } from './errors.js';
+import { guardChanged, StoreError } from './errors.js';
 import { asBuffer, prefixEndBytes } from './prefix.js';
 import type { CreateGuard, KeyValue, ListOptions, ListResult, Store, UpdateOp, UpdateOutcome, Watch, WatchEvent, WatchOptions } from './types.js';
 
@@ -30,7 +30,7 @@ export interface EtcdStoreOptions {
   /** Client URLs, e.g. `http://127.0.0.1:2379` (kube's `--etcd-servers`, already split on commas). */
   endpoints: string[];
   tls?: EtcdTlsOptions;
-  /** How many transactions of one `updateMany` are in flight at once (default 4). */
+  /** How many etcd requests of one `updateMany` are in flight at once: its transactions, or its per-key updates when it falls back to those (default 4). */
   batchConcurrency?: number;
   /**
    * At most this many compare-and-swaps in one transaction of `updateMany` (default 64; etcd refuses
@@ -173,9 +173,9 @@ class EtcdStore implements Store {
     );
     if (res.succeeded) return revisionOf(res.header);
     const current = firstKv(res.responses[0]?.response_range?.kvs);
-    // Our own earlier attempt may have been applied before its connection broke.
-    if (retried && current && current.createRevision === current.modRevision && current.value.equals(v)) return current.modRevision;
-    throw new StoreError('KEY_EXISTS', `key ${key} already exists`, { key });
+    const own = createdByUs(current, v, retried);
+    if (own !== undefined) return own;
+    throw keyExists(key);
   }
 
   async update(key: string, value: Uint8Array, expectedRevision: number): Promise<number> {
@@ -195,13 +195,9 @@ class EtcdStore implements Store {
       ),
     );
     if (res.succeeded) return revisionOf(res.header);
-    const current = firstKv(res.responses[0]?.response_range?.kvs);
-    if (!current) throw new StoreError('NOT_FOUND', `key ${key} not found`, { key });
-    if (retried && current.modRevision > expectedRevision && current.value.equals(v)) return current.modRevision;
-    throw new StoreError('CONFLICT', `key ${key} was modified: expected revision ${expectedRevision}, current ${current.modRevision}`, {
-      key,
-      current,
-    });
+    const outcome = updateRefused({ key, value: v, expectedRevision }, firstKv(res.responses[0]?.response_range?.kvs), retried);
+    if (outcome.ok) return outcome.revision;
+    throw outcome.error;
   }
 
   async createGuarded(key: string, value: Uint8Array, guard: CreateGuard): Promise<number> {
@@ -222,17 +218,12 @@ class EtcdStore implements Store {
       ),
     );
     if (res.succeeded) return revisionOf(res.header);
-    const current = firstKv(res.responses[1]?.response_range?.kvs);
     // Our own earlier attempt may have been applied (under the guard) before its connection broke.
-    if (retried && current && current.createRevision === current.modRevision && current.value.equals(v)) return current.modRevision;
+    const own = createdByUs(firstKv(res.responses[1]?.response_range?.kvs), v, retried);
+    if (own !== undefined) return own;
     const guardKv = firstKv(res.responses[0]?.response_range?.kvs);
-    if (guardKv?.modRevision !== guard.modRevision) {
-      throw new StoreError('GUARD_CHANGED', `etcd create of ${key}: ${guard.key} is no longer at revision ${guard.modRevision}`, {
-        key,
-        ...(guardKv ? { current: guardKv } : {}),
-      });
-    }
-    throw new StoreError('KEY_EXISTS', `key ${key} already exists`, { key });
+    if (guardKv?.modRevision !== guard.modRevision) throw guardChanged(key, guard, guardKv);
+    throw keyExists(key);
   }
 
   /**
@@ -264,29 +255,28 @@ class EtcdStore implements Store {
       bytes += size;
     }
     if (batch.length > 0) batches.push(batch);
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < batches.length) {
-        const indexes = batches[next++] as number[];
-        await this.updateBatch(ops, indexes, outcomes);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(this.batchConcurrency, batches.length) }, worker));
+    // Every etcd request of this call (a batch's transaction or a per-key fallback update) takes a
+    // slot: at most batchConcurrency of them are in flight, whichever way the batches go.
+    const limit = concurrencyLimit(this.batchConcurrency);
+    await Promise.all(batches.map((indexes) => this.updateBatch(ops, indexes, outcomes, limit)));
     return outcomes;
   }
 
-  private async updateBatch(ops: readonly UpdateOp[], indexes: number[], outcomes: UpdateOutcome[]): Promise<void> {
+  private async updateBatch(ops: readonly UpdateOp[], indexes: number[], outcomes: UpdateOutcome[], limit: ConcurrencyLimit): Promise<void> {
+    const oneByOne = (pending: number[]) =>
+      Promise.all(pending.map((i) => limit(async () => (outcomes[i] = await this.updateOutcome(ops[i] as UpdateOp)))));
     let pending = indexes;
     while (pending.length > 0) {
       // A single op (or a key without a revision to compare) is the plain update with its own checks.
-      if (this.txnRefused || pending.length === 1 || pending.some((i) => (ops[i] as UpdateOp).expectedRevision <= 0)) {
-        await Promise.all(pending.map(async (i) => (outcomes[i] = await this.updateOutcome(ops[i] as UpdateOp))));
+      if (pending.length === 1 || pending.some((i) => (ops[i] as UpdateOp).expectedRevision <= 0)) {
+        await oneByOne(pending);
         return;
       }
       const batchOps = pending.map((i) => ({ op: ops[i] as UpdateOp, key: Buffer.from((ops[i] as UpdateOp).key) }));
-      let result: { res: Awaited<ReturnType<Etcd3['kv']['txn']>>; retried: boolean };
+      let result: { res: Awaited<ReturnType<Etcd3['kv']['txn']>>; retried: boolean } | undefined;
       try {
-        result = await this.callWrite('update', batchOps[0]!.op.key, (deadline) =>
+        // txnRefused is read once the slot is ours: a batch that waited while another was refused skips its doomed txn.
+        result = await limit(async () => this.txnRefused ? undefined : this.callWrite('update', batchOps[0]!.op.key, (deadline) =>
           this.client.kv.txn(
             {
               // mod_revision == expected (> 0) also says the key exists: an absent key's is 0.
@@ -296,15 +286,19 @@ class EtcdStore implements Store {
             },
             { deadline },
           ),
-        );
+        ));
       } catch (err) {
         // A server with a lower --max-txn-ops or --max-request-bytes: one transaction per key.
         if (err instanceof StoreError && /too many operations|request is too large/.test(err.message)) {
           this.txnRefused = true; // the server's limits do not change while we are connected: skip the doomed txns
-          await Promise.all(pending.map(async (i) => (outcomes[i] = await this.updateOutcome(ops[i] as UpdateOp))));
+          await oneByOne(pending);
           return;
         }
         for (const i of pending) outcomes[i] = { ok: false, error: err as Error };
+        return;
+      }
+      if (result === undefined) {
+        await oneByOne(pending);
         return;
       }
       const { res, retried } = result;
@@ -317,27 +311,14 @@ class EtcdStore implements Store {
       pending.forEach((i, j) => {
         const op = ops[i] as UpdateOp;
         const current = firstKv(res.responses[j]?.response_range?.kvs);
-        if (!current) {
-          outcomes[i] = { ok: false, error: new StoreError('NOT_FOUND', `key ${op.key} not found`, { key: op.key }) };
-        } else if (current.modRevision === op.expectedRevision) {
-          again.push(i);
-        } else if (retried && current.modRevision > op.expectedRevision && current.value.equals(asBuffer(op.value))) {
-          // Our earlier attempt of this batch was applied before its response was lost.
-          outcomes[i] = { ok: true, revision: current.modRevision };
-        } else {
-          outcomes[i] = {
-            ok: false,
-            error: new StoreError('CONFLICT', `key ${op.key} was modified: expected revision ${op.expectedRevision}, current ${current.modRevision}`, {
-              key: op.key,
-              current,
-            }),
-          };
-        }
+        // Still at its revision: another op's compare failed, this one goes again.
+        if (current && current.modRevision === op.expectedRevision) again.push(i);
+        else outcomes[i] = updateRefused(op, current, retried);
       });
       // The failure branch read every key at the revision the compares failed at, so at least one
       // op left the batch; anything else would be a broken server: fall back to one txn per key.
       if (again.length === pending.length) {
-        await Promise.all(again.map(async (i) => (outcomes[i] = await this.updateOutcome(ops[i] as UpdateOp))));
+        await oneByOne(again);
         return;
       }
       pending = again;
@@ -578,6 +559,57 @@ class EtcdWatch implements Watch {
         : new StoreError('UNAVAILABLE', `watch of ${this.prefix}: ${err.message}`, { cause: err }),
     );
   }
+}
+
+type ConcurrencyLimit = <T>(fn: () => Promise<T>) => Promise<T>;
+
+/** Runs at most `n` of the functions given to it at once; the others wait, in call order. */
+function concurrencyLimit(n: number): ConcurrencyLimit {
+  let active = 0;
+  const waiting: Array<() => void> = [];
+  return async <T>(fn: () => Promise<T>): Promise<T> => {
+    if (active < n) active++;
+    else await new Promise<void>((resolve) => waiting.push(resolve)); // the finishing call hands its slot over
+    try {
+      return await fn();
+    } finally {
+      const next = waiting.shift();
+      if (next) next();
+      else active--;
+    }
+  };
+}
+
+/**
+ * A create whose compare failed (the key exists): the revision of our own earlier attempt when that
+ * attempt was applied before its response was lost (the key was created with exactly our bytes),
+ * else undefined (someone else's key: KEY_EXISTS).
+ */
+function createdByUs(current: KeyValue | undefined, value: Buffer, retried: boolean): number | undefined {
+  return retried && current && current.createRevision === current.modRevision && current.value.equals(value) ? current.modRevision : undefined;
+}
+
+function keyExists(key: string): StoreError {
+  return new StoreError('KEY_EXISTS', `key ${key} already exists`, { key });
+}
+
+/**
+ * The outcome of an update whose compare failed, from the key as the failure branch read it:
+ * NOT_FOUND, CONFLICT, or success when our own earlier attempt was applied before its response was
+ * lost (the key moved past the expected revision to exactly our bytes).
+ */
+function updateRefused(op: UpdateOp, current: KeyValue | undefined, retried: boolean): UpdateOutcome {
+  if (!current) return { ok: false, error: new StoreError('NOT_FOUND', `key ${op.key} not found`, { key: op.key }) };
+  if (retried && current.modRevision > op.expectedRevision && current.value.equals(asBuffer(op.value))) {
+    return { ok: true, revision: current.modRevision };
+  }
+  return {
+    ok: false,
+    error: new StoreError('CONFLICT', `key ${op.key} was modified: expected revision ${op.expectedRevision}, current ${current.modRevision}`, {
+      key: op.key,
+      current,
+    }),
+  };
 }
 
 function revisionOf(header: IResponseHeader): number {

@@ -146,6 +146,38 @@ describe('etcd store: batched compare-and-swap (updateMany) and guarded creates'
     }
   });
 
+  it('the per-key fallback (a server refusing the transactions, ops without a revision) keeps to batchConcurrency', async () => {
+    const small = await startEtcdCluster(1, { extraArgs: ['--max-txn-ops=4'] });
+    const s = openEtcdStore({ endpoints: small.endpoints, txnOps: 16, batchConcurrency: 2 });
+    // Counts the plain updates in flight (the fallback's requests) around the real ones.
+    let inFlight = 0;
+    let most = 0;
+    const update = s.update.bind(s);
+    s.update = async (...args) => {
+      most = Math.max(most, ++inFlight);
+      try {
+        return await update(...args);
+      } finally {
+        inFlight--;
+      }
+    };
+    try {
+      const p = uniquePrefix();
+      const revs = await seed(s, p, 40);
+      const outcomes = await s.updateMany(revs.map((rev, i) => ({ key: keyOf(p, i), value: Buffer.from(`new-${i}`), expectedRevision: rev })));
+      assert.ok(outcomes.every((o) => o.ok), 'every op applied, one transaction per key');
+      assert.ok(most >= 1 && most <= 2, `at most batchConcurrency (2) updates at once, saw ${most}`);
+      // Ops without a revision to compare go one per key from the start (NOT_FOUND / CONFLICT each).
+      most = 0;
+      const bare = await s.updateMany(Array.from({ length: 40 }, (_, i) => ({ key: keyOf(p, i), value: Buffer.from('x'), expectedRevision: 0 })));
+      assert.ok(bare.every((o) => !o.ok && o.error instanceof StoreError && o.error.code === 'CONFLICT'));
+      assert.ok(most >= 1 && most <= 2, `at most batchConcurrency (2) updates at once, saw ${most}`);
+    } finally {
+      await s.close();
+      await small.cleanup();
+    }
+  });
+
   it('createGuarded creates only while the guard key is at the given revision', async () => {
     const p = uniquePrefix();
     const guardKey = `${p}namespaces/ns1`;

@@ -122,6 +122,8 @@ class EtcdStore implements Store {
   private readonly pingTimeoutMs: number;
   private readonly watches = new Set<EtcdWatch>();
   private closed = false;
+  /** Revisions below this one are known to be compacted (etcd's compaction point only grows); 0: nothing known. */
+  private knownCompactRevision = 0;
 
   constructor(options: EtcdStoreOptions) {
     if (options.endpoints.length === 0) throw new StoreError('UNAVAILABLE', 'no etcd endpoints given');
@@ -396,9 +398,9 @@ class EtcdStore implements Store {
       await this.call('compact', undefined, (deadline) => this.client.kv.compact({ revision, physical: true }, { deadline }));
     } catch (err) {
       // Compacting at or below the current compaction point is a no-op, as on the embedded store.
-      if (err instanceof StoreError && err.code === 'COMPACTED') return;
-      throw err;
+      if (!(err instanceof StoreError && err.code === 'COMPACTED')) throw err;
     }
+    this.compactedPast(revision);
   }
 
   async ping(): Promise<void> {
@@ -431,31 +433,54 @@ class EtcdStore implements Store {
     this.watches.delete(w);
   }
 
-  /** Whether reading at `revision` fails because it was compacted (used to explain a cancelled watch). */
+  /**
+   * Whether reading at `revision` fails because it was compacted (used to explain a cancelled
+   * watch). Below the known compaction point no read is needed. An unreachable etcd is StoreError
+   * UNAVAILABLE (after the usual retries), never "not compacted".
+   */
   async compactedAt(revision: number): Promise<boolean> {
+    if (revision < this.knownCompactRevision) return true;
     try {
-      await this.client.kv.range({ key: Buffer.from([0]), limit: 1, count_only: true, revision }, { deadline: Date.now() + this.requestTimeoutMs });
+      await this.call('compaction check', undefined, (deadline) =>
+        this.client.kv.range({ key: Buffer.from([0]), limit: 1, count_only: true, revision }, { deadline }),
+      );
       return false;
     } catch (err) {
-      return (err as Error).message.includes(COMPACTED_MESSAGE);
+      if (err instanceof StoreError && err.code === 'FUTURE_REVISION') return false; // not written yet, so not compacted either
+      if (!(err instanceof StoreError && err.code === 'COMPACTED')) throw err;
+      this.compactedPast(revision + 1);
+      return true;
     }
   }
 
   /**
    * The revision etcd has compacted to (the oldest one still readable), given one that is compacted:
    * etcd does not return it to range calls and the etcd3 client drops it from the cancelled watch
-   * response, so it is found by bisecting between `compacted` and the current revision (a few reads,
-   * only when a watch is refused). Kube names it in its 410 text, "too old resource version: X (Y)".
+   * response, so it is found by bisecting between what is known compacted and the current revision,
+   * and remembered (it only grows): the next refused watch costs one read while it has not moved.
+   * Kube names it in its 410 text, "too old resource version: X (Y)". StoreError UNAVAILABLE when
+   * etcd cannot be read.
    */
   async compactRevisionAbove(compacted: number): Promise<number> {
     let lo = compacted;
+    const known = this.knownCompactRevision;
+    if (known > compacted) {
+      if (!(await this.compactedAt(known))) return known;
+      lo = known;
+    }
     let hi = await this.revision();
     while (hi - lo > 1) {
       const mid = Math.floor((lo + hi) / 2);
       if (await this.compactedAt(mid)) lo = mid;
       else hi = mid;
     }
+    this.compactedPast(hi);
     return hi;
+  }
+
+  /** Revisions below `revision` are known to be compacted. */
+  private compactedPast(revision: number): void {
+    this.knownCompactRevision = Math.max(this.knownCompactRevision, revision);
   }
 
   private async callWrite<T>(op: string, key: string, fn: (deadline: number) => Promise<T>): Promise<{ res: T; retried: boolean }> {
@@ -546,18 +571,21 @@ class EtcdWatch implements Watch {
 
   private async onCancelled(err: Error): Promise<void> {
     if (this.closed) return;
-    const compacted = await this.store.compactedAt(this.nextRevision).catch(() => false);
-    const compactRevision = compacted ? await this.store.compactRevisionAbove(this.nextRevision).catch(() => undefined) : undefined;
-    if (this.closed) return;
-    this.close();
-    this.options.onError(
-      compacted
+    let error: StoreError;
+    try {
+      error = (await this.store.compactedAt(this.nextRevision))
         ? new StoreError('COMPACTED', `watch of ${this.prefix} from revision ${this.nextRevision}: ${COMPACTED_MESSAGE}`, {
           cause: err,
-          ...(compactRevision !== undefined ? { compactRevision } : {}),
+          compactRevision: await this.store.compactRevisionAbove(this.nextRevision),
         })
-        : new StoreError('UNAVAILABLE', `watch of ${this.prefix}: ${err.message}`, { cause: err }),
-    );
+        : new StoreError('UNAVAILABLE', `watch of ${this.prefix}: ${err.message}`, { cause: err });
+    } catch (checkErr) {
+      // etcd could not be asked whether the history is gone: a retryable failure, not a guess.
+      error = new StoreError('UNAVAILABLE', `watch of ${this.prefix}: ${err.message}; checking for compaction: ${(checkErr as Error).message}`, { cause: err });
+    }
+    if (this.closed) return;
+    this.close();
+    this.options.onError(error);
   }
 }
 

@@ -170,3 +170,60 @@ describe('startCompactor on etcd', { skip: !etcdAvailable() && 'etcd not install
     }
   });
 });
+
+describe('etcd store: the compaction point of a refused watch', { skip: !etcdAvailable() && 'etcd not installed' }, () => {
+  /** etcd's own count of Range requests it has received (its /metrics), to see how many reads a lookup costs. */
+  async function rangeRequests(endpoint: string): Promise<number> {
+    const text = await (await fetch(`${endpoint}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith('grpc_server_started_total{') && l.includes('grpc_method="Range"'));
+    assert.ok(line, 'etcd reports its Range requests');
+    return Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+
+  /** The error a watch from `afterRevision` ends with. */
+  function watchError(store: ReturnType<typeof openEtcdStore>, prefix: string, afterRevision: number): Promise<StoreError> {
+    return new Promise((resolve) => {
+      store.watch(prefix, { afterRevision, onEvent: () => undefined, onError: (err) => resolve(err as StoreError) });
+    });
+  }
+
+  it('is found once and remembered; a store that cannot reach etcd says UNAVAILABLE, not "not compacted"', async () => {
+    const etcd = await startEtcdCluster(1);
+    const endpoint = etcd.endpoints[0] as string;
+    const proxy = await startTcpProxy(Number(new URL(endpoint).port));
+    const store = openEtcdStore({ endpoints: [proxy.url], requestTimeoutMs: 1500 });
+    const other = openEtcdStore({ endpoints: etcd.endpoints }); // compacts behind the store's back, as another replica would
+    try {
+      const p = uniquePrefix();
+      for (let i = 0; i < 1000; i += 100) await Promise.all(Array.from({ length: 100 }, (_, j) => other.create(`${p}${i + j}`, Buffer.from('v'))));
+      const c1 = (await other.revision()) - 500;
+      await other.compact(c1);
+
+      const first = await watchError(store, p, 1);
+      assert.equal(first.code, 'COMPACTED');
+      assert.equal(first.compactRevision, c1, 'the revision etcd compacted to (the 410 text names it)');
+      const before = await rangeRequests(endpoint);
+      const second = await watchError(store, p, 1);
+      assert.equal(second.compactRevision, c1);
+      const reads = (await rangeRequests(endpoint)) - before;
+      assert.ok(reads <= 1, `a second refused watch confirms the remembered compaction point with one read, not a bisection (${reads} reads)`);
+
+      // Compacted further elsewhere: the remembered point is a lower bound, not the answer.
+      const c2 = c1 + 200;
+      await other.compact(c2);
+      assert.equal((await watchError(store, p, c1 + 10)).compactRevision, c2);
+
+      // etcd out of reach: whether a revision at or above the compaction point is compacted is unknown.
+      await proxy.close();
+      const lookups = store as unknown as { compactedAt(revision: number): Promise<boolean>; compactRevisionAbove(revision: number): Promise<number> };
+      await assert.rejects(lookups.compactedAt(c2 + 10), (err: unknown) => err instanceof StoreError && err.code === 'UNAVAILABLE');
+      await assert.rejects(lookups.compactRevisionAbove(1), (err: unknown) => err instanceof StoreError && err.code === 'UNAVAILABLE');
+      assert.equal(await lookups.compactedAt(c1), true, 'below the known compaction point no read is needed');
+    } finally {
+      await store.close();
+      await other.close();
+      await proxy.close();
+      await etcd.cleanup();
+    }
+  });
+});

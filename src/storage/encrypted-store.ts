@@ -105,7 +105,7 @@ export class EncryptedStore {
     return this.store.create(key, stored);
   }
 
-  /** Whether the backend can create under a guard key in one step (Store.createGuarded: etcd). */
+  /** Whether the backend can create under a guard key in one step (Store.createGuarded: both real backends). */
   get canGuardCreates(): boolean {
     return typeof this.store.createGuarded === 'function';
   }

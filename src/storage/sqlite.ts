@@ -2,7 +2,8 @@
 // etcd on SQL. Every write appends one row to `kv`; the row id is the global revision, so
 // resourceVersion, conflicts and watch behave as on etcd:
 //   - a key's state at revision R is its row with the largest id <= R (absent if that row is a tombstone);
-//   - create/update/delete-at-revision read the latest row and append, inside an IMMEDIATE transaction;
+//   - create/update/delete-at-revision read the latest row and append, inside an IMMEDIATE transaction
+//     (createGuarded reads its guard key's latest row in that same transaction first);
 //   - group commit: the writes called in one event-loop turn share that transaction and its one fsync
 //     (see enqueue() below); each still does its own check and gets its own revision;
 //   - watch = the rows with id > afterRevision, read back from the table, then fed live by the writers;
@@ -17,9 +18,9 @@ import Database from 'better-sqlite3';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from '../log.js';
-import { StoreError } from './errors.js';
+import { guardChanged, StoreError } from './errors.js';
 import { asBuffer, prefixEndString } from './prefix.js';
-import type { KeyValue, ListOptions, ListResult, Store, UpdateOp, UpdateOutcome, Watch, WatchEvent, WatchOptions } from './types.js';
+import type { CreateGuard, KeyValue, ListOptions, ListResult, Store, UpdateOp, UpdateOutcome, Watch, WatchEvent, WatchOptions } from './types.js';
 
 export { STORE_FILE_NAME } from './defaults.js';
 
@@ -123,6 +124,7 @@ export interface SqliteStoreExtras {
   /** The revision compaction has removed history up to (0: none). */
   compactRevision(): number;
   compact(revision: number): Promise<void>;
+  createGuarded(key: string, value: Uint8Array, guard: CreateGuard): Promise<number>;
   updateMany(ops: readonly UpdateOp[]): Promise<UpdateOutcome[]>;
 }
 
@@ -141,7 +143,7 @@ class SqliteStore implements Store, SqliteStoreExtras {
   private closed = false;
   private compactedTo = 0;
 
-  private readonly createRow: (key: string, value: Buffer) => number;
+  private readonly createRow: (key: string, value: Buffer, guard: CreateGuard | undefined) => number;
   private readonly updateRow: (key: string, value: Buffer, expected: number) => { rev: number; prev: KeyValue };
   private readonly deleteRow: (key: string, expected: number | undefined) => { rev: number; prev: KeyValue } | undefined;
   /** Runs `fn` in one IMMEDIATE transaction: committed (fsynced) when it returns, rolled back when it throws. */
@@ -188,7 +190,12 @@ class SqliteStore implements Store, SqliteStoreExtras {
 
     // The row operations below run only inside txBatch (the group commit's transaction). A refused
     // operation throws its StoreError before inserting anything, so the others in the batch go on.
-    this.createRow = (key: string, value: Buffer) => {
+    this.createRow = (key: string, value: Buffer, guard: CreateGuard | undefined) => {
+      // The guard is read in the same transaction as the create: no write can come between them.
+      if (guard) {
+        const g = live(guard.key);
+        if (g?.id !== guard.modRevision) throw guardChanged(key, guard, g && kvOf(guard.key, g));
+      }
       const row = latest.get(key) as LatestRow | undefined;
       if (row && !row.deleted) throw new StoreError('KEY_EXISTS', `key ${key} already exists`, { key });
       return run(key, 1, 0, 0, row?.id ?? 0, value);
@@ -248,8 +255,16 @@ class SqliteStore implements Store, SqliteStoreExtras {
   }
 
   create(key: string, value: Uint8Array): Promise<number> {
-    const buf = asBuffer(value);
-    return this.enqueue<number>(key, () => this.createRow(key, buf), (rev) => {
+    return this.enqueueCreate(key, asBuffer(value), undefined);
+  }
+
+  /** A create that checks the guard key's revision inside its group commit's transaction (GUARD_CHANGED, then KEY_EXISTS). */
+  createGuarded(key: string, value: Uint8Array, guard: CreateGuard): Promise<number> {
+    return this.enqueueCreate(key, asBuffer(value), guard);
+  }
+
+  private enqueueCreate(key: string, buf: Buffer, guard: CreateGuard | undefined): Promise<number> {
+    return this.enqueue<number>(key, () => this.createRow(key, buf, guard), (rev) => {
       this.publish(rev, { type: 'put', kv: { key, value: buf, modRevision: rev, createRevision: rev } });
       return rev;
     });

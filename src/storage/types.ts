@@ -64,10 +64,11 @@ export interface Store {
   /** Creates `key`; throws StoreError `KEY_EXISTS` if it exists. Returns the new revision. */
   create(key: string, value: Uint8Array): Promise<number>;
   /**
-   * Creates `key` only while `guard.key` is still at `guard.modRevision`, in one atomic step (on
-   * etcd one transaction: the API server creates an object only in the namespace revision it
-   * checked). Throws StoreError `GUARD_CHANGED` when the guard key moved (checked first),
-   * `KEY_EXISTS` when `key` exists. Optional: a backend without it gets a separate check.
+   * Creates `key` only while `guard.key` is still at `guard.modRevision`, in one atomic step (one
+   * etcd transaction; on the embedded store, inside the group commit's transaction: the API server
+   * creates an object only in the namespace revision it checked). Throws StoreError `GUARD_CHANGED`
+   * when the guard key moved (checked first), `KEY_EXISTS` when `key` exists. Optional: a backend
+   * without it gets a separate check.
    */
   createGuarded?(key: string, value: Uint8Array, guard: CreateGuard): Promise<number>;
   /**

@@ -98,6 +98,55 @@ export function storeConformance(backend: string, open: () => Promise<StoreFixtu
       assert.equal(await store.get(p + 'missing'), undefined, 'update never creates');
     });
 
+    it('createGuarded creates only while the guard key is at the given revision', async () => {
+      assert.ok(store.createGuarded, 'the backend implements createGuarded');
+      const p = uniquePrefix();
+      const guardKey = `${p}namespaces/ns1`;
+      const g1 = await store.create(guardKey, Buffer.from('{"ns":1}'));
+      const r = await store.createGuarded(`${p}secrets/ns1/a`, Buffer.from('a'), { key: guardKey, modRevision: g1 });
+      assert.ok(r > g1);
+      await rejectsWith(store.createGuarded(`${p}secrets/ns1/a`, Buffer.from('again'), { key: guardKey, modRevision: g1 }), 'KEY_EXISTS');
+      // The guard moves (the namespace is marked Terminating): no create at the old revision.
+      const g2 = await store.update(guardKey, Buffer.from('{"ns":1,"terminating":true}'), g1);
+      const moved = await rejectsWith(store.createGuarded(`${p}secrets/ns1/b`, Buffer.from('b'), { key: guardKey, modRevision: g1 }), 'GUARD_CHANGED');
+      assert.equal(moved.current?.modRevision, g2);
+      assert.equal(moved.key, `${p}secrets/ns1/b`);
+      assert.equal(await store.get(`${p}secrets/ns1/b`), undefined, 'nothing was written');
+      // The guard changed is checked before the key: an existing key under a moved guard is GUARD_CHANGED.
+      await rejectsWith(store.createGuarded(`${p}secrets/ns1/a`, Buffer.from('a2'), { key: guardKey, modRevision: g1 }), 'GUARD_CHANGED');
+      // The guard is gone (the namespace deleted): GUARD_CHANGED too, and still nothing written.
+      await store.delete(guardKey);
+      const gone = await rejectsWith(store.createGuarded(`${p}secrets/ns1/c`, Buffer.from('c'), { key: guardKey, modRevision: g2 }), 'GUARD_CHANGED');
+      assert.equal(gone.current, undefined);
+      assert.equal(await store.get(`${p}secrets/ns1/c`), undefined);
+    });
+
+    it('createGuarded racing the deletion of its guard key: created before the delete, or refused and absent', async () => {
+      assert.ok(store.createGuarded, 'the backend implements createGuarded');
+      const createGuarded = store.createGuarded.bind(store);
+      const p = uniquePrefix();
+      for (let round = 0; round < 20; round++) {
+        const guardKey = `${p}namespaces/ns${round}`;
+        const g = await store.create(guardKey, Buffer.from('ns'));
+        const child = `${p}secrets/ns${round}/s`;
+        // Both orders within one tick (on the embedded store: one group commit), alternating.
+        const del = () => store.delete(guardKey, g);
+        const create = () => createGuarded(child, Buffer.from('s'), { key: guardKey, modRevision: g });
+        let d: PromiseSettledResult<unknown>;
+        let c: PromiseSettledResult<number>;
+        if (round % 2 === 0) [d, c] = await Promise.allSettled([del(), create()]);
+        else [c, d] = await Promise.allSettled([create(), del()]);
+        assert.equal(d.status, 'fulfilled', 'the delete is not refused');
+        const deletedAt = await store.revision(); // nothing else writes meanwhile: the delete's revision
+        if (c.status === 'fulfilled') {
+          assert.ok(c.value < deletedAt, `round ${round}: the create (${c.value}) landed before the delete`);
+        } else {
+          assert.equal((c.reason as StoreError).code, 'GUARD_CHANGED', `round ${round}: ${String(c.reason)}`);
+          assert.equal(await store.get(child), undefined, `round ${round}: nothing left under the deleted guard`);
+        }
+      }
+    });
+
     it('concurrent updates at one revision: exactly one wins', async () => {
       const p = uniquePrefix();
       const r1 = await store.create(p + 'race', Buffer.from('start'));

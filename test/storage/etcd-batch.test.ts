@@ -1,7 +1,6 @@
 // The etcd store's batched writes on a real etcd: updateMany puts many compare-and-swaps in one
 // transaction and, when one compare fails, settles that key and goes again with the rest; a client
-// write racing the batch is never overwritten. createGuarded creates only while the guard key is at
-// the revision given (the API server's create-in-namespace).
+// write racing the batch is never overwritten. (createGuarded is in the shared conformance suite.)
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { openEtcdStore } from '../../src/storage/etcd.js';
@@ -22,7 +21,7 @@ async function seed(store: ReturnType<typeof openEtcdStore>, prefix: string, n: 
 
 const keyOf = (prefix: string, i: number) => `${prefix}${String(i).padStart(4, '0')}`;
 
-describe('etcd store: batched compare-and-swap (updateMany) and guarded creates', { skip: !etcdAvailable() && 'etcd not installed' }, () => {
+describe('etcd store: batched compare-and-swap (updateMany)', { skip: !etcdAvailable() && 'etcd not installed' }, () => {
   let etcd: EtcdCluster;
   let store: ReturnType<typeof openEtcdStore>;
 
@@ -176,22 +175,5 @@ describe('etcd store: batched compare-and-swap (updateMany) and guarded creates'
       await s.close();
       await small.cleanup();
     }
-  });
-
-  it('createGuarded creates only while the guard key is at the given revision', async () => {
-    const p = uniquePrefix();
-    const guardKey = `${p}namespaces/ns1`;
-    const g1 = await store.create(guardKey, Buffer.from('{"ns":1}'));
-    const r = await store.createGuarded(`${p}secrets/ns1/a`, Buffer.from('a'), { key: guardKey, modRevision: g1 });
-    assert.ok(r > g1);
-    await assert.rejects(store.createGuarded(`${p}secrets/ns1/a`, Buffer.from('again'), { key: guardKey, modRevision: g1 }), (err: unknown) => err instanceof StoreError && err.code === 'KEY_EXISTS');
-    // The guard moves (the namespace is marked Terminating): no create at the old revision.
-    const g2 = await store.update(guardKey, Buffer.from('{"ns":1,"terminating":true}'), g1);
-    await assert.rejects(store.createGuarded(`${p}secrets/ns1/b`, Buffer.from('b'), { key: guardKey, modRevision: g1 }), (err: unknown) => err instanceof StoreError && err.code === 'GUARD_CHANGED' && err.current?.modRevision === g2);
-    assert.equal(await store.get(`${p}secrets/ns1/b`), undefined, 'nothing was written');
-    // The guard is gone (the namespace deleted): GUARD_CHANGED too, and still nothing written.
-    await store.delete(guardKey);
-    await assert.rejects(store.createGuarded(`${p}secrets/ns1/c`, Buffer.from('c'), { key: guardKey, modRevision: g2 }), (err: unknown) => err instanceof StoreError && err.code === 'GUARD_CHANGED' && err.current === undefined);
-    assert.equal(await store.get(`${p}secrets/ns1/c`), undefined);
   });
 });

@@ -171,7 +171,7 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ru
     const tokens = options.tokenAuthFile ? await loadTokenFile(options.tokenAuthFile) : await ensureGeneratedTokenFile(join(dataDir, 'tokens.csv'));
     const authenticator = new TokenAuthenticator(tokens);
 
-    // etcd: creates check their namespace in a watch-fed cache and guard the create by its revision.
+    // Creates check their namespace in a watch-fed cache and guard the create by its revision (both backends).
     let namespaceCache: NamespaceCache | undefined;
     if (repo.canGuardCreates) {
       const cache = new NamespaceCache(repo, log);

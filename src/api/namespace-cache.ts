@@ -13,12 +13,14 @@
 // Terminating, deleted, recreated, relabelled) the transaction fails, the namespace is read live
 // and the create answers exactly as it would have without a cache: 404 NotFound for a missing
 // namespace, 403 Forbidden for a Terminating one, or it goes again at the new revision. A cache
-// miss (a namespace created elsewhere a moment ago) is a live read too. So on etcd the cache
-// changes the number of round trips per create (one instead of two), never an answer.
+// miss (a namespace created elsewhere a moment ago) is a live read too. So the cache changes the
+// number of store calls per create (one instead of two: on etcd a network round trip), never an
+// answer.
 //
-// Backends without createGuarded (the embedded store) do not use the cache: their namespace check
-// is a local SQLite read, not a network round trip, and without the guard the cache would open the
-// race window above.
+// Both backends guard creates (the embedded store checks the guard inside its group commit's
+// transaction; other processes writing the same file reach the cache through the store's
+// data_version poll). A store without createGuarded gets no cache: without the guard the cache
+// would open the race window above.
 import type { Logger } from '../log.js';
 import type { Watch } from '../storage/types.js';
 import { corruptObjectOf } from './corrupt-objects.js';

@@ -53,16 +53,18 @@ function terminating(namespace: string) {
 const GUARDED_CREATE_ATTEMPTS = 4;
 
 /**
- * Creates a namespaced object only in a namespace that exists and is not Terminating. With a
- * namespace cache (etcd: see namespace-cache.ts for the race bound) the check costs no round trip
- * and the create is one transaction guarded by the namespace revision the check saw; when that
- * revision moved, the namespace is read live and the create answers or goes again. Without one, a
- * live read and then the create (the embedded store). The caller already checked with
- * `checkNamespace` (dry runs stop there).
+ * Creates a namespaced object only in a namespace that exists and is not Terminating. The create is
+ * one transaction guarded by the namespace revision the check saw (from the namespace cache, or
+ * from a live read), so a namespace deleted or marked Terminating between the check and the create
+ * (the create waited for its encryption, say) never gets new content: when that revision moved,
+ * the namespace is read live and the create answers (404, 403) or goes again. See
+ * namespace-cache.ts for the race bound. A store that cannot guard creates gets the plain create
+ * after the check. The caller already checked with `checkNamespace` (dry runs stop there).
  */
-export async function createInNamespace(repo: ObjectRepository, cache: NamespaceLookup | undefined, rt: ResourceType, obj: KubeObject, checkedRevision: number): Promise<KubeObject> {
+export async function createInNamespace(repo: ObjectRepository, rt: ResourceType, obj: KubeObject, checkedRevision: number): Promise<KubeObject> {
   const namespace = obj.metadata.namespace ?? '';
-  if (!cache) return repo.create(rt, obj); // a cache exists only where creates can be guarded (index.ts)
+  // A cache is only built where creates can be guarded (index.ts): without the guard it would widen the race.
+  if (!repo.canGuardCreates) return repo.create(rt, obj);
   let revision = checkedRevision;
   for (let attempt = 1; ; attempt++) {
     try {

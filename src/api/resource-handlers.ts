@@ -311,7 +311,7 @@ export class ResourceHandlers {
     const reordered = orderMetadata(obj);
     if (isDryRun(req.query)) return this.objectReply(req, 201, reordered);
     const created = rt.namespaced
-      ? await createInNamespace(this.repo, this.namespaceCache, rt, reordered, nsRevision)
+      ? await createInNamespace(this.repo, rt, reordered, nsRevision)
       : await this.repo.create(rt, reordered);
     return this.objectReply(req, 201, created);
   }

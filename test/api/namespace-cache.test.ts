@@ -1,5 +1,5 @@
-// The namespace check of creates on etcd: a watch-fed namespace cache plus a create transaction
-// guarded by the namespace's revision. Two `atrest serve` on one etcd see each other's namespaces
+// The namespace check of creates: a watch-fed namespace cache plus a create transaction guarded by
+// the namespace's revision (etcd here; the embedded store's race with a namespace deletion at the end). Two `atrest serve` on one etcd see each other's namespaces
 // (created, Terminating, deleted) with the answers kube gives (201, 403 Forbidden, 404 NotFound);
 // a cache that is behind (frozen here) never lets a create through that a live read would refuse;
 // and a create with a warm cache is one etcd round trip (no namespace read).
@@ -15,8 +15,10 @@ import { ResourceHandlers, type ResourceRequest } from '../../src/api/resource-h
 import { namespaces, secrets } from '../../src/api/resource-types.js';
 import { EncryptedStore } from '../../src/storage/encrypted-store.js';
 import { openEtcdStore } from '../../src/storage/etcd.js';
+import { openSqliteStore, STORE_FILE_NAME } from '../../src/storage/sqlite.js';
 import { StoreError } from '../../src/storage/errors.js';
 import type { Store, WatchOptions } from '../../src/storage/types.js';
+import type { Transformer } from '../../src/transform/types.js';
 import { IdentityTransformer } from '../../src/transform/identity.js';
 import { etcdAvailable, startEtcdCluster, type EtcdCluster } from '../helpers/etcd.js';
 import { apiRequest, startTestServer, type TestServer } from '../helpers/server.js';
@@ -217,4 +219,72 @@ describe('guarded creates with a cache that is behind', { skip: !etcdAvailable()
       cache.close();
     }
   });
+});
+
+describe('embedded store: a create racing the deletion of its namespace', () => {
+  let dir: string;
+  let store: ReturnType<typeof openSqliteStore>;
+  let repo: ObjectRepository;
+  // Holds the encryption of secrets until released: the window between a create's namespace check
+  // and its write (with a KMS provider, a plugin round trip).
+  let held: Promise<void> | undefined;
+  let reachedEncryption: (() => void) | undefined;
+
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'atrest-ns-race-'));
+    store = openSqliteStore(join(dir, STORE_FILE_NAME), { compactIntervalMs: 0 });
+    const identity = new IdentityTransformer();
+    const gated: Transformer = {
+      toStorage: async (plain, ctx) => {
+        reachedEncryption?.();
+        await held;
+        return identity.toStorage(plain, ctx);
+      },
+      fromStorage: (stored, ctx) => identity.fromStorage(stored, ctx),
+    };
+    repo = new ObjectRepository(new EncryptedStore(store, (key) => (key.startsWith('/registry/secrets/') ? gated : identity)), '/registry');
+  });
+
+  after(async () => {
+    await store?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  const common = { query: new URLSearchParams(), contentType: 'application/json', wantTable: false, warnings: [], fieldManager: 'test' };
+  const createSecret = (namespace: string): ResourceRequest => ({ ...common, rt: secrets, namespace, body: Buffer.from(secretBody('late')) });
+  const deleteNamespace = (name: string): ResourceRequest => ({ ...common, rt: namespaces, name, body: Buffer.alloc(0) });
+
+  for (const withCache of [false, true]) {
+    it(`a create checked before the deletion and written after it is refused: nothing is left in the deleted namespace (${withCache ? 'with' : 'without'} the namespace cache)`, async () => {
+      const ns = withCache ? 'doomed-cached' : 'doomed';
+      const cache = withCache ? new NamespaceCache(repo, silentLogger()) : undefined;
+      try {
+        await repo.create(namespaces, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+        if (cache) {
+          await cache.start();
+          await waitFor(() => cache.get(ns) !== undefined, 'the namespace in the cache');
+        }
+        const handlers = new ResourceHandlers({ repo, log: silentLogger(), ...(cache ? { namespaceCache: cache } : {}) });
+        let release!: () => void;
+        held = new Promise((r) => (release = r));
+        const encrypting = new Promise<void>((r) => (reachedEncryption = r));
+        // The create passes its namespace check, then waits in its encryption.
+        const create = handlers.create(createSecret(ns)).then((reply) => ({ reply }), (err: unknown) => ({ err }));
+        await encrypting;
+        // Meanwhile the namespace is deleted with its contents (Terminating, contents, the namespace).
+        assert.equal((await handlers.delete(deleteNamespace(ns))).code, 200);
+        assert.equal(await repo.get(namespaces, undefined, ns), undefined);
+        release();
+        const outcome = await create;
+        assert.ok('err' in outcome, 'the create is refused');
+        assert.equal((outcome.err as { httpCode?: number }).httpCode, 404, String(outcome.err));
+        assert.equal(await store.get(`/registry/secrets/${ns}/late`), undefined, 'no object left in the deleted namespace');
+        assert.deepEqual((await store.list(`/registry/secrets/${ns}/`)).items, []);
+      } finally {
+        held = undefined;
+        reachedEncryption = undefined;
+        cache?.close();
+      }
+    });
+  }
 });

@@ -135,6 +135,7 @@ class SqliteStore implements Store, SqliteStoreExtras {
   private readonly watchers = new Set<SqliteWatcher>();
   private readonly statements = new Map<string, Database.Statement>();
   private readonly stLatest: Database.Statement;
+  private readonly stDataVersion: Database.Statement;
   readonly watchBatchSize: number;
   private compactTimer: NodeJS.Timeout | undefined;
   private readonly foreignPollMs: number;
@@ -142,6 +143,8 @@ class SqliteStore implements Store, SqliteStoreExtras {
   private dataVersion = 0;
   private closed = false;
   private compactedTo = 0;
+  /** `data_version` when compactedTo was last read from `meta`: while it holds, no other connection committed, so no other compaction. */
+  private compactReadAtVersion: number | undefined;
 
   private readonly createRow: (key: string, value: Buffer, guard: CreateGuard | undefined) => number;
   private readonly updateRow: (key: string, value: Buffer, expected: number) => { rev: number; prev: KeyValue };
@@ -171,6 +174,7 @@ class SqliteStore implements Store, SqliteStoreExtras {
       this.db.close();
       throw new StoreError('UNAVAILABLE', `${file} is not an atrest embedded store (no kv table)`);
     }
+    this.stDataVersion = this.db.prepare('PRAGMA data_version').pluck();
     this.compactedTo = this.readCompactRevision();
 
     const latest = this.db.prepare('SELECT id, created, deleted, create_revision, value FROM kv WHERE name = ? ORDER BY id DESC LIMIT 1');
@@ -356,13 +360,20 @@ class SqliteStore implements Store, SqliteStoreExtras {
       // compactRevision() re-reads it: another process may have compacted further (never go back).
       if (revision <= this.compactRevision()) return;
       this.txCompact(revision);
-      this.compactedTo = revision;
+      this.compactedTo = revision; // our own commit leaves data_version as it is: the cache stays valid
     });
   }
 
   compactRevision(): number {
-    // Another process may have compacted (a server next to a tool): read it back, it is one indexed row.
-    if (!this.closed) this.compactedTo = Math.max(this.compactedTo, this.readCompactRevision());
+    // Another process may have compacted (a server next to a tool): read it back from `meta`, but
+    // only when some other connection has committed since the last read (every list page asks).
+    // data_version is read first, so a compaction committed in between is caught by the next call.
+    if (this.closed) return this.compactedTo;
+    const version = this.readDataVersion();
+    if (version !== this.compactReadAtVersion) {
+      this.compactedTo = Math.max(this.compactedTo, this.readCompactRevision());
+      this.compactReadAtVersion = version;
+    }
     return this.compactedTo;
   }
 
@@ -429,7 +440,7 @@ class SqliteStore implements Store, SqliteStoreExtras {
 
   /** `PRAGMA data_version`: changes whenever another connection (another process) commits to the file. */
   private readDataVersion(): number {
-    return this.db.pragma('data_version', { simple: true }) as number;
+    return this.stDataVersion.get() as number;
   }
 
   private startForeignPoll(): void {

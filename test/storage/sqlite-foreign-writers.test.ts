@@ -61,12 +61,28 @@ test('a compaction by the other connection is seen: reading below it is COMPACTE
   try {
     const r1 = await a.create('/k', Buffer.from('1'));
     const r2 = await a.update('/k', Buffer.from('2'), r1);
+    // A has read the compaction point (none) before B compacts: what it remembers must not hide B's.
+    assert.equal((await a.list('/', { revision: r1 })).items.length, 1);
+    assert.equal(a.compactRevision(), 0);
     await b.compact(r2);
     await assert.rejects(a.list('/', { revision: r1 }), (e: unknown) => isStoreError(e, 'COMPACTED'));
     // A compaction request below what the other connection already did never moves it back.
     await a.compact(r1);
     assert.equal(a.compactRevision(), r2);
     await assert.rejects(a.list('/', { revision: r1 }), (e: unknown) => isStoreError(e, 'COMPACTED'));
+    // Once more after A has read it: B compacts further, A's next list page sees it.
+    const r3 = await a.update('/k', Buffer.from('3'), r2);
+    const r4 = await a.update('/k', Buffer.from('4'), r3);
+    assert.equal((await a.list('/', { revision: r3 })).items.length, 1);
+    await b.compact(r4);
+    await assert.rejects(a.list('/', { revision: r3 }), (e: unknown) => isStoreError(e, 'COMPACTED'));
+    assert.equal(a.compactRevision(), r4);
+    // A's own compaction (its commit does not change its data_version) is seen at once too.
+    const r5 = await a.update('/k', Buffer.from('5'), r4);
+    const r6 = await a.update('/k', Buffer.from('6'), r5);
+    await a.compact(r6);
+    await assert.rejects(a.list('/', { revision: r5 }), (e: unknown) => isStoreError(e, 'COMPACTED'));
+    assert.equal(b.compactRevision(), r6, 'and by B, for which it is another connection\'s commit');
   } finally {
     await b.close();
     await a.close();

@@ -124,6 +124,12 @@ export async function deleteNamespaceContents(repo: ObjectRepository, namespace:
   return { deleted, corrupt };
 }
 
+/** Whether anything is still stored in `namespace`: one key read per namespaced kind, whatever the namespace holds. */
+export async function namespaceHasContent(repo: ObjectRepository, namespace: string): Promise<boolean> {
+  for (const rt of namespacedTypes()) if (await repo.anyStored(rt, namespace)) return true;
+  return false;
+}
+
 type NamespaceCondition = { type: string; status: 'True' | 'False'; lastTransitionTime: string; reason: string; message: string };
 
 /**

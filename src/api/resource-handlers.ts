@@ -10,7 +10,7 @@ import { ApiError, badRequest, conflict, forbidden, invalid, notFound, unsupport
 import { corruptCauses, CorruptObjects, corruptListError } from './corrupt-objects.js';
 import { defaultFeatureGates, type FeatureGates } from './feature-gates.js';
 import type { NamespaceLookup } from './namespace-cache.js';
-import { checkNamespace, createInNamespace, deleteNamespaceContents, namespaceDeletionConditions, UNDELETABLE_NAMESPACES, type NamespaceContentCorruption } from './namespaces.js';
+import { checkNamespace, createInNamespace, deleteNamespaceContents, namespaceDeletionConditions, namespaceHasContent, UNDELETABLE_NAMESPACES, type NamespaceContentCorruption } from './namespaces.js';
 import type { ListPage, ObjectRepository, StoredObject } from './object-repository.js';
 import { cloneJson, isPlainObject, jsonEqual, rfc3339Seconds, type Json, type KubeObject } from './objects.js';
 import { serverSideApply } from './patch/apply.js';
@@ -527,17 +527,20 @@ export class ResourceHandlers {
     }
   }
 
-  /** Finishes a Terminating namespace whose contents can now all be deleted; leaves it as it is otherwise. */
+  /**
+   * Finishes a Terminating namespace once nothing is left in it; leaves it as it is otherwise. Its
+   * readable contents went when it was marked (and nothing can be created in it since), so what is
+   * left is what blocked it: one key read per kind tells whether this delete removed the last of it.
+   * Re-running the content deletion here instead read the whole namespace on every unsafe delete
+   * (O(n²) for an operator removing n corrupt objects). The conditions keep naming the keys found
+   * by the last full pass until the namespace is deleted again (`kubectl delete namespace` re-runs it).
+   */
   private async retryTerminatingNamespace(namespace: string): Promise<void> {
     try {
       const ns = await this.repo.get(namespaces, undefined, namespace);
       if (!ns?.obj.metadata.deletionTimestamp) return;
-      const { corrupt } = await deleteNamespaceContents(this.repo, namespace);
-      if (corrupt.size > 0) {
-        await this.recordNamespaceFailure(namespace, corrupt);
-        return;
-      }
-      await this.repo.delete(namespaces, undefined, namespace);
+      if (await namespaceHasContent(this.repo, namespace)) return;
+      await this.repo.delete(namespaces, undefined, namespace, ns.revision);
       this.log.info({ namespace }, 'terminating namespace deleted once its last corrupt object was removed');
     } catch (err) {
       this.log.warn({ namespace, err: err instanceof Error ? err.message : String(err) }, 'could not finish the terminating namespace');

@@ -1,15 +1,21 @@
 // Files the API server writes into its data dir, which several replicas may share: written under a
 // temporary name of their own (pid and random: containers sharing the dir may all be pid 1) and
 // renamed into place, so a reader never sees half a file; and the lock file under which one of
-// them generates what the others then read.
+// them generates what the others then read. `atrest verify --textfile` writes with it too.
 import { randomBytes } from 'node:crypto';
-import { open, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { open, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 
+/** Writes `text` to `path` (mode `mode`) under a temporary name in the same directory, then renames; the temporary file is not left behind on failure. */
 export async function writeAtomic(path: string, text: string, mode: number): Promise<void> {
   const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  await writeFile(tmp, text, { mode, flag: 'wx' });
-  await rename(tmp, path);
+  try {
+    await writeFile(tmp, text, { mode, flag: 'wx' });
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
 }
 
 /** A lock older than this was left by a process that died while holding it (generating takes well under a second). */

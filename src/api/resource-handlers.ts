@@ -564,12 +564,13 @@ export class ResourceHandlers {
       }
     }
     const { deleted, corrupt } = await deleteNamespaceContents(this.repo, name);
-    if (corrupt.size > 0) {
+    if (corrupt.byResource.size > 0) {
       // kube's namespace controller would retry for ever (and `kubectl delete` wait for ever): the
       // namespace stays Terminating with its conditions naming the blocking keys, and the request
       // fails with the same text instead of hanging.
       const message = await this.recordNamespaceFailure(name, corrupt);
-      this.log.warn({ namespace: name, objects: deleted, corrupt: corrupt.size }, 'namespace deletion blocked by corrupt objects');
+      const counts = Object.fromEntries([...corrupt.byResource].map(([resource, found]) => [resource, `${found.size}${found.truncated ? '+' : ''}`]));
+      this.log.warn({ namespace: name, objects: deleted, corrupt: counts }, 'namespace deletion blocked by corrupt objects');
       throw new ApiError(500, 'StoreReadError', `namespace "${name}" is stuck Terminating: ${message}`, {
         name, kind: 'namespaces',
         causes: [...corrupt.byResource.values()].flatMap(corruptCauses),

@@ -69,11 +69,18 @@ function listItem({ kind: _k, apiVersion: _a, ...rest }: KubeObject): Omit<KubeO
 }
 
 interface ListQuery {
-  labels: Matcher;
-  fields: Matcher;
+  /** The label and field selectors, parsed once (selectorsOf). */
+  matches: Matcher;
   /** 0: no limit. */
   limit: number;
   token?: ContinueToken;
+}
+
+/** The request's labelSelector and fieldSelector as one matcher (400 for a bad one). */
+export function selectorsOf(req: ResourceRequest): Matcher {
+  const labels = parseLabelSelector(req.query.get('labelSelector'));
+  const fields = parseFieldSelector(req.query.get('fieldSelector'), req.rt.kind);
+  return (o) => labels(o) && fields(o);
 }
 
 function listQuery(req: ResourceRequest): ListQuery {
@@ -83,8 +90,7 @@ function listQuery(req: ResourceRequest): ListQuery {
   if (Number.isNaN(limit) || limit < 0) throw badRequest(`invalid limit ${JSON.stringify(limitRaw)}`);
   const cont = query.get('continue');
   return {
-    labels: parseLabelSelector(query.get('labelSelector')),
-    fields: parseFieldSelector(query.get('fieldSelector'), req.rt.kind),
+    matches: selectorsOf(req),
     limit,
     ...(cont ? { token: decodeContinue(cont) } : {}),
   };
@@ -148,9 +154,9 @@ export class ResourceHandlers {
     return { code: 200, body: { kind: rt.listKind, apiVersion: 'v1', metadata: listMeta, items: bare } };
   }
 
-  /** Every object the request's selectors match, at one revision (a watch's initial state). */
-  async listAll(req: ResourceRequest): Promise<{ revision: number; items: KubeObject[] }> {
-    const { items, revision } = await this.collect(req, { ...listQuery(req), limit: 0 });
+  /** Every object `matches` accepts, at one revision (a watch's initial state; the watch parsed its selectors). */
+  async listAll(req: ResourceRequest, matches: Matcher): Promise<{ revision: number; items: KubeObject[] }> {
+    const { items, revision } = await this.collect(req, { matches, limit: 0 });
     return { revision, items };
   }
 
@@ -176,7 +182,7 @@ export class ResourceHandlers {
       revision = page.revision;
       for (const c of page.corrupt) corrupt.add(c);
       for (const it of page.items) {
-        if (!q.labels(it.obj) || !q.fields(it.obj)) continue;
+        if (!q.matches(it.obj)) continue;
         matched++;
         // Once the request is failing, objects are not kept: the range is only read for its corrupt keys.
         if (corrupt.size === 0) items.push(it.obj);
@@ -209,7 +215,7 @@ export class ResourceHandlers {
    */
   private async streamedList(req: ResourceRequest, q: ListQuery): Promise<Reply> {
     const { rt, namespace } = req;
-    const { labels, fields, token } = q;
+    const { matches, token } = q;
     const corrupt = new CorruptObjects();
     const buffered: string[] = [];
     let bufferedChars = 0;
@@ -223,7 +229,7 @@ export class ResourceHandlers {
     const revision = page.revision;
     const render = (p: ListPage, emit: (text: string) => void): void => {
       for (const it of p.items) {
-        if (!labels(it.obj) || !fields(it.obj)) continue;
+        if (!matches(it.obj)) continue;
         chunk += (written++ === 0 ? '' : ',') + JSON.stringify(listItem(it.obj));
         // Large objects (Secrets up to ~1 MiB): hand the text over in pieces, not a page at once.
         if (chunk.length >= STREAM_CHUNK_CHARS) {
@@ -269,13 +275,6 @@ export class ResourceHandlers {
       await write(']}');
     });
     return { code: 200, body };
-  }
-
-  /** Matchers for watch and list filtering. */
-  selectors(req: ResourceRequest): Matcher {
-    const labels = parseLabelSelector(req.query.get('labelSelector'));
-    const fields = parseFieldSelector(req.query.get('fieldSelector'), req.rt.kind);
-    return (o) => labels(o) && fields(o);
   }
 
   // ---------------------------------------------------------------- writes

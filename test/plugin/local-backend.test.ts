@@ -6,12 +6,12 @@ import { chmod, lstat, readFile, stat, symlink, writeFile } from 'node:fs/promis
 import { join } from 'node:path';
 import { gcm } from '@noble/ciphers/aes.js';
 import { pino } from 'pino';
-import { silentLogger } from '../../src/log.js';
 import { BackendError, type KekBackend } from '../../src/plugin/backend.js';
 import { localBackend } from '../../src/plugin/backends/local.js';
 import { makeTempDir } from '../helpers/plugin.js';
+import { inProcessLogger } from '../helpers/test-log.js';
 
-const ctx = { log: silentLogger() };
+const ctx = { log: inProcessLogger('kms-plugin') };
 
 async function withKeyFile(fn: (keyFile: string, dir: string) => Promise<void>): Promise<void> {
   const { dir, cleanup } = await makeTempDir();

@@ -11,13 +11,15 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { formatTable, machineInfo, parseSize, type BenchContext, type SuiteResult, type SuiteRun } from './lib.js';
 
 interface SuiteEntry {
-  /** File in bench/. A module exporting `run(ctx)` (see lib.ts); otherwise a script that prints its own output. */
+  /** File in bench/: a module exporting `run(ctx)` (see lib.ts), unless `script` is given. */
   file: string;
   /** Part of `--suite all`. */
   inAll: boolean;
-  /** Appended to a legacy script's command line. */
-  scriptArgs?: (quick: boolean) => string[];
+  /** A legacy script that prints its own output (no rows): its command line after the file. */
+  script?: (quick: boolean) => string[];
 }
+
+const scriptSeconds = (quick: boolean): string[] => ['--seconds', quick ? '0.3' : '3'];
 
 // The registry. Add a suite here (one line); `all` runs those with inAll in this order.
 const SUITES: Record<string, SuiteEntry> = {
@@ -26,8 +28,8 @@ const SUITES: Record<string, SuiteEntry> = {
   api: { file: 'api.ts', inAll: true },
   rewrite: { file: 'rewrite.ts', inAll: true },
   memory: { file: 'memory.ts', inAll: true },
-  kmip: { file: 'kmip.ts', inAll: true, scriptArgs: (quick) => ['--seconds', quick ? '0.3' : '3'] },
-  go: { file: 'plugin-vs-go.ts', inAll: false, scriptArgs: (quick) => ['--seconds', quick ? '0.3' : '3'] },
+  kmip: { file: 'kmip.ts', inAll: true, script: scriptSeconds },
+  go: { file: 'plugin-vs-go.ts', inAll: false, script: scriptSeconds },
 };
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
@@ -43,10 +45,6 @@ function option(args: string[], name: string): string | undefined {
   const v = args[i + 1];
   if (v === undefined || v.startsWith('--')) usage(`${name} needs a value`);
   return v;
-}
-
-function isModule(file: string): boolean {
-  return /export\s+(async\s+)?function\s+run\s*\(|export\s+const\s+run\s*[:=]/.test(readFileSync(file, 'utf8'));
 }
 
 const args = process.argv.slice(2);
@@ -67,6 +65,7 @@ const childSuite = option(args, '--child');
 if (childSuite !== undefined) {
   const out = option(args, '--result-file') ?? usage('--child needs --result-file');
   const entry = SUITES[childSuite] ?? usage(`unknown suite ${childSuite}`);
+  if (entry.script) usage(`${childSuite} is a script, not a suite module`);
   const mod = (await import(pathToFileURL(join(benchDir, entry.file)).href)) as { run?: SuiteRun };
   if (typeof mod.run !== 'function') throw new Error(`${entry.file} does not export run(ctx)`);
   const ctx: BenchContext = {
@@ -93,7 +92,7 @@ const suiteTimeoutMs = quick ? 120_000 : 30 * 60_000;
 
 interface SuiteOutcome {
   suite: string;
-  status: 'ok' | 'failed' | 'not-written' | 'script';
+  status: 'ok' | 'failed' | 'script';
   seconds: number;
   result?: SuiteResult;
   error?: string;
@@ -121,14 +120,9 @@ for (const name of selected) {
   const started = performance.now();
   const elapsed = () => (performance.now() - started) / 1000;
   process.stdout.write(`\n== ${name} ==\n`);
-  if (!existsSync(file)) {
-    process.stdout.write(`(bench/${entry.file} is not written yet)\n`);
-    outcomes.push({ suite: name, status: 'not-written', seconds: 0 });
-    continue;
-  }
-  if (!isModule(file)) {
+  if (entry.script) {
     // A script that prints its own figures (no rows in latest.json).
-    const r = await runChild([file, ...(entry.scriptArgs?.(quick) ?? [])]);
+    const r = await runChild([file, ...entry.script(quick)]);
     const ok = r.code === 0;
     outcomes.push({ suite: name, status: ok ? 'script' : 'failed', seconds: elapsed(), ...(ok ? {} : { error: `exit ${r.code ?? r.signal}` }) });
     continue;

@@ -5,6 +5,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { link, readFile, unlink, writeFile } from 'node:fs/promises';
 import { AtrestError } from '../errors.js';
+import { withLockFile, writeAtomic } from './atomic-file.js';
 
 export interface UserInfo {
   name: string;
@@ -72,23 +73,41 @@ export async function loadTokenFile(path: string): Promise<TokenEntry[]> {
   return parseTokenFile(text, path);
 }
 
+/** link(2) errors of a filesystem without hard links (some network, FUSE and container filesystems). */
+const NO_HARD_LINKS = new Set(['EPERM', 'EXDEV', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS']);
+
+export interface TokenFileDeps {
+  /** fs.link; tests force the fallback with one that fails as a filesystem without hard links does. */
+  link?: (existing: string, target: string) => Promise<void>;
+}
+
 /**
  * `<data-dir>/tokens.csv` with one admin token, created 0600 on first start and reused. Replicas
  * sharing the data dir may start at once: the file is written whole under a temporary name and
  * hard-linked into place (link fails if the name exists), so exactly one token wins and nobody
- * reads a half-written file.
+ * reads a half-written file. Where the filesystem has no hard links, the same guarantee comes from
+ * a lock file (`tokens.csv.lock`) held while the name is checked again and the file renamed into place.
  */
-export async function ensureGeneratedTokenFile(path: string): Promise<TokenEntry[]> {
+export async function ensureGeneratedTokenFile(path: string, deps: TokenFileDeps = {}): Promise<TokenEntry[]> {
   if (!existsSync(path)) {
-    const token = randomBytes(32).toString('base64url');
+    const text = `${randomBytes(32).toString('base64url')},admin,admin,"system:masters"\n`;
     const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-    await writeFile(tmp, `${token},admin,admin,"system:masters"\n`, { mode: 0o600, flag: 'wx' });
+    await writeFile(tmp, text, { mode: 0o600, flag: 'wx' });
+    let linked = true;
     try {
-      await link(tmp, path).catch((err: { code?: string }) => {
-        if (err.code !== 'EEXIST') throw err;
+      await (deps.link ?? link)(tmp, path).catch((err: { code?: string }) => {
+        if (err.code === 'EEXIST') return;
+        if (!NO_HARD_LINKS.has(err.code ?? '')) throw err;
+        linked = false;
       });
     } finally {
       await unlink(tmp).catch(() => undefined);
+    }
+    if (!linked) {
+      const lock = `${path}.lock`;
+      await withLockFile(lock, async () => {
+        if (!existsSync(path)) await writeAtomic(path, text, 0o600);
+      }, (waitedS) => new TokenFileError(`another process holds ${lock} (generating the token file) for more than ${waitedS} s; remove it if no atrest serve is starting`));
     }
   }
   return loadTokenFile(path);

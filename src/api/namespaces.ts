@@ -92,9 +92,8 @@ function namespacedTypes(): ResourceType[] {
 
 /** The corrupt objects (KEP-3926) that kept a namespace's contents from being deleted, per resource. */
 export interface NamespaceContentCorruption {
+  /** Only resources with corrupt objects are present: empty when nothing blocked the deletion. */
   byResource: Map<string, CorruptObjects>;
-  /** How many were found in all (each CorruptObjects keeps at most 100). */
-  size: number;
 }
 
 /**
@@ -104,7 +103,7 @@ export interface NamespaceContentCorruption {
  */
 export async function deleteNamespaceContents(repo: ObjectRepository, namespace: string): Promise<{ deleted: number; corrupt: NamespaceContentCorruption }> {
   let deleted = 0;
-  const corrupt: NamespaceContentCorruption = { byResource: new Map(), size: 0 };
+  const corrupt: NamespaceContentCorruption = { byResource: new Map() };
   for (const rt of namespacedTypes()) {
     // Deleted objects leave the range, corrupt ones stay: read on after the last key seen.
     let after: string | undefined;
@@ -117,13 +116,18 @@ export async function deleteNamespaceContents(repo: ObjectRepository, namespace:
         let found = corrupt.byResource.get(rt.resource);
         if (!found) corrupt.byResource.set(rt.resource, (found = new CorruptObjects()));
         found.add(c);
-        corrupt.size++;
       }
       if (!page.more || page.lastKey === undefined) break;
       after = page.lastKey;
     }
   }
   return { deleted, corrupt };
+}
+
+/** Whether anything is still stored in `namespace`: one key read per namespaced kind, whatever the namespace holds. */
+export async function namespaceHasContent(repo: ObjectRepository, namespace: string): Promise<boolean> {
+  for (const rt of namespacedTypes()) if (await repo.anyStored(rt, namespace)) return true;
+  return false;
 }
 
 type NamespaceCondition = { type: string; status: 'True' | 'False'; lastTransitionTime: string; reason: string; message: string };

@@ -131,6 +131,11 @@ export class ObjectRepository {
     return this.store.revision();
   }
 
+  /** Whether any value is stored under the kind's prefix in `namespace` (one key read, nothing decrypted). */
+  async anyStored(rt: ResourceType, namespace: string | undefined): Promise<boolean> {
+    return (await this.store.store.list(this.prefix(rt, namespace), { limit: 1 })).items.length > 0;
+  }
+
   /**
    * One page at a revision. Without `collectCorrupt` the first value that does not decrypt or decode
    * fails the page; with it, such values are returned in `corrupt` and the page goes on (KEP-3926:

@@ -7,12 +7,11 @@
 // to belong together (the serving key matches its certificate, which the CA signed).
 import { createPrivateKey, webcrypto, randomBytes, X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { open, readFile, stat, unlink } from 'node:fs/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { AtrestError } from '../errors.js';
-import { writeAtomic } from './atomic-file.js';
+import { withLockFile, writeAtomic } from './atomic-file.js';
 
 type X509 = typeof import('@peculiar/x509');
 
@@ -33,10 +32,6 @@ export interface ServingPki {
 export const PKI_FILES = { caCert: 'ca.crt', caKey: 'ca.key', cert: 'serving.crt', key: 'serving.key' } as const;
 /** Held (O_EXCL) while one process generates the PKI; the others wait for it. */
 export const PKI_LOCK_FILE = 'pki.lock';
-/** A lock older than this was left by a process that died while generating (generation takes well under a second). */
-const STALE_LOCK_MS = 30_000;
-/** How long a process waits for another one's generation before giving up. */
-const LOCK_WAIT_MS = 60_000;
 
 export class PkiError extends AtrestError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -104,46 +99,6 @@ async function generate(dir: string, hosts: string[]): Promise<void> {
   await writeAtomic(join(dir, PKI_FILES.cert), leaf.toString('pem') + '\n' + ca.toString('pem') + '\n', 0o644);
 }
 
-/**
- * Runs `fn` while holding `<dir>/pki.lock` (created with O_EXCL). Another holder is waited for; a
- * lock older than STALE_LOCK_MS is a leftover of a crashed process and is removed.
- */
-async function withPkiLock(dir: string, fn: () => Promise<void>): Promise<void> {
-  const lock = join(dir, PKI_LOCK_FILE);
-  const deadline = Date.now() + LOCK_WAIT_MS;
-  for (;;) {
-    try {
-      const handle = await open(lock, 'wx', 0o600);
-      try {
-        await handle.writeFile(`${process.pid}\n`);
-      } catch (err) {
-        await unlink(lock).catch(() => undefined); // not left behind to make the next start wait
-        throw err;
-      } finally {
-        await handle.close();
-      }
-      break;
-    } catch (err) {
-      if ((err as { code?: string }).code !== 'EEXIST') throw err;
-    }
-    const seen = await stat(lock).catch(() => undefined);
-    if (seen && Date.now() - seen.mtimeMs > STALE_LOCK_MS) {
-      // Remove the stale lock only if it is still the file judged stale: another waiter may have
-      // taken it over meanwhile, and its fresh lock must not be removed.
-      const now = await stat(lock).catch(() => undefined);
-      if (now && now.ino === seen.ino && now.mtimeMs === seen.mtimeMs) await unlink(lock).catch(() => undefined);
-      continue;
-    }
-    if (Date.now() > deadline) throw new PkiError(`another process holds ${lock} (generating the certificates) for more than ${LOCK_WAIT_MS / 1000} s; remove it if no atrest serve is starting`);
-    await sleep(50);
-  }
-  try {
-    await fn();
-  } finally {
-    await unlink(lock).catch(() => undefined);
-  }
-}
-
 /** The serving key must match the serving certificate, and the CA must have signed it. */
 function checkPki(dir: string, pki: { certPem: string; keyPem: string; caPem: string }): void {
   try {
@@ -164,9 +119,10 @@ export async function ensureGeneratedPki(dir: string, extraHosts: string[] = [])
   if (!complete()) {
     const hosts = [...new Set(['localhost', '127.0.0.1', '::1', ...extraHosts.filter((h) => h && h !== '0.0.0.0' && h !== '::')])];
     // Checked again under the lock: another replica may have generated the set while we waited.
-    await withPkiLock(dir, async () => {
+    const lock = join(dir, PKI_LOCK_FILE);
+    await withLockFile(lock, async () => {
       if (!complete()) await generate(dir, hosts);
-    });
+    }, (waitedS) => new PkiError(`another process holds ${lock} (generating the certificates) for more than ${waitedS} s; remove it if no atrest serve is starting`));
   }
   const caCertPath = join(dir, PKI_FILES.caCert);
   const pki = {

@@ -10,7 +10,7 @@ import { ApiError, badRequest, conflict, forbidden, invalid, notFound, unsupport
 import { corruptCauses, CorruptObjects, corruptListError } from './corrupt-objects.js';
 import { defaultFeatureGates, type FeatureGates } from './feature-gates.js';
 import type { NamespaceLookup } from './namespace-cache.js';
-import { checkNamespace, createInNamespace, deleteNamespaceContents, namespaceDeletionConditions, UNDELETABLE_NAMESPACES, type NamespaceContentCorruption } from './namespaces.js';
+import { checkNamespace, createInNamespace, deleteNamespaceContents, namespaceDeletionConditions, namespaceHasContent, UNDELETABLE_NAMESPACES, type NamespaceContentCorruption } from './namespaces.js';
 import type { ListPage, ObjectRepository, StoredObject } from './object-repository.js';
 import { cloneJson, isPlainObject, jsonEqual, rfc3339Seconds, type Json, type KubeObject } from './objects.js';
 import { serverSideApply } from './patch/apply.js';
@@ -69,11 +69,18 @@ function listItem({ kind: _k, apiVersion: _a, ...rest }: KubeObject): Omit<KubeO
 }
 
 interface ListQuery {
-  labels: Matcher;
-  fields: Matcher;
+  /** The label and field selectors, parsed once (selectorsOf). */
+  matches: Matcher;
   /** 0: no limit. */
   limit: number;
   token?: ContinueToken;
+}
+
+/** The request's labelSelector and fieldSelector as one matcher (400 for a bad one). */
+export function selectorsOf(req: ResourceRequest): Matcher {
+  const labels = parseLabelSelector(req.query.get('labelSelector'));
+  const fields = parseFieldSelector(req.query.get('fieldSelector'), req.rt.kind);
+  return (o) => labels(o) && fields(o);
 }
 
 function listQuery(req: ResourceRequest): ListQuery {
@@ -83,8 +90,7 @@ function listQuery(req: ResourceRequest): ListQuery {
   if (Number.isNaN(limit) || limit < 0) throw badRequest(`invalid limit ${JSON.stringify(limitRaw)}`);
   const cont = query.get('continue');
   return {
-    labels: parseLabelSelector(query.get('labelSelector')),
-    fields: parseFieldSelector(query.get('fieldSelector'), req.rt.kind),
+    matches: selectorsOf(req),
     limit,
     ...(cont ? { token: decodeContinue(cont) } : {}),
   };
@@ -148,9 +154,9 @@ export class ResourceHandlers {
     return { code: 200, body: { kind: rt.listKind, apiVersion: 'v1', metadata: listMeta, items: bare } };
   }
 
-  /** Every object the request's selectors match, at one revision (a watch's initial state). */
-  async listAll(req: ResourceRequest): Promise<{ revision: number; items: KubeObject[] }> {
-    const { items, revision } = await this.collect(req, { ...listQuery(req), limit: 0 });
+  /** Every object `matches` accepts, at one revision (a watch's initial state; the watch parsed its selectors). */
+  async listAll(req: ResourceRequest, matches: Matcher): Promise<{ revision: number; items: KubeObject[] }> {
+    const { items, revision } = await this.collect(req, { matches, limit: 0 });
     return { revision, items };
   }
 
@@ -176,7 +182,7 @@ export class ResourceHandlers {
       revision = page.revision;
       for (const c of page.corrupt) corrupt.add(c);
       for (const it of page.items) {
-        if (!q.labels(it.obj) || !q.fields(it.obj)) continue;
+        if (!q.matches(it.obj)) continue;
         matched++;
         // Once the request is failing, objects are not kept: the range is only read for its corrupt keys.
         if (corrupt.size === 0) items.push(it.obj);
@@ -209,7 +215,7 @@ export class ResourceHandlers {
    */
   private async streamedList(req: ResourceRequest, q: ListQuery): Promise<Reply> {
     const { rt, namespace } = req;
-    const { labels, fields, token } = q;
+    const { matches, token } = q;
     const corrupt = new CorruptObjects();
     const buffered: string[] = [];
     let bufferedChars = 0;
@@ -223,7 +229,7 @@ export class ResourceHandlers {
     const revision = page.revision;
     const render = (p: ListPage, emit: (text: string) => void): void => {
       for (const it of p.items) {
-        if (!labels(it.obj) || !fields(it.obj)) continue;
+        if (!matches(it.obj)) continue;
         chunk += (written++ === 0 ? '' : ',') + JSON.stringify(listItem(it.obj));
         // Large objects (Secrets up to ~1 MiB): hand the text over in pieces, not a page at once.
         if (chunk.length >= STREAM_CHUNK_CHARS) {
@@ -269,13 +275,6 @@ export class ResourceHandlers {
       await write(']}');
     });
     return { code: 200, body };
-  }
-
-  /** Matchers for watch and list filtering. */
-  selectors(req: ResourceRequest): Matcher {
-    const labels = parseLabelSelector(req.query.get('labelSelector'));
-    const fields = parseFieldSelector(req.query.get('fieldSelector'), req.rt.kind);
-    return (o) => labels(o) && fields(o);
   }
 
   // ---------------------------------------------------------------- writes
@@ -527,17 +526,20 @@ export class ResourceHandlers {
     }
   }
 
-  /** Finishes a Terminating namespace whose contents can now all be deleted; leaves it as it is otherwise. */
+  /**
+   * Finishes a Terminating namespace once nothing is left in it; leaves it as it is otherwise. Its
+   * readable contents went when it was marked (and nothing can be created in it since), so what is
+   * left is what blocked it: one key read per kind tells whether this delete removed the last of it.
+   * Re-running the content deletion here instead read the whole namespace on every unsafe delete
+   * (O(n²) for an operator removing n corrupt objects). The conditions keep naming the keys found
+   * by the last full pass until the namespace is deleted again (`kubectl delete namespace` re-runs it).
+   */
   private async retryTerminatingNamespace(namespace: string): Promise<void> {
     try {
       const ns = await this.repo.get(namespaces, undefined, namespace);
       if (!ns?.obj.metadata.deletionTimestamp) return;
-      const { corrupt } = await deleteNamespaceContents(this.repo, namespace);
-      if (corrupt.size > 0) {
-        await this.recordNamespaceFailure(namespace, corrupt);
-        return;
-      }
-      await this.repo.delete(namespaces, undefined, namespace);
+      if (await namespaceHasContent(this.repo, namespace)) return;
+      await this.repo.delete(namespaces, undefined, namespace, ns.revision);
       this.log.info({ namespace }, 'terminating namespace deleted once its last corrupt object was removed');
     } catch (err) {
       this.log.warn({ namespace, err: err instanceof Error ? err.message : String(err) }, 'could not finish the terminating namespace');
@@ -561,12 +563,13 @@ export class ResourceHandlers {
       }
     }
     const { deleted, corrupt } = await deleteNamespaceContents(this.repo, name);
-    if (corrupt.size > 0) {
+    if (corrupt.byResource.size > 0) {
       // kube's namespace controller would retry for ever (and `kubectl delete` wait for ever): the
       // namespace stays Terminating with its conditions naming the blocking keys, and the request
       // fails with the same text instead of hanging.
       const message = await this.recordNamespaceFailure(name, corrupt);
-      this.log.warn({ namespace: name, objects: deleted, corrupt: corrupt.size }, 'namespace deletion blocked by corrupt objects');
+      const counts = Object.fromEntries([...corrupt.byResource].map(([resource, found]) => [resource, `${found.size}${found.truncated ? '+' : ''}`]));
+      this.log.warn({ namespace: name, objects: deleted, corrupt: counts }, 'namespace deletion blocked by corrupt objects');
       throw new ApiError(500, 'StoreReadError', `namespace "${name}" is stuck Terminating: ${message}`, {
         name, kind: 'namespaces',
         causes: [...corrupt.byResource.values()].flatMap(corruptCauses),

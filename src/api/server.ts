@@ -161,7 +161,6 @@ export function createRequestListener(deps: RequestListenerDeps): (req: Incoming
     const method = req.method ?? 'GET';
     const query = url.searchParams;
     const accept = req.headers['accept'];
-    if (!isPublicRoute(r) && !deps.authenticator.authenticate(req.headers['authorization'])) throw unauthorized();
     let body: Buffer = Buffer.alloc(0);
     if (isMutatingMethod(method)) {
       try {
@@ -271,8 +270,11 @@ export function createRequestListener(deps: RequestListenerDeps): (req: Incoming
     }
     const verb = verbOf(r, req.method ?? 'GET', url.searchParams, req.headers['content-type']);
     const warnings: string[] = [];
+    // Authentication first, as kube's handler chain (WithAuthentication wraps WithMaxInFlightLimit):
+    // a request without a valid token gets its 401 and never takes an in-flight slot.
+    const authenticated = isPublicRoute(r) || deps.authenticator.authenticate(req.headers['authorization']) !== undefined;
     // Watches are long-running and health/version must answer under load: neither is limited (like kube).
-    const limited = limiter !== undefined && verb !== 'WATCH' && r.kind !== 'health' && r.kind !== 'version';
+    const limited = authenticated && limiter !== undefined && verb !== 'WATCH' && r.kind !== 'health' && r.kind !== 'version';
     if (limited) {
       const release = limiter.tryAcquire(isMutatingMethod(req.method ?? 'GET'));
       if (!release) {
@@ -283,7 +285,7 @@ export function createRequestListener(deps: RequestListenerDeps): (req: Incoming
       }
       res.once('close', release);
     }
-    handle(req, res, r, url, warnings)
+    (authenticated ? handle(req, res, r, url, warnings) : Promise.reject(unauthorized()))
       .catch((err: unknown) => {
         const status = statusFromError(err, deps.etcdPrefix, deps.log);
         if (!(err instanceof ApiError) || status.code >= 500) deps.log.debug({ path: url.pathname, code: status.code }, 'request failed');

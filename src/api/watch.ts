@@ -9,7 +9,7 @@ import { isStoreError } from '../storage/errors.js';
 import { badRequest } from './errors.js';
 import type { KubeObject } from './objects.js';
 import type { ObjectRepository } from './object-repository.js';
-import { TABLE_CONTENT_TYPE, type ResourceHandlers, type ResourceRequest } from './resource-handlers.js';
+import { selectorsOf, TABLE_CONTENT_TYPE, type ResourceHandlers, type ResourceRequest } from './resource-handlers.js';
 import { failureStatus, statusFromError } from './status.js';
 import { tableOf } from './table.js';
 
@@ -33,7 +33,7 @@ export function isWatchRequest(query: URLSearchParams): boolean {
 
 export async function serveWatch(req: ResourceRequest, res: ServerResponse, deps: WatchDeps): Promise<void> {
   const { rt } = req;
-  const matches = deps.handlers.selectors(req);
+  const matches = selectorsOf(req);
   const rvRaw = req.query.get('resourceVersion');
   const timeoutRaw = req.query.get('timeoutSeconds');
   const max = deps.maxTimeoutSeconds ?? 1800;
@@ -44,7 +44,7 @@ export async function serveWatch(req: ResourceRequest, res: ServerResponse, deps
   const initial: KubeObject[] = [];
   if (!rvRaw || rvRaw === '0') {
     // Initial state as synthetic ADDED events, then changes after the list's revision.
-    const all = await deps.handlers.listAll({ ...req, wantTable: false, query: new URLSearchParams(pickSelectors(req.query)) });
+    const all = await deps.handlers.listAll(req, matches);
     start = all.revision;
     for (const item of all.items) initial.push({ kind: rt.kind, apiVersion: 'v1', ...item } as KubeObject);
   } else {
@@ -123,13 +123,4 @@ export async function serveWatch(req: ResourceRequest, res: ServerResponse, deps
   });
   handles.watch = watch;
   if (finished) watch.close();
-}
-
-function pickSelectors(q: URLSearchParams): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const k of ['labelSelector', 'fieldSelector']) {
-    const v = q.get(k);
-    if (v) out[k] = v;
-  }
-  return out;
 }

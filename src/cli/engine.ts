@@ -10,7 +10,6 @@ import type { EncryptionConfiguration, GroupResource, KMSConfiguration, Provider
 import type { HealthCheck } from '../health.js';
 import type { KmsIntervals, KmsProviders } from '../kms/factory.js';
 import type { Logger } from '../log.js';
-import type { Registry } from '../metrics.js';
 import { embeddedStoreFile, openStore, splitEtcdServers, type StoreLocation } from '../storage/open.js';
 import type { Store } from '../storage/types.js';
 import { buildTransformers } from '../transform/build.js';
@@ -24,9 +23,10 @@ export interface Engine {
   selects(gr: GroupResource): boolean;
   /**
    * The write provider (first provider) of each selected resource that is a kms provider, with its
-   * own health check (the kms v2 Status probe, or the v1 Encrypt+Decrypt probe).
+   * own health check (the kms v2 Status probe, or the v1 Encrypt+Decrypt probe) and, for kms v2,
+   * the key_id hash of its last valid Status answer.
    */
-  writeKmsProviders(): Array<{ resource: string; name: string; apiVersion: string; health: HealthCheck }>;
+  writeKmsProviders(): WriteKmsProvider[];
   /** The configuration's resource rules in precedence order: each resource and its providers (the first writes). */
   resourceRules(): Array<{ resource: string; providers: readonly ProviderConfiguration[] }>;
   /** Settles when every kms v2 provider has had its first Status answer (or failure). */
@@ -34,13 +34,20 @@ export interface Engine {
   close(): Promise<void>;
 }
 
+export interface WriteKmsProvider {
+  resource: string;
+  name: string;
+  apiVersion: string;
+  health: HealthCheck;
+  /** kms v2: the key_id hash of the last valid Status answer (undefined before one, and for v1). */
+  keyIdHash(): string | undefined;
+}
+
 export interface OpenEngineOptions {
   /** Embedded store: open read-only (verify) or for writing (rewrite; the store file must exist either way). */
   readonly: boolean;
   log?: Logger;
   kmsIntervals?: Partial<KmsIntervals>;
-  /** Where the KMS clients record kube's envelope metrics (`atrest status` reads the Status key_id there). */
-  metrics?: Registry;
 }
 
 /** Loads the configuration, opens the store and builds the transformers. Config and flag problems throw ToolUsageError. */
@@ -76,7 +83,7 @@ export async function openEngine(flags: EngineFlags, options: OpenEngineOptions)
   };
 
   const kmsSets: KmsProviders[] = [];
-  const health = new Map<KMSConfiguration, HealthCheck>();
+  const health = new Map<KMSConfiguration, { check: HealthCheck; providers: KmsProviders }>();
   let factory: KmsTransformerFactory | undefined;
   if (usesKms(config)) {
     // The gRPC KMS clients are loaded only for a configuration with kms providers.
@@ -85,12 +92,11 @@ export async function openEngine(flags: EngineFlags, options: OpenEngineOptions)
       const providers = createKmsProviders({
         ...(options.log ? { log: options.log } : {}),
         ...(options.kmsIntervals ? { intervals: options.kmsIntervals } : {}),
-        ...(options.metrics ? { metrics: options.metrics } : {}),
       });
       kmsSets.push(providers);
       const transformer = providers.factory(kms, index);
       const check = providers.healthChecks()[0];
-      if (check) health.set(kms, check);
+      if (check) health.set(kms, { check, providers });
       return transformer;
     };
   }
@@ -118,19 +124,20 @@ export async function openEngine(flags: EngineFlags, options: OpenEngineOptions)
     transformers,
     selects,
     writeKmsProviders() {
-      const out: Array<{ resource: string; name: string; apiVersion: string; health: HealthCheck }> = [];
+      const out: WriteKmsProvider[] = [];
       const seen = new Set<string>();
       const writers: Array<{ resource: string; first: ProviderConfiguration | undefined }> = wanted
         ? wanted.map((w) => ({ resource: groupResourceString(w), first: table.providersFor(w)?.[0] }))
         : table.rules.map((r) => ({ resource: groupResourceString(r.groupResource), first: r.providers[0] }));
       for (const { resource, first } of writers) {
         if (!first || !('kms' in first)) continue;
-        const check = health.get(first.kms);
-        if (!check) continue;
+        const kms = health.get(first.kms);
+        if (!kms) continue;
         const id = `${resource}\0${first.kms.name}`;
         if (seen.has(id)) continue;
         seen.add(id);
-        out.push({ resource, name: first.kms.name, apiVersion: first.kms.apiVersion ?? 'v1', health: check });
+        const { name } = first.kms;
+        out.push({ resource, name, apiVersion: first.kms.apiVersion ?? 'v1', health: kms.check, keyIdHash: () => kms.providers.statusKeyIdHash(name) });
       }
       return out;
     },

@@ -6,14 +6,13 @@
 import { Command, Option } from 'commander';
 import { messageOf } from '../errors.js';
 import { addEngineOptions, ToolUsageError, type EngineFlags } from './engine-options.js';
+import type { WriteKmsProvider } from './engine.js';
 
 interface StatusFlags extends EngineFlags {
   output: 'table' | 'json';
   kmsPluginHealth?: string[];
   verify: boolean;
 }
-
-const STATUS_KEY_METRIC = 'apiserver_envelope_encryption_key_id_hash_status_last_timestamp_seconds';
 
 export function registerStatus(program: Command): void {
   const command = program
@@ -24,14 +23,12 @@ export function registerStatus(program: Command): void {
     .option('--no-verify', 'skip reading the stored values (the verify counts)')
     .addOption(new Option('-o, --output <format>', 'table or json').choices(['table', 'json']).default('table'))
     .action(async (flags: StatusFlags) => {
-      const { newRegistry } = await import('../metrics.js');
       const { openEngine } = await import('./engine.js');
       const { formatStatus, probePlugin, providerLabel } = await import('../tools/status.js');
       const { verifyStore } = await import('../tools/verify.js');
-      const metrics = newRegistry();
       let engine;
       try {
-        engine = await openEngine(flags, { readonly: true, metrics });
+        engine = await openEngine(flags, { readonly: true });
       } catch (err) {
         if (!(err instanceof ToolUsageError)) throw err;
         process.stderr.write(`atrest status: ${messageOf(err)}\n`);
@@ -41,23 +38,18 @@ export function registerStatus(program: Command): void {
       try {
         await engine.ready();
         // One row per kms write provider (several resources may share one).
-        const byName = new Map<string, { name: string; apiVersion: string; resources: string[]; check: () => Promise<void> }>();
+        const byName = new Map<string, { provider: WriteKmsProvider; resources: string[] }>();
         for (const p of engine.writeKmsProviders()) {
-          const row = byName.get(p.name) ?? { name: p.name, apiVersion: p.apiVersion, resources: [], check: () => p.health.check() };
+          const row = byName.get(p.name) ?? { provider: p, resources: [] };
           row.resources.push(p.resource);
           byName.set(p.name, row);
         }
-        const kmsProviders = await Promise.all([...byName.values()].map(async (p) => {
-          const error = await p.check().then(() => undefined, (err: unknown) => messageOf(err));
-          return { name: p.name, apiVersion: p.apiVersion, resources: p.resources, healthy: error === undefined, ...(error !== undefined ? { error } : {}) };
+        const kmsProviders = await Promise.all([...byName.values()].map(async ({ provider: p, resources }) => {
+          const error = await p.health.check().then(() => undefined, (err: unknown) => messageOf(err));
+          // From the provider's last valid kms v2 Status answer (the check above asked for one).
+          const keyIdHash = p.keyIdHash();
+          return { name: p.name, apiVersion: p.apiVersion, resources, healthy: error === undefined, ...(error !== undefined ? { error } : {}), ...(keyIdHash ? { keyIdHash } : {}) };
         }));
-        // The kms v2 Status answers recorded the key_id hash (kube's metric; newest per provider).
-        const seen = (await metrics.getSingleMetric(STATUS_KEY_METRIC)?.get())?.values ?? [];
-        for (const p of kmsProviders) {
-          const newest = seen.filter((v) => v.labels['provider_name'] === p.name).sort((a, b) => b.value - a.value)[0];
-          const hash = newest?.labels['key_id_hash'];
-          if (typeof hash === 'string' && hash !== '') Object.assign(p, { keyIdHash: hash });
-        }
         const plugins = await Promise.all((flags.kmsPluginHealth ?? []).map((a) => probePlugin(a)));
         const resources = engine.resourceRules().map((r) => ({ resource: r.resource, providers: r.providers.map(providerLabel) }));
         const verify = flags.verify

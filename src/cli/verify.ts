@@ -11,19 +11,6 @@ interface VerifyFlags extends EngineFlags {
   textfile?: string;
 }
 
-/** Writes `content` to `path` through a temporary file in the same directory and a rename, so a collector never reads half a file. */
-async function writeAtomically(path: string, content: string): Promise<void> {
-  const { rename, rm, writeFile } = await import('node:fs/promises');
-  const tmp = `${path}.${process.pid}.tmp`;
-  try {
-    await writeFile(tmp, content, { mode: 0o644 });
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
-}
-
 export function registerVerify(program: Command): void {
   const command = program
     .command('verify')
@@ -34,6 +21,7 @@ export function registerVerify(program: Command): void {
     .action(async (flags: VerifyFlags) => {
       const { formatVerifyReport, formatVerifyTextfile, verifyStore } = await import('../tools/verify.js');
       const { openEngine } = await import('./engine.js');
+      const { writeAtomic } = await import('../api/atomic-file.js');
       let engine;
       try {
         engine = await openEngine(flags, { readonly: true });
@@ -46,7 +34,8 @@ export function registerVerify(program: Command): void {
       try {
         await engine.ready();
         const report = await verifyStore({ store: engine.store, transformers: engine.transformers, etcdPrefix: flags.etcdPrefix, selects: engine.selects });
-        if (flags.textfile) await writeAtomically(flags.textfile, formatVerifyTextfile(report, Date.now()));
+        // Atomically: node_exporter's textfile collector never reads half a file.
+        if (flags.textfile) await writeAtomic(flags.textfile, formatVerifyTextfile(report, Date.now()), 0o644);
         process.stdout.write(flags.output === 'json' ? JSON.stringify(report, null, 2) + '\n' : formatVerifyReport(report));
         if (!report.ok) process.exitCode = 1;
       } finally {

@@ -105,15 +105,15 @@ const text = (f: Field): string => (f.bytes ?? Buffer.alloc(0)).toString('utf8')
 const fields = (b: Buffer | undefined): Generator<Field> => new Reader(b ?? Buffer.alloc(0)).fields();
 const int64 = (f: Field): number => Number(BigInt.asIntN(64, f.num ?? 0n));
 
-/** RFC 3339 with whole seconds, as Kubernetes prints metav1.Time. */
-function mapEntry(f: Field, valueAs: 'string' | 'base64'): [string, string] {
+/** Adds a map<string, string|bytes> entry (a message {1 key, 2 value}) to `map`; bytes values as base64, as JSON has them. */
+function putEntry(map: Record<string, string>, f: Field, valueAs: 'string' | 'base64'): void {
   let key = '';
   let value: Buffer = Buffer.alloc(0);
   for (const e of fields(f.bytes)) {
     if (e.no === 1 && e.bytes) key = text(e);
     else if (e.no === 2 && e.bytes) value = e.bytes;
   }
-  return [key, valueAs === 'base64' ? value.toString('base64') : value.toString('utf8')];
+  put(map, key, valueAs === 'base64' ? value.toString('base64') : value.toString('utf8'));
 }
 
 /** metav1.Time {1 seconds, 2 nanos}; the zero time is "unset". */
@@ -177,11 +177,9 @@ function objectMeta(b: Buffer | undefined): ObjectMeta {
     } else if (f.no === 10) {
       m['deletionGracePeriodSeconds'] = int64(f);
     } else if (f.no === 11) {
-      const [k, v] = mapEntry(f, 'string');
-      put(labels, k, v);
+      putEntry(labels, f, 'string');
     } else if (f.no === 12) {
-      const [k, v] = mapEntry(f, 'string');
-      put(annotations, k, v);
+      putEntry(annotations, f, 'string');
     } else if (f.no === 13) {
       owners.push(ownerReference(f.bytes));
     } else if (f.no === 14) {
@@ -204,15 +202,11 @@ function secret(raw: Buffer): KubeObject {
   const stringData: Record<string, string> = {};
   for (const f of fields(raw)) {
     if (f.no === 1) obj.metadata = objectMeta(f.bytes);
-    else if (f.no === 2) {
-      const [k, v] = mapEntry(f, 'base64');
-      put(data, k, v);
-    } else if (f.no === 3) {
+    else if (f.no === 2) putEntry(data, f, 'base64');
+    else if (f.no === 3) {
       if (text(f) !== '') obj['type'] = text(f);
-    } else if (f.no === 4) {
-      const [k, v] = mapEntry(f, 'string');
-      put(stringData, k, v);
-    } else if (f.no === 5) obj['immutable'] = f.num === 1n;
+    } else if (f.no === 4) putEntry(stringData, f, 'string');
+    else if (f.no === 5) obj['immutable'] = f.num === 1n;
   }
   if (Object.keys(data).length) obj['data'] = data;
   if (Object.keys(stringData).length) obj['stringData'] = stringData;
@@ -225,13 +219,9 @@ function configMap(raw: Buffer): KubeObject {
   const binaryData: Record<string, string> = {};
   for (const f of fields(raw)) {
     if (f.no === 1) obj.metadata = objectMeta(f.bytes);
-    else if (f.no === 2) {
-      const [k, v] = mapEntry(f, 'string');
-      put(data, k, v);
-    } else if (f.no === 3) {
-      const [k, v] = mapEntry(f, 'base64');
-      put(binaryData, k, v);
-    } else if (f.no === 4) obj['immutable'] = f.num === 1n;
+    else if (f.no === 2) putEntry(data, f, 'string');
+    else if (f.no === 3) putEntry(binaryData, f, 'base64');
+    else if (f.no === 4) obj['immutable'] = f.num === 1n;
   }
   if (Object.keys(data).length) obj['data'] = data;
   if (Object.keys(binaryData).length) obj['binaryData'] = binaryData;

@@ -70,6 +70,8 @@ export interface KmsProviders {
   healthChecks(): HealthCheck[];
   /** Settles when every kms v2 provider built so far has finished its first Status probe. */
   ready(): Promise<void>;
+  /** The key_id hash of a kms v2 provider's last valid Status answer; undefined before one, and for kms v1. */
+  statusKeyIdHash(providerName: string): string | undefined;
   /**
    * How long to keep these providers open after a reload swapped them out (kube-apiserver's
    * KMSCloseGracePeriod): 2 × the sum of the kms timeouts, a v1 provider's counted twice.
@@ -94,6 +96,7 @@ export function createKmsProviders(options: KmsProvidersOptions = {}): KmsProvid
   const checks: HealthCheck[] = [];
   const closers: Array<() => void> = [];
   const primes: Promise<void>[] = [];
+  const v2Probes = new Map<string, KmsV2Probe>();
   let v1Used = false;
   let v2Used = false;
   let closed = false;
@@ -141,6 +144,7 @@ export function createKmsProviders(options: KmsProvidersOptions = {}): KmsProvid
         const client = new KmsV2Client(clientOptions(config));
         const state = new DekSeedStateHolder({ now, writeTtlMs: intervals.writeDekMaxTtlMs });
         const probe = new KmsV2Probe(config.name, client, state, ttls, now, metrics ?? {}, log);
+        v2Probes.set(config.name, probe);
         const loop = new StatusLoop(config.name, () => probe.check(), { healthyMs: intervals.statusHealthyMs, unhealthyMs: intervals.statusUnhealthyMs }, log);
         state.setPriming(loop.primed);
         primes.push(loop.primed);
@@ -174,6 +178,9 @@ export function createKmsProviders(options: KmsProvidersOptions = {}): KmsProvid
     },
     async ready(): Promise<void> {
       await Promise.all(primes);
+    },
+    statusKeyIdHash(providerName: string): string | undefined {
+      return v2Probes.get(providerName)?.keyIdHash;
     },
     closeGracePeriodMs(): number {
       return 2 * timeoutSumMs;

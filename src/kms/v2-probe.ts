@@ -24,6 +24,7 @@ export class KmsV2Probe {
   private readonly cached: CachedProbe;
   /** The first accepted Status version; it must not change afterwards. */
   private version = '';
+  private lastKeyId: string | undefined;
 
   constructor(
     readonly providerName: string,
@@ -39,6 +40,11 @@ export class KmsV2Probe {
 
   check(): Promise<void> {
     return this.cached.check();
+  }
+
+  /** The hash of the key_id of the last Status answer with a valid one (kube's `key_id_hash` label); undefined before one. */
+  get keyIdHash(): string | undefined {
+    return this.lastKeyId === undefined ? undefined : keyIdHash(this.lastKeyId);
   }
 
   healthCheck(index: number): HealthCheck {
@@ -68,6 +74,7 @@ export class KmsV2Probe {
       this.observer.invalidKeyIdFromStatus?.(this.providerName, keyIdErr.code);
       errs.push(`got invalid KMSv2 KeyID hash "${keyIdHash(status.keyId)}": ${keyIdErr.message}`);
     } else {
+      this.lastKeyId = status.keyId;
       this.observer.keyIdFromStatus?.(this.providerName, status.keyId);
       try {
         const uid = randomUUID();

@@ -53,6 +53,9 @@ test('over the limit the server answers 429 with Retry-After and a TooManyReques
       return r.status === 429 ? r : undefined;
     });
     assert.equal(limited.headers['retry-after'], '1');
+    // Authentication comes first (kube's handler order): without a valid token it is a 401, not a 429.
+    const anonymous = await apiRequest(s.server, 'POST', '/api/v1/namespaces/default/secrets', { token: 'not-a-token', body: '{}' });
+    assert.equal(anonymous.status, 401, anonymous.text);
     const status = limited.json<{ kind: string; reason: string; code: number; details: { retryAfterSeconds: number } }>();
     assert.deepEqual([status.kind, status.reason, status.code, status.details.retryAfterSeconds], ['Status', 'TooManyRequests', 429, 1]);
     assert.equal((await apiRequest(s.server, 'GET', '/api/v1/namespaces/default/secrets')).status, 200, 'read-only requests have their own limit');

@@ -8,7 +8,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { silentLogger } from '../../src/log.js';
 import { NamespaceCache, type CachedNamespace, type NamespaceLookup } from '../../src/api/namespace-cache.js';
 import { ObjectRepository } from '../../src/api/object-repository.js';
 import { ResourceHandlers, type ResourceRequest } from '../../src/api/resource-handlers.js';
@@ -22,6 +21,7 @@ import type { Transformer } from '../../src/transform/types.js';
 import { IdentityTransformer } from '../../src/transform/identity.js';
 import { etcdAvailable, startEtcdCluster, type EtcdCluster } from '../helpers/etcd.js';
 import { apiRequest, startTestServer, type TestServer } from '../helpers/server.js';
+import { inProcessLogger } from '../helpers/test-log.js';
 
 const secretBody = (name: string) => JSON.stringify({ apiVersion: 'v1', kind: 'Secret', metadata: { name }, data: { k: 'dg==' } });
 const nsBody = (name: string) => JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
@@ -134,13 +134,13 @@ describe('guarded creates with a cache that is behind', { skip: !etcdAvailable()
   const createNamespace = async (name: string) => (await repo.create(namespaces, { apiVersion: 'v1', kind: 'Namespace', metadata: { name } })).metadata.resourceVersion;
 
   it('with a warm cache a create is one store call (the guarded create), no namespace read', async () => {
-    const cache = new NamespaceCache(repo, silentLogger());
+    const cache = new NamespaceCache(repo, inProcessLogger('api-server'));
     try {
       await createNamespace('warm');
       await cache.start();
       assert.ok(cache.isSynced);
       await waitFor(() => cache.get('warm') !== undefined, 'the namespace in the cache');
-      const handlers = new ResourceHandlers({ repo, log: silentLogger(), namespaceCache: cache });
+      const handlers = new ResourceHandlers({ repo, log: inProcessLogger('api-server'), namespaceCache: cache });
       calls.length = 0;
       const reply = await handlers.create(request('warm', 'one-trip'));
       assert.equal(reply.code, 201);
@@ -159,7 +159,7 @@ describe('guarded creates with a cache that is behind', { skip: !etcdAvailable()
     const revB = Number(await createNamespace('stale-d'));
     const revC = Number(await createNamespace('stale-l'));
     const handlers = new ResourceHandlers({
-      repo, log: silentLogger(),
+      repo, log: inProcessLogger('api-server'),
       namespaceCache: frozen({ 'stale-t': { revision: revA, terminating: false }, 'stale-d': { revision: revB, terminating: false }, 'stale-l': { revision: revC, terminating: false } }),
     });
     const t = (await repo.get(namespaces, undefined, 'stale-t'))!;
@@ -193,7 +193,7 @@ describe('guarded creates with a cache that is behind', { skip: !etcdAvailable()
       },
     }) as Store;
     const cacheRepo = new ObjectRepository(new EncryptedStore(breakable, () => new IdentityTransformer()), '/registry');
-    const cache = new NamespaceCache(cacheRepo, silentLogger(), { resyncDelayMs: 1000 });
+    const cache = new NamespaceCache(cacheRepo, inProcessLogger('api-server'), { resyncDelayMs: 1000 });
     try {
       await cache.start();
       assert.ok(cache.isSynced);

@@ -8,11 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startApiServer } from '../../src/api/index.js';
-import { silentLogger } from '../../src/log.js';
 import { openSqliteStore } from '../../src/storage/sqlite.js';
 import { Kubectl, kubectlAvailable } from '../helpers/kubectl.js';
 import { waitFor } from '../helpers/python-kms-plugin.js';
 import { apiRequest, startTestServer, type TestServer } from '../helpers/server.js';
+import { inProcessLogger } from '../helpers/test-log.js';
 
 function aesgcmConfig(keys: Array<{ name: string; secret: string }>): string {
   return `apiVersion: apiserver.config.k8s.io/v1
@@ -115,7 +115,7 @@ resources:
 
   test('automatic reload without a config file is refused with kube\'s message', async () => {
     await assert.rejects(
-      startApiServer({ encryptionProviderConfigAutomaticReload: true, log: silentLogger(), dataDir: join(ts.dir, 'unused'), securePort: 0 }),
+      startApiServer({ encryptionProviderConfigAutomaticReload: true, log: inProcessLogger('api-server'), dataDir: join(ts.dir, 'unused'), securePort: 0 }),
       { message: '--encryption-provider-config-automatic-reload must be set with --encryption-provider-config' },
     );
   });

@@ -3,7 +3,7 @@
 // and what a replica reads is one consistent set.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -32,6 +32,25 @@ test('concurrent first starts in one process generate one PKI and one token', ()
   for (const t of tokens) assert.equal(t[0]?.token, tokens[0]?.[0]?.token);
   // No lock or temporary file is left behind.
   assert.deepEqual(readdirSync(dir).sort(), [...Object.values(PKI_FILES), 'tokens.csv'].sort());
+}));
+
+test('without hard links (EPERM, EXDEV, ENOTSUP) concurrent first starts still get one token, written whole under a lock', () => withDir(async (dir) => {
+  const path = join(dir, 'tokens.csv');
+  let refused = 0;
+  const noLinks = (code: string) => async (): Promise<void> => {
+    refused++;
+    throw Object.assign(new Error(`link: ${code}`), { code });
+  };
+  const tokens = await Promise.all(['EPERM', 'EXDEV', 'ENOTSUP', 'EPERM', 'EXDEV'].map((code) => ensureGeneratedTokenFile(path, { link: noLinks(code) })));
+  assert.equal(refused, 5, 'every start took the fallback');
+  for (const t of tokens) assert.equal(t[0]?.token, tokens[0]?.[0]?.token);
+  assert.equal(statSync(path).mode & 0o777, 0o600);
+  assert.deepEqual(readdirSync(dir), ['tokens.csv'], 'no lock or temporary file is left behind');
+  // Reused on the next start; another link error is not taken for a missing feature.
+  assert.equal((await ensureGeneratedTokenFile(path, { link: noLinks('EPERM') }))[0]?.token, tokens[0]?.[0]?.token);
+  rmSync(path);
+  await assert.rejects(ensureGeneratedTokenFile(path, { link: noLinks('EACCES') }), /EACCES/);
+  assert.deepEqual(readdirSync(dir), []);
 }));
 
 /** A child process that calls ensureGeneratedPki + ensureGeneratedTokenFile on `dir` and prints what it got. */

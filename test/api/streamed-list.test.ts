@@ -9,11 +9,11 @@ import { test } from 'node:test';
 import { ObjectRepository } from '../../src/api/object-repository.js';
 import { ResourceHandlers, StreamedBody } from '../../src/api/resource-handlers.js';
 import { configmaps } from '../../src/api/resource-types.js';
-import { silentLogger } from '../../src/log.js';
 import { EncryptedStore } from '../../src/storage/encrypted-store.js';
 import { openSqliteStore } from '../../src/storage/sqlite.js';
 import { IdentityTransformer } from '../../src/transform/identity.js';
 import type { Transformer } from '../../src/transform/types.js';
+import { inProcessLogger } from '../helpers/test-log.js';
 
 test('a value that stops decrypting between the scan and the stream fails the body, never a short list', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'atrest-streamed-list-'));
@@ -30,7 +30,7 @@ test('a value that stops decrypting between the scan and the stream fails the bo
       fromStorage: (s, k) => (keyLost && Buffer.from(k).toString().endsWith('cm-1100') ? Promise.reject(new Error('the key is gone')) : identity.fromStorage(s, k)),
     };
     const repo = new ObjectRepository(new EncryptedStore(store, () => flaky), '/registry');
-    const handlers = new ResourceHandlers({ repo, log: silentLogger(), listBufferChars: 4096 });
+    const handlers = new ResourceHandlers({ repo, log: inProcessLogger('api-server'), listBufferChars: 4096 });
     const req = { rt: configmaps, namespace: 'ns', query: new URLSearchParams(), body: Buffer.alloc(0), wantTable: false, warnings: [], fieldManager: 't' };
 
     const clean = await handlers.list(req);

@@ -3,7 +3,7 @@
 // random KEK so a wrong ciphertext fails like a real plugin's would. Real-socket tests use the
 // independent python plugin (test/helpers/python-kms-plugin.ts) instead.
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { registerTestSecret } from './test-log.js';
+import { registerTestSecretSoon } from './test-log.js';
 import type { KmsV1Service, KmsV2DecryptRequest, KmsV2EncryptResponse, KmsV2Service, KmsV2StatusResponse } from '../../src/kms/service.js';
 
 function wrap(kek: Buffer, plain: Uint8Array): Buffer {
@@ -28,7 +28,7 @@ export class FakeKmsV1 implements KmsV1Service {
 
   async encrypt(plain: Uint8Array): Promise<Uint8Array> {
     this.calls.encrypt++;
-    registerTestSecret(plain, 'dek');
+    registerTestSecretSoon(plain, 'dek');
     if (this.fail) throw this.fail;
     return wrap(this.kek, plain);
   }
@@ -45,7 +45,7 @@ export class Base64KmsV1 implements KmsV1Service {
   calls = { encrypt: 0, decrypt: 0 };
   async encrypt(plain: Uint8Array): Promise<Uint8Array> {
     this.calls.encrypt++;
-    registerTestSecret(plain, 'dek');
+    registerTestSecretSoon(plain, 'dek');
     return Buffer.from(Buffer.from(plain).toString('base64'), 'ascii');
   }
   async decrypt(cipher: Uint8Array): Promise<Uint8Array> {
@@ -83,7 +83,7 @@ export class FakeKmsV2 implements KmsV2Service {
 
   async encrypt(uid: string, plaintext: Uint8Array): Promise<KmsV2EncryptResponse> {
     this.calls.encrypt++;
-    registerTestSecret(plaintext, 'dek-seed');
+    registerTestSecretSoon(plaintext, 'dek-seed');
     this.uids.push(uid);
     if (this.fail) throw this.fail;
     return { ciphertext: wrap(this.kek(this.keyId), plaintext), keyId: this.keyId, annotations: this.annotations, ...this.encryptOverride };

@@ -6,8 +6,7 @@ import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startApiServer, type ApiServerOptions, type RunningApiServer } from '../../src/api/index.js';
-import { silentLogger } from '../../src/log.js';
-import { registerTestSecret, testLogger } from './test-log.js';
+import { inProcessLogger, registerTestSecret } from './test-log.js';
 
 export interface TestServer {
   server: RunningApiServer;
@@ -18,7 +17,7 @@ export interface TestServer {
 
 export async function startTestServer(options: ApiServerOptions = {}, dir = mkdtempSync(join(tmpdir(), 'atrest-api-'))): Promise<TestServer> {
   const dataDir = options.dataDir ?? join(dir, 'data');
-  const server = await startApiServer({ log: testLogger('api-server') ?? silentLogger(), securePort: 0, ...options, dataDir });
+  const server = await startApiServer({ log: inProcessLogger('api-server'), securePort: 0, ...options, dataDir });
   return {
     server,
     dir,

@@ -4,6 +4,7 @@ import { StatusLoop } from '../../src/kms/v2-status-loop.js';
 import { KmsV2Probe } from '../../src/kms/v2-probe.js';
 import { CachedProbe } from '../../src/kms/probe-cache.js';
 import { DekSeedStateHolder } from '../../src/transform/kmsv2/state.js';
+import { keyIdHash } from '../../src/transform/kmsv2/validation.js';
 import { FakeKmsV2 } from '../helpers/fake-kms.js';
 import { waitFor } from '../helpers/python-kms-plugin.js';
 
@@ -54,4 +55,18 @@ test('probe cache: success reused for the positive TTL, failure for the negative
   now = 23_000;
   await cached.check();
   assert.equal(calls, 3);
+});
+
+test('probe keyIdHash: the hash of the last valid Status key_id; an invalid one does not replace it', async () => {
+  const fake = new FakeKmsV2();
+  const probe = new KmsV2Probe('p', fake, new DekSeedStateHolder(), { positiveMs: 0, negativeMs: 0 }, Date.now);
+  assert.equal(probe.keyIdHash, undefined, 'none before a Status answer');
+  await probe.check();
+  assert.equal(probe.keyIdHash, keyIdHash('key-1'));
+  fake.keyId = 'key-2';
+  await probe.check();
+  assert.equal(probe.keyIdHash, keyIdHash('key-2'));
+  fake.keyId = '';
+  await assert.rejects(probe.check(), /invalid KMSv2 KeyID/);
+  assert.equal(probe.keyIdHash, keyIdHash('key-2'), 'the last valid one stays');
 });

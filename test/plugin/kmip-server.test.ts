@@ -9,11 +9,11 @@ import { KmipKek } from '../../src/plugin/kmip/kek.js';
 import { ResultReason, RevocationReasonCode, State } from '../../src/plugin/kmip/tags.js';
 import { kmipBackend } from '../../src/plugin/backends/kmip.js';
 import { BackendError, type BackendContext, type BackendOptions, type KekBackend } from '../../src/plugin/backend.js';
-import { silentLogger } from '../../src/log.js';
 import { newRegistry } from '../../src/metrics.js';
 import { startPluginServer } from '../../src/plugin/server.js';
 import { freePort, makeCa, makeLeaf, startPykmip, type PykmipServer } from '../helpers/pykmip.js';
 import { PluginProcess, TestKmsClient, grpcCodeOf, makeTempDir, runAtrest, waitFor } from '../helpers/plugin.js';
+import { inProcessLogger } from '../helpers/test-log.js';
 
 let srv: PykmipServer;
 let admin: KmipClient;
@@ -47,7 +47,7 @@ function options(keyName: string, extra: BackendOptions = {}): BackendOptions {
   };
 }
 
-const context = (): BackendContext => ({ log: silentLogger(), metrics: newRegistry() });
+const context = (): BackendContext => ({ log: inProcessLogger('kms-plugin'), metrics: newRegistry() });
 
 async function openBackend(keyName: string, extra: BackendOptions = {}, ctx = context()): Promise<KekBackend> {
   const b = await kmipBackend.open(options(keyName, extra), ctx);
@@ -167,7 +167,7 @@ test('backend: the current version reports its Initial Date as creation time, in
   assert.equal(await b.currentKeyCreatedAt?.(), d1.initialDate);
   const registry = newRegistry();
   const { dir, cleanup } = await makeTempDir('atrest-kmip-dated-');
-  const server = await startPluginServer({ listen: `unix://${dir}/kms.sock`, backend: b, metrics: registry, refreshIntervalMs: 100 });
+  const server = await startPluginServer({ listen: `unix://${dir}/kms.sock`, backend: b, metrics: registry, refreshIntervalMs: 100, log: inProcessLogger('kms-plugin') });
   const gauge = async (): Promise<number | undefined> => {
     const m = /^atrest_kms_plugin_current_key_created_timestamp_seconds (\S+)$/m.exec(await registry.metrics());
     return m ? Number(m[1]) : undefined;
@@ -349,7 +349,7 @@ test('plugin socket (atrest kms-plugin --backend kmip, env vars): v1beta1 and v2
 test('server stopped and restarted: Unavailable at the plugin socket while down, the same backend recovers', async () => {
   const b = (await openBackend('cluster-kek')) as KmipKek;
   const { dir, cleanup } = await makeTempDir('atrest-kmip-restart-');
-  const server = await startPluginServer({ listen: `unix://${dir}/kms.sock`, backend: b, refreshIntervalMs: 100, healthSuccessTtlMs: 100, healthFailureTtlMs: 100 });
+  const server = await startPluginServer({ listen: `unix://${dir}/kms.sock`, backend: b, refreshIntervalMs: 100, healthSuccessTtlMs: 100, healthFailureTtlMs: 100, log: inProcessLogger('kms-plugin') });
   const client = TestKmsClient.forPath(`${dir}/kms.sock`);
   try {
     const seed = Buffer.alloc(32, 6);

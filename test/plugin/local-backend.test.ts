@@ -5,12 +5,13 @@ import assert from 'node:assert/strict';
 import { chmod, lstat, readFile, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gcm } from '@noble/ciphers/aes.js';
-import { silentLogger } from '../../src/log.js';
+import { pino } from 'pino';
 import { BackendError, type KekBackend } from '../../src/plugin/backend.js';
 import { localBackend } from '../../src/plugin/backends/local.js';
 import { makeTempDir } from '../helpers/plugin.js';
+import { inProcessLogger } from '../helpers/test-log.js';
 
-const ctx = { log: silentLogger() };
+const ctx = { log: inProcessLogger('kms-plugin') };
 
 async function withKeyFile(fn: (keyFile: string, dir: string) => Promise<void>): Promise<void> {
   const { dir, cleanup } = await makeTempDir();
@@ -172,6 +173,42 @@ test('rotate-key adds a version that becomes current; old ciphertexts still decr
         assert.equal((await stale.decrypt(c.ciphertext)).toString(), 'v3');
       });
     });
+  });
+});
+
+test('a current version without a valid "created" reports no creation time (no NaN) and says so in the log', async () => {
+  await withKeyFile(async (keyFile) => {
+    await localBackend.initKey({ keyFile }, ctx);
+    const file = JSON.parse(await readFile(keyFile, 'utf8')) as { versions: Array<Record<string, unknown>> };
+    const v1 = file.versions[0]!;
+    assert.equal(Date.parse(String(v1['created'])) > 0, true);
+    const lines: string[] = [];
+    const log = pino({ level: 'info' }, { write: (l: string) => { lines.push(l); } });
+    const events = () => lines.map((l) => (JSON.parse(l) as { event?: string }).event);
+    for (const created of ['not-a-date', undefined]) {
+      lines.length = 0;
+      if (created === undefined) delete v1['created'];
+      else v1['created'] = created;
+      await writeFile(keyFile, JSON.stringify(file)); // an existing file keeps its 0600
+      const kek = await localBackend.open({ keyFile }, { log });
+      try {
+        assert.equal(await kek.currentKeyCreatedAt?.(), undefined, `created ${String(created)}`);
+        assert.ok(events().includes('key-created-unknown'), lines.join(''));
+      } finally {
+        await kek.close();
+      }
+    }
+    // A dated version is reported as written, without the warning.
+    lines.length = 0;
+    v1['created'] = '2026-01-02T03:04:05.000Z';
+    await writeFile(keyFile, JSON.stringify(file));
+    const kek = await localBackend.open({ keyFile }, { log });
+    try {
+      assert.equal(await kek.currentKeyCreatedAt?.(), Date.parse('2026-01-02T03:04:05.000Z'));
+      assert.ok(!events().includes('key-created-unknown'));
+    } finally {
+      await kek.close();
+    }
   });
 });
 

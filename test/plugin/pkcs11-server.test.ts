@@ -7,14 +7,14 @@ import { chmod, lstat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { status as GrpcStatus } from '@grpc/grpc-js';
-import { silentLogger } from '../../src/log.js';
 import type { BackendOptions } from '../../src/plugin/backend.js';
 import { pkcs11Backend } from '../../src/plugin/backends/pkcs11.js';
 import { startPluginServer } from '../../src/plugin/server.js';
 import { grpcCodeOf, PluginProcess, runAtrest, TestKmsClient, waitFor } from '../helpers/plugin.js';
 import { createSoftHsm, type SoftHsm } from '../helpers/softhsm.js';
+import { inProcessLogger } from '../helpers/test-log.js';
 
-const context = { log: silentLogger() };
+const context = { log: inProcessLogger('kms-plugin') };
 let hsm: SoftHsm;
 
 function opts(keyLabel: string): BackendOptions {
@@ -34,7 +34,7 @@ describe('kms plugin with the pkcs11 backend', () => {
     const firstKeyId = await pkcs11Backend.initKey(opts('kek-inproc'), context);
     const backend = await pkcs11Backend.open(opts('kek-inproc'), context);
     const socket = join(hsm.dir, 'inproc.sock');
-    const server = await startPluginServer({ listen: `unix://${socket}`, backend, refreshIntervalMs: 100 });
+    const server = await startPluginServer({ listen: `unix://${socket}`, backend, refreshIntervalMs: 100, log: context.log });
     const client = TestKmsClient.forPath(socket);
     try {
       const status = await client.status();

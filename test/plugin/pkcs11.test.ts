@@ -6,7 +6,6 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import pino from 'pino';
-import { silentLogger } from '../../src/log.js';
 import { BackendError, type BackendOptions, type KekBackend } from '../../src/plugin/backend.js';
 import { createPkcs11Backend, pkcs11Backend } from '../../src/plugin/backends/pkcs11.js';
 import { CKR, ckrName } from '../../src/plugin/pkcs11/ckr.js';
@@ -16,9 +15,10 @@ import { processPkcs11Loader, type Pkcs11Api, type Pkcs11Library } from '../../s
 import { findTokenSlot } from '../../src/plugin/pkcs11/token.js';
 import { repoRoot } from '../helpers/cli.js';
 import { createSoftHsm, type SoftHsm, type SoftHsmToken } from '../helpers/softhsm.js';
+import { inProcessLogger } from '../helpers/test-log.js';
 
 const execFileAsync = promisify(execFile);
-const context = { log: silentLogger() };
+const context = { log: inProcessLogger('kms-plugin') };
 
 let hsm: SoftHsm;
 let pinToken: SoftHsmToken; // used only by the wrong-PIN test, so no other login hides the error
@@ -326,7 +326,7 @@ describe('pkcs11 backend with SoftHSM', () => {
         };
       },
     }) as Pkcs11Api;
-    const kek = await Pkcs11Kek.open({ config, library: { ...real, api }, log: silentLogger() });
+    const kek = await Pkcs11Kek.open({ config, library: { ...real, api }, log: inProcessLogger('kms-plugin') });
     try {
       const ok = await kek.encrypt(Buffer.alloc(32, 8));
       down = true;

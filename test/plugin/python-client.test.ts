@@ -6,10 +6,10 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { silentLogger } from '../../src/log.js';
 import { localBackend } from '../../src/plugin/backends/local.js';
 import { startPluginServer } from '../../src/plugin/server.js';
 import { makeTempDir, PluginProcess, runAtrest } from '../helpers/plugin.js';
+import { inProcessLogger } from '../helpers/test-log.js';
 
 const PYTHON = '/usr/bin/python3';
 const CLIENT = fileURLToPath(new URL('../fixtures/python/plugin_client.py', import.meta.url));
@@ -64,13 +64,13 @@ test('python3-grpcio client: Version/Status, v1beta1 and v2 round trips, tampere
 
 test('python3-grpcio client over an abstract socket (107-byte name: what a non-Node peer reaches while Node.js 20 pads abstract addresses)', async () => {
   const { dir, cleanup } = await makeTempDir();
-  const ctx = { log: silentLogger() };
+  const ctx = { log: inProcessLogger('kms-plugin') };
   try {
     const keyFile = join(dir, 'kek.json');
     const keyId = await localBackend.initKey({ keyFile }, ctx);
     const backend = await localBackend.open({ keyFile }, ctx);
     const name = `atrest-${randomBytes(64).toString('hex')}`.slice(0, 107);
-    const server = await startPluginServer({ listen: `unix:///@${name}`, backend });
+    const server = await startPluginServer({ listen: `unix:///@${name}`, backend, log: ctx.log });
     try {
       const run = await runPython(['--target', `unix-abstract:${name}`, '--proto-dir', PROTO_DIR, '--key-file', keyFile]);
       assert.equal(run.code, 0, run.stderr);

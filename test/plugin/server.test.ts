@@ -10,7 +10,6 @@ import pino from 'pino';
 import net from 'node:net';
 import { join } from 'node:path';
 import { status as GrpcStatus } from '@grpc/grpc-js';
-import { silentLogger } from '../../src/log.js';
 import { newRegistry } from '../../src/metrics.js';
 import { BackendError, type KekBackend, type WrapResult } from '../../src/plugin/backend.js';
 import { localBackend } from '../../src/plugin/backends/local.js';
@@ -18,8 +17,9 @@ import { parseHostPort, startHealthServer } from '../../src/plugin/health-server
 import { keyIdHash } from '../../src/plugin/metrics.js';
 import { startPluginServer, type PluginServer, type PluginServerOptions } from '../../src/plugin/server.js';
 import { grpcCodeOf, makeTempDir, TestKmsClient, waitFor } from '../helpers/plugin.js';
+import { inProcessLogger } from '../helpers/test-log.js';
 
-const ctx = { log: silentLogger() };
+const ctx = { log: inProcessLogger('kms-plugin') };
 
 interface Env {
   dir: string;
@@ -37,7 +37,7 @@ async function withServer(fn: (env: Env) => Promise<void>, options: Partial<Plug
   const local = await localBackend.open({ keyFile }, ctx);
   const backend = wrap ? wrap(local) : local;
   const socket = join(dir, 'kms.sock');
-  const server = await startPluginServer({ listen: `unix://${socket}`, backend, refreshIntervalMs: 100, ...options });
+  const server = await startPluginServer({ listen: `unix://${socket}`, backend, refreshIntervalMs: 100, log: ctx.log, ...options });
   const client = TestKmsClient.forPath(socket);
   try {
     await fn({ dir, keyFile, backend, server, client, socket });
@@ -135,7 +135,7 @@ test('a socket path too long for the private binding directory is bound in place
     await mkdir(deep, { mode: 0o700 });
     const socket = join(deep, 'kms.sock');
     assert.ok(Buffer.byteLength(socket) <= 107 && Buffer.byteLength(socket) + 10 > 107, `${Buffer.byteLength(socket)}`);
-    const server = await startPluginServer({ listen: `unix://${socket}`, backend });
+    const server = await startPluginServer({ listen: `unix://${socket}`, backend, log: ctx.log });
     const client = TestKmsClient.forPath(socket);
     try {
       assert.equal((await lstat(socket)).mode & 0o777, 0o600);
@@ -158,7 +158,7 @@ test('a stale socket file is replaced; a live socket, and a path that is not a s
     const made = spawnSync('/usr/bin/python3', ['-c', 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])', stale]);
     assert.equal(made.status, 0, made.stderr.toString());
     assert.ok((await lstat(stale)).isSocket());
-    const second = await startPluginServer({ listen: `unix://${stale}`, backend });
+    const second = await startPluginServer({ listen: `unix://${stale}`, backend, log: ctx.log });
     const c2 = TestKmsClient.forPath(stale);
     try {
       assert.equal((await c2.status()).healthz, 'ok');
@@ -169,7 +169,7 @@ test('a stale socket file is replaced; a live socket, and a path that is not a s
     }
     await assert.rejects(lstat(stale), /ENOENT/, 'removed on close');
 
-    await assert.rejects(startPluginServer({ listen: `unix://${socket}`, backend }), (err: Error & { code?: string }) => {
+    await assert.rejects(startPluginServer({ listen: `unix://${socket}`, backend, log: ctx.log }), (err: Error & { code?: string }) => {
       assert.equal(err.code, 'PLUGIN_SOCKET_IN_USE');
       assert.ok(err.message.includes(socket));
       return true;
@@ -179,27 +179,27 @@ test('a stale socket file is replaced; a live socket, and a path that is not a s
 
     const regular = join(dir, 'regular');
     await writeFile(regular, 'data');
-    await assert.rejects(startPluginServer({ listen: `unix://${regular}`, backend }), /exists and is not a socket/);
+    await assert.rejects(startPluginServer({ listen: `unix://${regular}`, backend, log: ctx.log }), /exists and is not a socket/);
   });
 });
 
 test('--listen must be unix:///path or unix:///@name', async () => {
   const backend = { kind: 'none' } as unknown as KekBackend;
   for (const bad of ['tcp://127.0.0.1:1', '/plain/path', 'unix://host/x', 'unix:///@', 'unix:///tmp/']) {
-    await assert.rejects(startPluginServer({ listen: bad, backend }), (err: Error & { code?: string }) => err.code === 'PLUGIN_LISTEN_INVALID', bad);
+    await assert.rejects(startPluginServer({ listen: bad, backend, log: ctx.log }), (err: Error & { code?: string }) => err.code === 'PLUGIN_LISTEN_INVALID', bad);
   }
 });
 
 test('abstract sockets: unix:///@name serves, and a second server on the name is refused', async () => {
   const name = `atrest-test-${randomBytes(6).toString('hex')}`;
   await withServer(async ({ backend }) => {
-    const server = await startPluginServer({ listen: `unix:///@${name}`, backend });
+    const server = await startPluginServer({ listen: `unix:///@${name}`, backend, log: ctx.log });
     const client = TestKmsClient.forAbstract(name);
     try {
       assert.equal(server.endpoint, `unix:///@${name}`);
       const enc = await client.encrypt(Buffer.from('abstract'));
       assert.equal((await client.decrypt(enc.ciphertext, enc.keyId)).plaintext.toString(), 'abstract');
-      await assert.rejects(startPluginServer({ listen: `unix:///@${name}`, backend }), (err: Error & { code?: string }) => err.code === 'PLUGIN_SOCKET_IN_USE');
+      await assert.rejects(startPluginServer({ listen: `unix:///@${name}`, backend, log: ctx.log }), (err: Error & { code?: string }) => err.code === 'PLUGIN_SOCKET_IN_USE');
     } finally {
       client.close();
       await server.close();
@@ -338,7 +338,7 @@ test('close() stops accepting, lets in-flight calls finish, and removes the sock
     const local = await localBackend.open({ keyFile }, ctx);
     faulty = new FaultyBackend(local);
     const socket = join(dir, 'kms.sock');
-    const server = await startPluginServer({ listen: `unix://${socket}`, backend: faulty });
+    const server = await startPluginServer({ listen: `unix://${socket}`, backend: faulty, log: ctx.log });
     const client = TestKmsClient.forPath(socket);
     const enc = await client.encrypt(Buffer.from('in-flight'));
     let release!: () => void;
@@ -364,7 +364,7 @@ test('health endpoint: /healthz does a real round trip through the socket, /live
   let faulty: FaultyBackend | undefined;
   await withServer(async ({ server, backend }) => {
     const metrics = server.metrics;
-    const health = await startHealthServer({ listen: '127.0.0.1:0', socket: server.address, metrics, log: silentLogger() });
+    const health = await startHealthServer({ listen: '127.0.0.1:0', socket: server.address, metrics, log: ctx.log });
     try {
       const base = `http://${health.address}`;
       const ok = await fetch(`${base}/healthz`);

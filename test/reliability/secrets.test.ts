@@ -2,7 +2,7 @@
 // whole suite) finds a registered secret in any of its forms (base64, hex, text) and reports
 // file:line without printing it; a clean log passes. Plus the capture itself: an atrest child run
 // through the test helpers writes its stderr into ATREST_TEST_LOG_DIR, and a key file it is given
-// is registered, so the real scan covers them.
+// is registered, so the real scan covers them; in-process servers' loggers and the fake KMS's DEKs too.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -10,7 +10,9 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { FakeKmsV1 } from '../helpers/fake-kms.js';
 import { repoRoot, runAtrest } from '../helpers/plugin.js';
+import { flushTestSecrets, inProcessLogger } from '../helpers/test-log.js';
 
 const scan = (dir: string): { code: number | null; out: string } => {
   const r = spawnSync(process.execPath, ['--import', 'tsx', join(repoRoot, 'scripts/scan-test-logs.ts'), dir], { encoding: 'utf8', env: { ...process.env, ATREST_TEST_LOG_DIR: '' } });
@@ -67,6 +69,33 @@ test('helpers capture atrest stderr into ATREST_TEST_LOG_DIR and register the ke
     assert.match(readFileSync(join(dir, 'secrets.txt'), 'utf8'), new RegExp(`^local-kek ${kek.replace(/[+/]/g, '\\$&')}$`, 'm'));
     const r = scan(dir);
     assert.equal(r.code, 0, r.out);
+  } finally {
+    if (before === undefined) delete process.env['ATREST_TEST_LOG_DIR']; else process.env['ATREST_TEST_LOG_DIR'] = before;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('in-process servers log JSON into ATREST_TEST_LOG_DIR and the fake KMS\'s buffered DEKs are registered, so the scan covers both', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'atrest-in-process-'));
+  const before = process.env['ATREST_TEST_LOG_DIR'];
+  process.env['ATREST_TEST_LOG_DIR'] = dir;
+  try {
+    const kms = new FakeKmsV1();
+    const deks = [randomBytes(32), randomBytes(32)];
+    for (const dek of deks) await kms.encrypt(dek);
+    const log = inProcessLogger('in-process-selftest');
+    assert.equal(inProcessLogger('in-process-selftest'), log, 'one logger (one file) per component');
+    log.info({ event: 'clean' }, 'nothing secret here');
+    flushTestSecrets();
+    const registered = readFileSync(join(dir, 'secrets.txt'), 'utf8');
+    for (const dek of deks) assert.ok(registered.includes(`dek ${dek.toString('base64')}\n`), 'every DEK the fake KMS saw is registered');
+    assert.equal(scan(dir).code, 0, 'a clean in-process log passes');
+    // A DEK in an in-process log line is found there.
+    log.warn({ leaked: deks[1]!.toString('hex') }, 'oops');
+    const r = scan(dir);
+    assert.equal(r.code, 1, r.out);
+    assert.match(r.out, /in-process-selftest-\d+-\d+\.log:2: dek \(hex\)/);
+    assert.ok(!r.out.includes(deks[1]!.toString('hex')), 'the scanner never prints the secret');
   } finally {
     if (before === undefined) delete process.env['ATREST_TEST_LOG_DIR']; else process.env['ATREST_TEST_LOG_DIR'] = before;
     rmSync(dir, { recursive: true, force: true });

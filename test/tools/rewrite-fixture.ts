@@ -4,12 +4,12 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseEncryptionConfig } from '../../src/config/load.js';
 import { createKmsProviders, type KmsProviders } from '../../src/kms/factory.js';
-import { silentLogger } from '../../src/log.js';
 import { localBackend } from '../../src/plugin/backends/local.js';
 import { startPluginServer, type PluginServer } from '../../src/plugin/server.js';
 import type { Store } from '../../src/storage/types.js';
 import { buildTransformers } from '../../src/transform/build.js';
 import type { Transformer, TransformerSet } from '../../src/transform/types.js';
+import { inProcessLogger } from '../helpers/test-log.js';
 
 export const KMS_NAME = 'rewrite-kms';
 const AESCBC_KEY = Buffer.alloc(32, 7).toString('base64');
@@ -51,12 +51,12 @@ export interface LocalPlugin {
 
 /** `atrest kms-plugin --backend local` in this process, on `<dir>/kms.sock`. */
 export async function startLocalPlugin(dir: string): Promise<LocalPlugin> {
-  const ctx = { log: silentLogger() };
+  const ctx = { log: inProcessLogger('rewrite-fixture') };
   const keyFile = join(dir, 'kek.json');
   await localBackend.initKey({ keyFile }, ctx);
   const backend = await localBackend.open({ keyFile }, ctx);
   const socket = join(dir, 'kms.sock');
-  const server = await startPluginServer({ listen: `unix://${socket}`, backend, log: silentLogger() });
+  const server = await startPluginServer({ listen: `unix://${socket}`, backend, log: inProcessLogger('kms-plugin') });
   return {
     socket,
     server,
@@ -69,7 +69,7 @@ export async function startLocalPlugin(dir: string): Promise<LocalPlugin> {
 
 /** The new config's transformers, talking to the plugin over its socket. */
 export async function newTransformers(socket: string): Promise<{ transformers: TransformerSet; kms: KmsProviders; close(): Promise<void> }> {
-  const kms = createKmsProviders({ log: silentLogger() });
+  const kms = createKmsProviders({ log: inProcessLogger('rewrite-fixture') });
   const transformers = buildTransformers(parseEncryptionConfig(newConfig(socket), 'new.yaml').config, { kms: kms.factory });
   await kms.ready();
   return { transformers, kms, close: () => kms.close() };

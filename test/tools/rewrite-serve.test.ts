@@ -7,13 +7,13 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { startApiServer, type RunningApiServer } from '../../src/api/index.js';
-import { silentLogger } from '../../src/log.js';
 import { openSqliteStore } from '../../src/storage/sqlite.js';
 import type { RewriteSummary } from '../../src/tools/rewrite.js';
 import { Kubectl, kubectlAvailable } from '../helpers/kubectl.js';
 import { makeTempDir, runAtrest } from '../helpers/plugin.js';
 import { apiRequest, watchEvents } from '../helpers/server.js';
 import { KMS_NAME, startLocalPlugin, writeConfigs, type LocalPlugin } from './rewrite-fixture.js';
+import { inProcessLogger } from '../helpers/test-log.js';
 
 const COUNT = 12;
 
@@ -37,7 +37,7 @@ describe('atrest rewrite next to a running atrest serve', { skip: !kubectlAvaila
   it('every stale secret is rewritten under the server, seen as MODIFIED by a watch and unchanged through kubectl', async () => {
     const dataDir = join(tmp.dir, 'data');
     const configs = await writeConfigs(tmp.dir, plugin.socket);
-    const serve = (config: string) => startApiServer({ log: silentLogger(), securePort: 0, dataDir, encryptionProviderConfig: config });
+    const serve = (config: string) => startApiServer({ log: inProcessLogger('api-server'), securePort: 0, dataDir, encryptionProviderConfig: config });
 
     // Before: aescbc. Secrets created through kubectl.
     api = await serve(configs.oldPath);

@@ -2,7 +2,7 @@
 // values, the exit code, and that values never appear in its output.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseEncryptionConfig } from '../../src/config/load.js';
 import { openSqliteStore } from '../../src/storage/sqlite.js';
@@ -59,9 +59,9 @@ test('verify counts writers, plaintext, stale and undecryptable values, and exit
     assert.equal(secrets.plaintext, 1);
     assert.equal(secrets.stale, 2);
     assert.deepEqual(secrets.undecryptable.map((u) => u.key), [t]);
-    // What the unsafe delete needs (KEP-3926): resource, namespace, name and the API path.
+    // What the unsafe delete needs (KEP-3926): the report's resource, then namespace, name and the API path.
     assert.deepEqual(secrets.undecryptable.map(({ error: _e, ...rest }) => rest), [{
-      key: t, resource: 'secrets', namespace: 'default', name: 't',
+      key: t, namespace: 'default', name: 't',
       deletePath: '/api/v1/namespaces/default/secrets/t?ignoreStoreReadErrorWithClusterBreakingPotential=true',
     }]);
     assert.ok(!before.stdout.includes(SECRET_VALUE) && !before.stdout.includes(Buffer.from(SECRET_VALUE).toString('base64')));
@@ -89,6 +89,21 @@ test('verify counts writers, plaintext, stale and undecryptable values, and exit
     assert.match(after.stdout, /secrets: 2 values, 0 plaintext, 0 stale, 0 undecryptable/);
     assert.match(after.stdout, /aesgcm:k2\s+2/);
     assert.match(after.stdout, /^OK:/m);
+
+    // --textfile: the counts for node_exporter, written whole (0644) and without a temporary file left.
+    const promDir = join(dir, 'textfile');
+    await mkdir(promDir);
+    const prom = join(promDir, 'atrest_verify.prom');
+    const withFile = await runAtrest(['verify', '--encryption-provider-config', newConfig, '--data-dir', dir, '--textfile', prom]);
+    assert.equal(withFile.code, 0, withFile.stdout + withFile.stderr);
+    assert.match(await readFile(prom, 'utf8'), /^atrest_verify_\w+\{[^}]*resource="secrets"[^}]*\} 2$/m);
+    assert.equal((await stat(prom)).mode & 0o777, 0o644);
+    assert.deepEqual(await readdir(promDir), ['atrest_verify.prom']);
+    // A target that cannot be replaced (a directory): verify fails and leaves nothing behind.
+    await mkdir(join(promDir, 'taken.prom'));
+    const failed = await runAtrest(['verify', '--encryption-provider-config', newConfig, '--data-dir', dir, '--textfile', join(promDir, 'taken.prom')]);
+    assert.notEqual(failed.code, 0, failed.stdout + failed.stderr);
+    assert.deepEqual((await readdir(promDir)).sort(), ['atrest_verify.prom', 'taken.prom']);
 
     // Usage and configuration errors exit 2 (1 means values are not current).
     const noStore = await runAtrest(['verify', '--encryption-provider-config', newConfig, '--data-dir', join(dir, 'nothing-here')]);

@@ -108,16 +108,25 @@ export function toBackendError(e: unknown, what: string): BackendError {
   }
 }
 
-/** Every version of `keyName` (any state), by Object Group then each object's Name and State. */
+/**
+ * Every version of `keyName` (any state), by Object Group then each object's Name and State. No
+ * dates: only the current version's creation time is used (see withCreatedAt), and a date an old
+ * version holds must not matter to anyone.
+ */
 export async function listVersions(client: KmipClient, keyName: string): Promise<KeyVersion[]> {
   const uids = await client.locate({ objectGroup: keyName, symmetricKeysOnly: true });
   const out: KeyVersion[] = [];
   for (const uid of uids) {
-    const d = await client.describe(uid, { dates: true });
+    const d = await client.describe(uid);
     const version = versionOf(keyName, d.names);
-    if (version !== undefined) out.push({ uid, version, state: d.state, ...createdAtOf(d) });
+    if (version !== undefined) out.push({ uid, version, state: d.state });
   }
   return out.sort((a, b) => a.version - b.version);
+}
+
+/** `v` with the server's creation time of its object (one Get Attributes of the two dates). */
+async function withCreatedAt(client: KmipClient, v: KeyVersion): Promise<KeyVersion> {
+  return { ...v, ...createdAtOf(await client.describe(v.uid, { dates: true })) };
 }
 
 /** Creates and activates version `version` of `keyName`. */
@@ -194,8 +203,8 @@ export class KmipKek implements KekBackend {
       const mode = await negotiate(client, settings.cipher);
       const versions = await listVersions(client, settings.keyName);
       const active = versions.filter((v) => v.state === State.Active);
-      const current = active[active.length - 1];
-      if (!current) {
+      const newest = active[active.length - 1];
+      if (!newest) {
         throw new BackendError(
           'KEY_NOT_FOUND',
           versions.length === 0
@@ -203,6 +212,7 @@ export class KmipKek implements KekBackend {
             : `--kmip-key-name: no Active version of KMIP key ${JSON.stringify(settings.keyName)} (${versions.map((v) => `v${v.version} ${STATE_NAMES[v.state ?? 0] ?? 'unknown'}`).join(', ')})`,
         );
       }
+      const current = await withCreatedAt(client, newest);
       context.log.info({ endpoint: client.endpoint, keyName: settings.keyName, version: current.version, mode }, 'kmip backend opened');
       return new KmipKek({ client, keyName: settings.keyName, mode, current, known: versions, log: context.log, ...(healthTtlMs === undefined ? {} : { healthTtlMs }) });
     } catch (e) {

@@ -14,8 +14,8 @@ interface LoadedVersion {
   version: number;
   id: string;
   keyId: string;
-  /** Epoch ms from the key file's `created` (NaN when absent or unparsable). */
-  createdAt: number;
+  /** Epoch ms from the key file's `created`; undefined when absent or not a date (no rotation-age sample then). */
+  createdAt?: number;
   key: KeyObject;
   prefix: SealPrefix;
 }
@@ -35,7 +35,10 @@ function load(contents: KeyFileContents, stamp: KeyFileStamp): Loaded {
   let current: LoadedVersion | undefined;
   for (const v of contents.versions) {
     const keyId = keyIdOf(v);
-    const loaded = { version: v.version, id: v.id, keyId, createdAt: Date.parse(v.created), key: createSecretKey(v.key), prefix: sealPrefix(v, keyId) };
+    const created = Date.parse(v.created);
+    const loaded: LoadedVersion = {
+      version: v.version, id: v.id, keyId, ...(Number.isFinite(created) ? { createdAt: created } : {}), key: createSecretKey(v.key), prefix: sealPrefix(v, keyId),
+    };
     v.key.fill(0);
     byRef.set(refKey(v.version, v.id), loaded);
     if (!current || loaded.version > current.version) current = loaded;
@@ -57,6 +60,7 @@ export class LocalKek implements KekBackend {
     const { contents, stamp } = await readKeyFile(path);
     const kek = new LocalKek(path, log, load(contents, stamp));
     log.info({ event: 'key-file-loaded', keyFile: path, versions: contents.versions.length, currentVersion: kek.loaded().current.version }, 'local KEK loaded');
+    kek.warnUndated(kek.loaded().current);
     return kek;
   }
 
@@ -70,8 +74,14 @@ export class LocalKek implements KekBackend {
   }
 
   async currentKeyCreatedAt(): Promise<number | undefined> {
-    const t = this.loaded().current.createdAt;
-    return Number.isFinite(t) ? t : undefined;
+    return this.loaded().current.createdAt;
+  }
+
+  /** Says why the rotation-age metric has no sample: the current version's `created` is missing or not a date. */
+  private warnUndated(current: LoadedVersion): void {
+    if (current.createdAt !== undefined) return;
+    this.log.warn({ event: 'key-created-unknown', keyFile: this.path, currentVersion: current.version },
+      'the current key version has no valid "created" (RFC 3339) in the key file: its creation time, and the rotation-age metric, are not reported');
   }
 
   async encrypt(plaintext: Uint8Array): Promise<WrapResult> {
@@ -121,6 +131,7 @@ export class LocalKek implements KekBackend {
         'key file no longer holds some versions: ciphertexts wrapped by them cannot be decrypted');
     }
     this.log.info({ event: 'key-file-reloaded', keyFile: this.path, versions: next.byRef.size, currentVersion: next.current.version }, 'local key file reloaded');
+    this.warnUndated(next.current);
   }
 
   async close(): Promise<void> {

@@ -30,14 +30,15 @@ export interface ResourceReport {
 }
 
 /**
- * A value no provider can read, with what the unsafe delete (KEP-3926) needs besides its
- * ResourceReport's resource: namespace (absent for cluster-scoped kinds) and name, and for core/v1
- * kinds the API path to send it to (`kubectl delete --raw "<deletePath>"` with the
- * AllowUnsafeMalformedObjectDeletion gate on).
+ * A value no provider can read, with what the unsafe delete (KEP-3926) needs: resource, namespace
+ * (absent for cluster-scoped kinds) and name, and for core/v1 kinds the API path to send it to
+ * (`kubectl delete --raw "<deletePath>"` with the AllowUnsafeMalformedObjectDeletion gate on).
  */
 export interface UndecryptableValue {
   key: string;
   error: string;
+  /** `secrets`, or `deployments.apps` for non-core groups (as ResourceReport.resource). */
+  resource: string;
   namespace?: string;
   name: string;
   /** core/v1 only: `/api/v1/namespaces/<ns>/<resource>/<name>?ignoreStoreReadErrorWithClusterBreakingPotential=true`. */
@@ -102,6 +103,7 @@ export async function verifyStore(options: VerifyOptions): Promise<VerifyReport>
         report.undecryptable.push({
           key: kv.key,
           error: messageOf(err),
+          resource: name,
           ...(parsed.namespace !== undefined ? { namespace: parsed.namespace } : {}),
           name: parsed.name,
           ...(deletePath ? { deletePath } : {}),

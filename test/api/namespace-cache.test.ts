@@ -257,14 +257,14 @@ describe('embedded store: a create racing the deletion of its namespace', () => 
   for (const withCache of [false, true]) {
     it(`a create checked before the deletion and written after it is refused: nothing is left in the deleted namespace (${withCache ? 'with' : 'without'} the namespace cache)`, async () => {
       const ns = withCache ? 'doomed-cached' : 'doomed';
-      const cache = withCache ? new NamespaceCache(repo, silentLogger()) : undefined;
+      const cache = withCache ? new NamespaceCache(repo, inProcessLogger('api-server')) : undefined;
       try {
         await repo.create(namespaces, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
         if (cache) {
           await cache.start();
           await waitFor(() => cache.get(ns) !== undefined, 'the namespace in the cache');
         }
-        const handlers = new ResourceHandlers({ repo, log: silentLogger(), ...(cache ? { namespaceCache: cache } : {}) });
+        const handlers = new ResourceHandlers({ repo, log: inProcessLogger('api-server'), ...(cache ? { namespaceCache: cache } : {}) });
         let release!: () => void;
         held = new Promise((r) => (release = r));
         const encrypting = new Promise<void>((r) => (reachedEncryption = r));

@@ -11,7 +11,7 @@ const report: VerifyReport = {
   ok: false,
   resources: [
     { resource: 'configmaps', total: 1, writers: { identity: 1 }, plaintext: 1, stale: 1, undecryptable: [] },
-    { resource: 'secrets', total: 4, writers: { 'kms v2:atrest:sha256:ab': 2, 'aesgcm:k"1\\': 1 }, plaintext: 0, stale: 1, undecryptable: [{ key: '/registry/secrets/default/x', error: 'bad', namespace: 'default', name: 'x' }] },
+    { resource: 'secrets', total: 4, writers: { 'kms v2:atrest:sha256:ab': 2, 'aesgcm:k"1\\': 1 }, plaintext: 0, stale: 1, undecryptable: [{ key: '/registry/secrets/default/x', error: 'bad', resource: 'secrets', namespace: 'default', name: 'x' }] },
   ],
 };
 

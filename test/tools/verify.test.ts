@@ -59,9 +59,9 @@ test('verify counts writers, plaintext, stale and undecryptable values, and exit
     assert.equal(secrets.plaintext, 1);
     assert.equal(secrets.stale, 2);
     assert.deepEqual(secrets.undecryptable.map((u) => u.key), [t]);
-    // What the unsafe delete needs (KEP-3926): the report's resource, then namespace, name and the API path.
+    // What the unsafe delete needs (KEP-3926): resource, namespace, name and the API path.
     assert.deepEqual(secrets.undecryptable.map(({ error: _e, ...rest }) => rest), [{
-      key: t, namespace: 'default', name: 't',
+      key: t, resource: 'secrets', namespace: 'default', name: 't',
       deletePath: '/api/v1/namespaces/default/secrets/t?ignoreStoreReadErrorWithClusterBreakingPotential=true',
     }]);
     assert.ok(!before.stdout.includes(SECRET_VALUE) && !before.stdout.includes(Buffer.from(SECRET_VALUE).toString('base64')));

@@ -7,8 +7,13 @@ import { open, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** Writes `text` to `path` (mode `mode`) under a temporary name in the same directory, then renames; the temporary file is not left behind on failure. */
+/** A temporary name next to `path` that no other process picks (pid and random). */
+export function tempPathFor(path: string): string {
+  return `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+}
+
 export async function writeAtomic(path: string, text: string, mode: number): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const tmp = tempPathFor(path);
   try {
     await writeFile(tmp, text, { mode, flag: 'wx' });
     await rename(tmp, path);

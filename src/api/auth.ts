@@ -5,7 +5,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { link, readFile, unlink, writeFile } from 'node:fs/promises';
 import { AtrestError } from '../errors.js';
-import { withLockFile, writeAtomic } from './atomic-file.js';
+import { tempPathFor, withLockFile, writeAtomic } from './atomic-file.js';
 
 export interface UserInfo {
   name: string;
@@ -91,7 +91,7 @@ export interface TokenFileDeps {
 export async function ensureGeneratedTokenFile(path: string, deps: TokenFileDeps = {}): Promise<TokenEntry[]> {
   if (!existsSync(path)) {
     const text = `${randomBytes(32).toString('base64url')},admin,admin,"system:masters"\n`;
-    const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+    const tmp = tempPathFor(path);
     await writeFile(tmp, text, { mode: 0o600, flag: 'wx' });
     let linked = true;
     try {

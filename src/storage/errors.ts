@@ -44,6 +44,11 @@ export class StoreError extends AtrestError {
   }
 }
 
+/** create refused: `key` exists (both backends). */
+export function keyExists(key: string): StoreError {
+  return new StoreError('KEY_EXISTS', `key ${key} already exists`, { key });
+}
+
 /** createGuarded refused: `guard.key` is no longer at `guard.modRevision`; `current` is the guard key as it is now (absent: deleted). */
 export function guardChanged(key: string, guard: CreateGuard, current: KeyValue | undefined): StoreError {
   return new StoreError('GUARD_CHANGED', `create of ${key}: ${guard.key} is no longer at revision ${guard.modRevision}`, {

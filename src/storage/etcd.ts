@@ -14,7 +14,7 @@
 // its own bytes being the key's current value. Watches resume after the last delivered event when
 // their connection breaks (keepalive pings notice a silent member).
 import { isRecoverableError, Etcd3, type IKeyValue, type IOptions, type IResponseHeader, type Watcher } from 'etcd3';
-import { guardChanged, StoreError } from './errors.js';
+import { guardChanged, keyExists, StoreError } from './errors.js';
 import { asBuffer, prefixEndBytes } from './prefix.js';
 import type { CreateGuard, KeyValue, ListOptions, ListResult, Store, UpdateOp, UpdateOutcome, Watch, WatchEvent, WatchOptions } from './types.js';
 
@@ -615,10 +615,6 @@ function concurrencyLimit(n: number): ConcurrencyLimit {
  */
 function createdByUs(current: KeyValue | undefined, value: Buffer, retried: boolean): number | undefined {
   return retried && current && current.createRevision === current.modRevision && current.value.equals(value) ? current.modRevision : undefined;
-}
-
-function keyExists(key: string): StoreError {
-  return new StoreError('KEY_EXISTS', `key ${key} already exists`, { key });
 }
 
 /**

@@ -18,7 +18,7 @@ import Database from 'better-sqlite3';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from '../log.js';
-import { guardChanged, StoreError } from './errors.js';
+import { guardChanged, keyExists, StoreError } from './errors.js';
 import { asBuffer, prefixEndString } from './prefix.js';
 import type { CreateGuard, KeyValue, ListOptions, ListResult, Store, UpdateOp, UpdateOutcome, Watch, WatchEvent, WatchOptions } from './types.js';
 
@@ -201,7 +201,7 @@ class SqliteStore implements Store, SqliteStoreExtras {
         if (g?.id !== guard.modRevision) throw guardChanged(key, guard, g && kvOf(guard.key, g));
       }
       const row = latest.get(key) as LatestRow | undefined;
-      if (row && !row.deleted) throw new StoreError('KEY_EXISTS', `key ${key} already exists`, { key });
+      if (row && !row.deleted) throw keyExists(key);
       return run(key, 1, 0, 0, row?.id ?? 0, value);
     };
 

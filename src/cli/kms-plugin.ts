@@ -6,10 +6,12 @@
 //   atrest kms-plugin init-key --backend local --key-file /etc/atrest/kek.json
 //   atrest kms-plugin rotate-key --key-file /etc/atrest/kek.json
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { messageOf } from '../errors.js';
+import { AtrestError, messageOf } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { Registry } from '../metrics.js';
 import type { BackendModule, BackendOptions, KekBackend } from '../plugin/backend.js';
 import { backendByName, backends } from '../plugin/backends/index.js';
+import { hierarchyFlags } from '../plugin/hierarchy/config.js';
 import type { HealthServer } from '../plugin/health-server.js';
 import type { PluginServer, StatusVersion } from '../plugin/server.js';
 
@@ -32,8 +34,8 @@ function milliseconds(flag: string, min: number) {
 
 function addBackendFlags(cmd: Command): void {
   const seen = new Set<string>();
-  for (const backend of backends) {
-    for (const flag of backend.flags) {
+  for (const flags of [...backends.map((b) => b.flags), hierarchyFlags]) {
+    for (const flag of flags) {
       const option = new Option(flag.flags, flag.description).env(flag.env);
       if (flag.defaultValue !== undefined) option.default(flag.defaultValue);
       if (seen.has(option.attributeName())) continue; // two backends sharing a flag name share the option
@@ -94,6 +96,31 @@ async function keyCommand(sub: Command, action: 'init' | 'rotate'): Promise<void
   }
 }
 
+/**
+ * Opens the backend; a remote one (kmip, pkcs11) behind the key hierarchy, whose first local KEK is
+ * wrapped now: when the remote cannot do it the plugin does not start (fail closed, the remote named).
+ */
+async function openBackend(module: BackendModule, opts: KmsPluginOptions, log: Logger, metrics: Registry): Promise<KekBackend> {
+  const remote = module.describeRemote?.(opts);
+  const { readHierarchySettings } = await import('../plugin/hierarchy/config.js');
+  const settings = remote === undefined ? undefined : readHierarchySettings(opts);
+  let backend: KekBackend;
+  try {
+    backend = await module.open(opts, { log, metrics });
+  } catch (err) {
+    if (remote === undefined || !(err instanceof AtrestError)) throw err;
+    throw new AtrestError(err.code, `${module.name} backend: cannot open the remote KEK (${remote}): ${err.message}`, { cause: err });
+  }
+  if (remote === undefined || settings === undefined) return backend;
+  const { HierarchyKek } = await import('../plugin/hierarchy/kek.js');
+  try {
+    return await HierarchyKek.open(backend, settings, { log, metrics, endpoint: remote });
+  } catch (err) {
+    await backend.close().catch(() => undefined);
+    throw err;
+  }
+}
+
 /** Resolves with the first SIGTERM/SIGINT; handlers are installed at once (before anything is announced). */
 function firstStopSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
@@ -117,7 +144,7 @@ async function serve(opts: KmsPluginOptions, log: Logger): Promise<void> {
   const { startPluginServer } = await import('../plugin/server.js');
   const stopSignal = firstStopSignal();
   const metrics = newRegistry();
-  const backend: KekBackend = await module.open(opts, { log, metrics });
+  const backend = await openBackend(module, opts, log, metrics);
   let server: PluginServer | undefined;
   let health: HealthServer | undefined;
   try {
@@ -130,7 +157,10 @@ async function serve(opts: KmsPluginOptions, log: Logger): Promise<void> {
       statusVersion: opts.statusVersion as StatusVersion,
       shutdownGraceMs: Number(opts.shutdownGrace),
     });
-    if (opts.healthListen) health = await startHealthServer({ listen: opts.healthListen, socket: server.address, metrics, log });
+    if (opts.healthListen) {
+      const degraded = backend.degraded?.bind(backend);
+      health = await startHealthServer({ listen: opts.healthListen, socket: server.address, metrics, log, ...(degraded ? { degraded } : {}) });
+    }
   } catch (err) {
     await server?.close();
     await backend.close().catch(() => undefined);

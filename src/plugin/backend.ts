@@ -1,16 +1,27 @@
 // A key-encryption-key backend of the KMS plugin: where the KEK lives and where DEKs are wrapped.
 // The gRPC server (src/plugin/server.ts) turns v1beta1 and v2 calls into these; each backend
 // (src/plugin/backends/<name>.ts) keeps its own ciphertext format, which records the KEK version
-// that wrapped it, so old ciphertexts still unwrap after a rotation.
+// that wrapped it, so old ciphertexts still unwrap after a rotation. For the remote backends (kmip,
+// pkcs11) the plugin puts a key hierarchy (src/plugin/hierarchy) in front: a KekBackend too.
 import { AtrestError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Registry } from '../metrics.js';
+
+/** kms v2 EncryptResponse / DecryptRequest annotations: FQDN keys, 32 KiB in all at most. */
+export type Annotations = Record<string, Uint8Array>;
 
 export interface WrapResult {
   /** At most 1024 bytes (KMS v2 limit). */
   ciphertext: Buffer;
   /** Identifies the KEK version that wrapped it; never key material; at most 1024 bytes. */
   keyId: string;
+  /** Stored with the ciphertext and handed back to decrypt (only when WrapOptions.annotations). */
+  annotations?: Annotations;
+}
+
+export interface WrapOptions {
+  /** The caller stores annotations with the ciphertext and passes them to decrypt (kms v2; not v1). */
+  annotations?: boolean;
 }
 
 export interface KekBackend {
@@ -25,11 +36,16 @@ export interface KekBackend {
    */
   currentKeyCreatedAt?(): Promise<number | undefined>;
   /** Wraps `plaintext` (a DEK or seed) with the newest KEK version. */
-  encrypt(plaintext: Uint8Array): Promise<WrapResult>;
-  /** Unwraps a ciphertext produced by `encrypt` with any version. */
-  decrypt(ciphertext: Uint8Array): Promise<Buffer>;
+  encrypt(plaintext: Uint8Array, options?: WrapOptions): Promise<WrapResult>;
+  /** Unwraps a ciphertext produced by `encrypt` with any version (with the annotations it returned, if any). */
+  decrypt(ciphertext: Uint8Array, annotations?: Annotations): Promise<Buffer>;
   /** Looks for new KEK versions (rotation); the server calls it every few seconds. */
   refresh(): Promise<void>;
+  /**
+   * Why the backend is impaired although it may still serve (the key hierarchy: its remote KEK is
+   * unreachable); undefined when it is not. The deep /healthz reports it.
+   */
+  degraded?(): string | undefined;
   close(): Promise<void>;
 }
 
@@ -66,6 +82,11 @@ export interface BackendModule {
   initKey(options: BackendOptions, context: BackendContext): Promise<string>;
   /** Adds a new KEK version that becomes current; returns its key_id. */
   rotateKey(options: BackendOptions, context: BackendContext): Promise<string>;
+  /**
+   * Set for backends whose KEK lives in a remote key manager (kmip, pkcs11): names it (e.g. `KMIP
+   * server host:port`), and `atrest kms-plugin` puts the key hierarchy in front of the backend.
+   */
+  describeRemote?(options: BackendOptions): string;
 }
 
 export class BackendError extends AtrestError {

@@ -1,7 +1,10 @@
 // `--health-listen host:port`: a small HTTP server for probes and scraping.
 //   /healthz  a real v2 Encrypt+Decrypt round trip through the plugin's socket and backend
-//             (200 `ok`, else 503 with the reason); concurrent probes share one round trip.
-//   /livez    200 `ok` while the process serves.
+//             (200 `ok`, else 503 with the reason); concurrent probes share one round trip. With
+//             the key hierarchy it is also 503 while the remote KEK is unreachable, although the
+//             plugin still serves: the outage needs an operator, not a restart.
+//   /livez    200 `ok` while the process serves (for liveness probes: never restarts a plugin
+//             that serves through a remote outage).
 //   /metrics  the plugin's Prometheus registry.
 import http from 'node:http';
 import { isIP } from 'node:net';
@@ -36,6 +39,8 @@ export interface HealthServerOptions {
   metrics: Registry;
   log: Logger;
   timeoutMs?: number;
+  /** Why the backend is impaired although it serves (KekBackend.degraded); fails /healthz. */
+  degraded?: () => string | undefined;
 }
 
 export async function startHealthServer(options: HealthServerOptions): Promise<HealthServer> {
@@ -56,14 +61,16 @@ export async function startHealthServer(options: HealthServerOptions): Promise<H
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'method not allowed\n');
     if (path === '/livez') return send(200, 'ok\n');
     if (path === '/healthz') {
-      void roundTrip().then((failure) => {
+      void roundTrip().then((roundTripFailure) => {
+        const impaired = roundTripFailure === undefined ? options.degraded?.() : undefined;
+        const failure = roundTripFailure ?? impaired;
         if (failure === undefined) {
           lastFailure = undefined;
           return send(200, 'ok\n');
         }
-        if (failure !== lastFailure) options.log.error({ event: 'healthz-failed', err: failure }, 'health check round trip failed');
+        if (failure !== lastFailure && roundTripFailure !== undefined) options.log.error({ event: 'healthz-failed', err: failure }, 'health check round trip failed');
         lastFailure = failure;
-        send(503, `round trip through the KMS plugin socket failed: ${failure}\n`);
+        send(503, roundTripFailure !== undefined ? `round trip through the KMS plugin socket failed: ${roundTripFailure}\n` : `degraded: ${failure}\n`);
       });
       return;
     }

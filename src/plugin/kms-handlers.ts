@@ -7,7 +7,7 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 import { AtrestError } from '../errors.js';
 import * as v1 from '../gen/v1beta1/api_pb.js';
 import * as v2 from '../gen/v2/api_pb.js';
-import type { KekBackend } from './backend.js';
+import type { Annotations, KekBackend, WrapOptions, WrapResult } from './backend.js';
 import type { RoundTripHealth } from './round-trip-health.js';
 
 /** The only v1 API version (`version` of every v1beta1 request and of the Version answer). */
@@ -37,6 +37,8 @@ export function toCallError(err: unknown): CallError {
   // Not one of ours: say little (the text of a foreign error is not vetted for secrets).
   return new CallError(GrpcStatus.INTERNAL, `internal error in the KMS plugin: ${err instanceof Error ? err.name : 'non-error thrown'}`, { cause: err });
 }
+
+const WITH_ANNOTATIONS: WrapOptions = Object.freeze({ annotations: true });
 
 function invalid(message: string): CallError {
   return new CallError(GrpcStatus.INVALID_ARGUMENT, message);
@@ -81,14 +83,14 @@ export class KmsHandlers {
   async v1Encrypt(req: v1.EncryptRequest): Promise<v1.EncryptResponse> {
     checkV1Version(req.version);
     checkPlaintext(req.plain);
-    const { ciphertext } = await this.wrap(req.plain);
+    const { ciphertext } = await this.wrap(req.plain, false);
     return create(v1.EncryptResponseSchema, { cipher: ciphertext });
   }
 
   async v1Decrypt(req: v1.DecryptRequest): Promise<v1.DecryptResponse> {
     checkV1Version(req.version);
     checkCiphertext(req.cipher);
-    return create(v1.DecryptResponseSchema, { plain: await this.unwrap(req.cipher) });
+    return create(v1.DecryptResponseSchema, { plain: await this.unwrap(req.cipher, undefined) });
   }
 
   // ---- v2 (and v2alpha1, same messages) ----
@@ -109,22 +111,23 @@ export class KmsHandlers {
 
   async v2Encrypt(req: v2.EncryptRequest): Promise<v2.EncryptResponse> {
     checkPlaintext(req.plaintext);
-    const { ciphertext, keyId } = await this.wrap(req.plaintext);
-    return create(v2.EncryptResponseSchema, { ciphertext, keyId });
+    const { ciphertext, keyId, annotations } = await this.wrap(req.plaintext, true);
+    return create(v2.EncryptResponseSchema, annotations ? { ciphertext, keyId, annotations } : { ciphertext, keyId });
   }
 
   async v2Decrypt(req: v2.DecryptRequest): Promise<v2.DecryptResponse> {
     checkCiphertext(req.ciphertext);
     if (Buffer.byteLength(req.keyId) > MAX_KEY_ID_BYTES) throw invalid(`key_id is ${Buffer.byteLength(req.keyId)} bytes, more than ${MAX_KEY_ID_BYTES}`);
-    return create(v2.DecryptResponseSchema, { plaintext: await this.unwrap(req.ciphertext) });
+    return create(v2.DecryptResponseSchema, { plaintext: await this.unwrap(req.ciphertext, req.annotations) });
   }
 
   // ---- backend calls with the response limits checked ----
 
-  private async wrap(plaintext: Uint8Array): Promise<{ ciphertext: Buffer; keyId: string }> {
+  /** `annotations`: the caller stores annotations with the value (kms v2), so the backend may return some. */
+  private async wrap(plaintext: Uint8Array, annotations: boolean): Promise<WrapResult> {
     let result;
     try {
-      result = await this.options.backend.encrypt(plaintext);
+      result = await this.options.backend.encrypt(plaintext, annotations ? WITH_ANNOTATIONS : undefined);
     } catch (err) {
       throw toCallError(err);
     }
@@ -135,9 +138,9 @@ export class KmsHandlers {
     return result;
   }
 
-  private async unwrap(ciphertext: Uint8Array): Promise<Buffer> {
+  private async unwrap(ciphertext: Uint8Array, annotations: Annotations | undefined): Promise<Buffer> {
     try {
-      return await this.options.backend.decrypt(ciphertext);
+      return await this.options.backend.decrypt(ciphertext, annotations);
     } catch (err) {
       throw toCallError(err);
     }

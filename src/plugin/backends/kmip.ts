@@ -13,6 +13,8 @@ export const kmipBackend: BackendModule = {
     return KmipKek.open(await readKmipSettings(options), context);
   },
 
+  describeRemote: (options) => `KMIP server ${options['kmipEndpoint'] ?? '(no --kmip-endpoint)'}, key ${JSON.stringify(options['kmipKeyName'] ?? '')}`,
+
   async initKey(options, context) {
     const s = await readKmipSettings(options);
     const client = newKmipClient(s, context.metrics);

@@ -28,6 +28,7 @@ export function createPkcs11Backend(loader: Pkcs11Loader = processPkcs11Loader):
       const library = await loader.acquire(config.modulePath);
       return Pkcs11Kek.open({ config, library, log: context.log });
     },
+    describeRemote: (options) => `PKCS#11 token ${JSON.stringify(options['pkcs11TokenLabel'] ?? '')} (module ${options['pkcs11Module'] ?? '?'}), key ${JSON.stringify(options['pkcs11KeyLabel'] ?? '')}`,
     initKey: (options, context) => keyVersion(options, context, 'init'),
     rotateKey: (options, context) => keyVersion(options, context, 'rotate'),
   };

@@ -1,0 +1,100 @@
+// One local KEK of the key hierarchy: an AES-256 key held only in memory (a KeyObject; the raw bytes
+// are zeroed as soon as the KeyObject holds them), with its wrapped form (the remote backend's
+// ciphertext of it, which travels with every value it seals) and the remote key_id that wrapped it.
+// It seals DEKs and seeds with AES-256-GCM (random 96-bit nonces from a CSPRNG pool) and opens them.
+import { createCipheriv, createDecipheriv, createHash, createSecretKey, type KeyObject } from 'node:crypto';
+import { createPooledNonceSource } from '../../crypto/nonce.js';
+import { BackendError } from '../backend.js';
+import { CARRIER_ANNOTATION, CARRIER_INLINE, LOCAL_KEK_ANNOTATION, NONCE_BYTES, TAG_BYTES, sealPrefix, type ParsedEnvelope, type SealPrefix } from './envelope.js';
+
+export const LOCAL_KEK_BYTES = 32;
+
+/**
+ * With random 96-bit nonces NIST SP 800-38D allows at most 2^32 seals under one key. A local KEK is
+ * never used beyond this, whatever the flags say and however long the remote is away.
+ */
+export const AES_GCM_RANDOM_NONCE_LIMIT = 2 ** 32;
+
+const nonceSource = createPooledNonceSource();
+
+/** A local KEK's result of sealing: the ciphertext and, for kms v2, the annotations to store with it. */
+export interface Sealed {
+  ciphertext: Buffer;
+  annotations?: Record<string, Uint8Array>;
+}
+
+export class InMemoryKek {
+  readonly key: KeyObject;
+  /** The remote backend's ciphertext of this key. */
+  readonly wrapped: Buffer;
+  /** The wrapped bytes as a map key (the decrypt cache's). */
+  readonly cacheKey: string;
+  /** `sha256:<first 16 hex>` of the wrapped bytes: names this local KEK in logs (public data, never the key). */
+  readonly fingerprint: string;
+  /** key_id of the remote KEK version that wrapped it (what Encrypt and Status report). */
+  readonly remoteKeyId: string;
+  /** When the remote KEK version was created (for the rotation-age metric), if known. */
+  readonly remoteKeyCreatedAt: number | undefined;
+  /** When this process made it or unwrapped it (epoch ms). */
+  readonly createdAt: number;
+  /** Values sealed with it by this process. */
+  uses = 0;
+  private readonly inline: SealPrefix;
+  private readonly annotated: SealPrefix;
+  private readonly annotations: Record<string, Uint8Array>;
+
+  /** Takes the raw key bytes and zeroes them. */
+  constructor(raw: Buffer, wrapped: Buffer, remoteKeyId: string, createdAt: number, remoteKeyCreatedAt?: number) {
+    if (raw.length !== LOCAL_KEK_BYTES) {
+      raw.fill(0);
+      throw new BackendError('INVALID_CIPHERTEXT', `the wrapped local KEK unwrapped to ${raw.length} bytes, not ${LOCAL_KEK_BYTES}`);
+    }
+    this.key = createSecretKey(raw);
+    raw.fill(0);
+    this.wrapped = Buffer.from(wrapped);
+    this.cacheKey = cacheKeyOf(this.wrapped);
+    this.fingerprint = `sha256:${createHash('sha256').update(this.wrapped).digest('hex').slice(0, 16)}`;
+    this.remoteKeyId = remoteKeyId;
+    this.remoteKeyCreatedAt = remoteKeyCreatedAt;
+    this.createdAt = createdAt;
+    this.inline = sealPrefix(CARRIER_INLINE, this.wrapped);
+    this.annotated = sealPrefix(CARRIER_ANNOTATION, this.wrapped);
+    this.annotations = Object.freeze({ [LOCAL_KEK_ANNOTATION]: this.wrapped });
+  }
+
+  /** Seals `plaintext`: inline carrier (kms v1) or annotation carrier (kms v2). */
+  seal(plaintext: Uint8Array, withAnnotations: boolean): Sealed {
+    const prefix = withAnnotations ? this.annotated : this.inline;
+    const head = prefix.head.length;
+    const out = Buffer.allocUnsafe(head + NONCE_BYTES + plaintext.length + TAG_BYTES);
+    prefix.head.copy(out, 0);
+    const nonce = out.subarray(head, head + NONCE_BYTES);
+    nonceSource(nonce);
+    const cipher = createCipheriv('aes-256-gcm', this.key, nonce, { authTagLength: TAG_BYTES });
+    cipher.setAAD(prefix.aad);
+    let at = head + NONCE_BYTES;
+    at += cipher.update(plaintext).copy(out, at);
+    at += cipher.final().copy(out, at);
+    cipher.getAuthTag().copy(out, at);
+    return withAnnotations ? { ciphertext: out, annotations: this.annotations } : { ciphertext: out };
+  }
+
+  /** Opens a parsed envelope whose wrapped local KEK is this one; INVALID_CIPHERTEXT when it does not authenticate. */
+  open(envelope: ParsedEnvelope): Buffer {
+    const decipher = createDecipheriv('aes-256-gcm', this.key, envelope.nonce, { authTagLength: TAG_BYTES });
+    decipher.setAAD(envelope.aad);
+    decipher.setAuthTag(envelope.tag);
+    try {
+      const plain = decipher.update(envelope.sealed);
+      const tail = decipher.final();
+      return tail.length === 0 ? plain : Buffer.concat([plain, tail]);
+    } catch (err) {
+      throw new BackendError('INVALID_CIPHERTEXT', `the value does not authenticate under local KEK ${this.fingerprint} (tampered, or its wrapped local KEK was swapped)`, { cause: err });
+    }
+  }
+}
+
+/** The decrypt cache's key for wrapped local-KEK bytes. */
+export function cacheKeyOf(wrapped: Uint8Array): string {
+  return Buffer.from(wrapped.buffer, wrapped.byteOffset, wrapped.byteLength).toString('base64');
+}

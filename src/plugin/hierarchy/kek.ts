@@ -59,12 +59,13 @@ export class HierarchyKek implements KekBackend {
   static async open(inner: KekBackend, settings: HierarchySettings, context: HierarchyContext): Promise<HierarchyKek> {
     const now = context.now ?? Date.now;
     const cache = new LocalKekCache(settings.cacheSize);
-    let source: HierarchyKek | undefined;
+    // The gauges read the hierarchy at scrape time; it exists once the first local KEK is made.
+    const made: { kek?: HierarchyKek } = {};
     const metrics = new HierarchyMetrics(context.metrics ?? newRegistry(), {
-      remoteUp: () => source?.remote.status.up ?? true,
-      lastRemoteSuccess: () => source?.remote.status.lastSuccess,
+      remoteUp: () => made.kek?.remote.status.up ?? true,
+      lastRemoteSuccess: () => made.kek?.remote.status.lastSuccess,
       current: () => {
-        const l = source?.lifecycle;
+        const l = made.kek?.lifecycle;
         return l ? { uses: l.current.uses, createdAt: l.current.createdAt, overdue: l.overdue } : { uses: 0, createdAt: now(), overdue: false };
       },
       cacheEntries: () => cache.size,
@@ -74,11 +75,12 @@ export class HierarchyKek implements KekBackend {
       { maxAgeMs: settings.maxAgeMs, maxUses: settings.maxUses, ...(settings.hardMaxUses === undefined ? {} : { hardMaxUses: settings.hardMaxUses }) },
       { remote, cache, metrics, log: context.log, now },
     );
-    source = new HierarchyKek(remote, lifecycle, cache, metrics, settings, now);
+    const kek = new HierarchyKek(remote, lifecycle, cache, metrics, settings, now);
+    made.kek = kek;
     context.log.info({
       event: 'key-hierarchy', remote: context.endpoint, maxAgeMs: settings.maxAgeMs, maxUses: settings.maxUses, cacheSize: settings.cacheSize, remoteTimeoutMs: settings.remoteTimeoutMs,
     }, 'key hierarchy: DEKs and seeds are sealed by a local KEK in memory, wrapped by the remote KEK');
-    return source;
+    return kek;
   }
 
   /** The remote KEK version that wrapped the current local KEK. */

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
+import type { Logger } from '../../src/log.js';
 import { newRegistry, type Registry } from '../../src/metrics.js';
 import { BackendError, type KekBackend } from '../../src/plugin/backend.js';
 import { localBackend } from '../../src/plugin/backends/local.js';
@@ -25,7 +26,7 @@ const log = inProcessLogger('kms-plugin');
 const SETTINGS: HierarchySettings = { maxAgeMs: 3_600_000, maxUses: 1_000_000, cacheSize: 100, remoteTimeoutMs: 2000 };
 
 /** A pino logger whose JSON lines land in `lines`. */
-function capturingLogger(): { log: pino.Logger; lines: Array<Record<string, unknown>> } {
+function capturingLogger(): { log: Logger; lines: Array<Record<string, unknown>> } {
   const lines: Array<Record<string, unknown>> = [];
   const stream = new Writable({ write(chunk: Buffer, _enc, done) { lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>); done(); } });
   return { log: pino({ level: 'debug' }, stream), lines };
@@ -36,7 +37,7 @@ interface Fixture {
   keyFile: string;
   remote: FaultyKek;
   registry: Registry;
-  open(settings?: Partial<HierarchySettings>, extra?: { now?: () => number; log?: pino.Logger }): Promise<HierarchyKek>;
+  open(settings?: Partial<HierarchySettings>, extra?: { now?: () => number; log?: Logger }): Promise<HierarchyKek>;
 }
 
 async function withRemote(fn: (f: Fixture) => Promise<void>): Promise<void> {

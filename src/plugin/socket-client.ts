@@ -40,16 +40,17 @@ export class PluginSocketClient {
       create(v2.EncryptRequestSchema, { plaintext, uid: randomUUID() }));
   }
 
-  decrypt(ciphertext: Uint8Array, keyId: string): Promise<v2.DecryptResponse> {
+  /** `annotations`: what Encrypt returned with the ciphertext, handed back as kube-apiserver does. */
+  decrypt(ciphertext: Uint8Array, keyId: string, annotations: Record<string, Uint8Array> = {}): Promise<v2.DecryptResponse> {
     return this.unary('/v2.KeyManagementService/Decrypt', v2.DecryptRequestSchema, v2.DecryptResponseSchema,
-      create(v2.DecryptRequestSchema, { ciphertext, keyId, uid: randomUUID() }));
+      create(v2.DecryptRequestSchema, { ciphertext, keyId, uid: randomUUID(), annotations }));
   }
 
   /** v2 Encrypt then Decrypt of a random 32-byte value; rejects with the reason when anything fails. */
   async roundTrip(): Promise<{ keyId: string }> {
     const probe = randomBytes(32);
     const wrapped = await this.encrypt(probe);
-    const { plaintext } = await this.decrypt(wrapped.ciphertext, wrapped.keyId);
+    const { plaintext } = await this.decrypt(wrapped.ciphertext, wrapped.keyId, wrapped.annotations);
     if (plaintext.length !== probe.length || !timingSafeEqual(plaintext, probe)) throw new Error('round trip returned different plaintext');
     return { keyId: wrapped.keyId };
   }

@@ -188,8 +188,9 @@ export class TestKmsClient {
     return this.call(`/${service}.KeyManagementService/Encrypt`, v2.EncryptRequestSchema, v2.EncryptResponseSchema, { plaintext, uid: crypto.randomUUID() });
   }
 
-  decrypt(ciphertext: Uint8Array, keyId: string, service = 'v2'): Promise<v2.DecryptResponse> {
-    return this.call(`/${service}.KeyManagementService/Decrypt`, v2.DecryptRequestSchema, v2.DecryptResponseSchema, { ciphertext, keyId, uid: crypto.randomUUID() });
+  /** `annotations`: what Encrypt returned with the ciphertext (kube-apiserver stores and sends them back). */
+  decrypt(ciphertext: Uint8Array, keyId: string, service = 'v2', annotations: Record<string, Uint8Array> = {}): Promise<v2.DecryptResponse> {
+    return this.call(`/${service}.KeyManagementService/Decrypt`, v2.DecryptRequestSchema, v2.DecryptResponseSchema, { ciphertext, keyId, uid: crypto.randomUUID(), annotations });
   }
 
   close(): void {

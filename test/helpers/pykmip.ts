@@ -3,7 +3,7 @@
 // temporary directory. One server per test file; stop() kills it and removes nothing, cleanup()
 // removes the directory.
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile, chmod } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, rm, writeFile, chmod } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -94,6 +94,10 @@ export interface PykmipServer {
   stop(graceMs?: number): Promise<void>;
   /** Starts it again on the same port and database. */
   start(): Promise<void>;
+  /** SIGSTOP to the server's process group: it keeps its sockets but answers nothing. */
+  freeze(): void;
+  /** SIGCONT after freeze(). */
+  thaw(): void;
   /** stop() and remove the temporary directory. */
   cleanup(): Promise<void>;
   /** The last lines of the server log, for failure messages. */
@@ -123,9 +127,11 @@ async function waitForTls(port: number, pki: Pki, child: ChildProcess, timeoutMs
   }
 }
 
-export async function startPykmip(): Promise<PykmipServer> {
+/** `database`: a PyKMIP database file to start from (copied; e.g. a fixture holding keys made earlier). */
+export async function startPykmip(options: { database?: string } = {}): Promise<PykmipServer> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'atrest-pykmip-'));
   const pki = await makePki(dir);
+  if (options.database) await copyFile(options.database, path.join(dir, 'pykmip.db'));
   const port = await freePort();
   const conf = path.join(dir, 'server.conf');
   const logPath = path.join(dir, 'server.log');
@@ -149,6 +155,7 @@ export async function startPykmip(): Promise<PykmipServer> {
   let child: ChildProcess | undefined;
 
   const start = async (): Promise<void> => {
+    if (child && child.exitCode === null && child.signalCode === null) return; // running already
     // Debian's interpreter and nothing from a pyenv on PATH.
     const env = { PATH: '/usr/bin:/bin', HOME: dir, LANG: 'C.UTF-8' };
     // Its own process group: PyKMIP forks helpers (the policy monitor) that a kill of the main
@@ -173,6 +180,12 @@ export async function startPykmip(): Promise<PykmipServer> {
     pki,
     logPath,
     start,
+    freeze() {
+      if (child?.pid) process.kill(-child.pid, 'SIGSTOP');
+    },
+    thaw() {
+      if (child?.pid) process.kill(-child.pid, 'SIGCONT');
+    },
     async stop(graceMs = 1000) {
       const c = child;
       child = undefined;
@@ -188,6 +201,7 @@ export async function startPykmip(): Promise<PykmipServer> {
       };
       const exited = new Promise<void>((resolve) => c.once('exit', () => resolve()));
       signalGroup('SIGTERM');
+      signalGroup('SIGCONT'); // a frozen server acts on the SIGTERM only once it runs again
       const timer = setTimeout(() => signalGroup('SIGKILL'), graceMs);
       await exited;
       clearTimeout(timer);

@@ -17,7 +17,7 @@ import { isEnvelope, parseEnvelope } from './envelope.js';
 import { LocalKekLifecycle } from './lifecycle.js';
 import { InMemoryKek, cacheKeyOf } from './local-kek.js';
 import { HierarchyMetrics } from './metrics.js';
-import { RemoteKek, isOutage } from './remote.js';
+import { RemoteKek, isRefusal } from './remote.js';
 
 export interface HierarchyContext {
   log: Logger;
@@ -153,7 +153,7 @@ export class HierarchyKek implements KekBackend {
     try {
       raw = await this.remote.unwrap(kek.wrapped, 'verify');
     } catch (err) {
-      if (!isOutage(err)) this.lifecycle.disown(kek, err);
+      if (isRefusal(err)) this.lifecycle.disown(kek, err);
       throw err;
     }
     const same = raw.length === kek.key.symmetricKeySize && createSecretKey(raw).equals(kek.key);

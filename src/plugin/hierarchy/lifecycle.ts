@@ -18,7 +18,7 @@ import { keyIdHash } from '../metrics.js';
 import type { LocalKekCache } from './cache.js';
 import { AES_GCM_RANDOM_NONCE_LIMIT, InMemoryKek, LOCAL_KEK_BYTES } from './local-kek.js';
 import type { HierarchyMetrics, RotationReason } from './metrics.js';
-import { isOutage, type RemoteKek } from './remote.js';
+import { isRefusal, type RemoteKek } from './remote.js';
 
 export interface LifecyclePolicy {
   maxAgeMs: number;
@@ -139,7 +139,7 @@ export class LocalKekLifecycle {
       next = await makeLocalKek(this.deps);
     } catch (err) {
       this.lastFailure = this.deps.now();
-      if (!isOutage(err)) this.refusal = explained(err, `local KEK ${this.kek.fingerprint} is past its limit and the remote KEK (${this.deps.remote.endpoint}) refused to wrap a new one`);
+      if (isRefusal(err)) this.refusal = explained(err, `local KEK ${this.kek.fingerprint} is past its limit and the remote KEK (${this.deps.remote.endpoint}) refused to wrap a new one`);
       throw err;
     }
     this.adopt(next, reason, this.kek);

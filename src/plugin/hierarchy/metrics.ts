@@ -6,7 +6,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 
 /** What a call to the remote KEK was for. */
 export type RemoteOperation = 'wrap' | 'unwrap' | 'refresh' | 'verify';
-/** ok; unavailable (no answer: an outage); refused (the remote answered with an error). */
+/** ok; unavailable (no answer or a failure: an outage); refused (the key is unusable or the bytes are not its). */
 export type RemoteOutcome = 'ok' | 'unavailable' | 'refused';
 export type RotationReason = 'start' | 'max_age' | 'max_uses' | 'remote_key_changed' | 'remote_refused';
 

@@ -1,7 +1,7 @@
 // The key hierarchy's calls to the remote KEK (the kmip or pkcs11 backend): each one bounded by a
 // timeout (a frozen KMIP server or HSM cannot hold a caller longer), counted by operation and
-// outcome, and classed: an answer (ok or a refusal such as a revoked key) means the remote is up;
-// no answer (BackendError UNAVAILABLE, or the timeout) means an outage. The outage is logged once
+// outcome, and classed: success or a refusal (a revoked or destroyed key, bytes that are not its)
+// means the remote is up; anything else (no answer, the timeout, a server-side failure) an outage. The outage is logged once
 // when it starts and once when it ends, with the remote named and how long it lasted.
 import { messageOf } from '../../errors.js';
 import type { Logger } from '../../log.js';
@@ -26,9 +26,16 @@ export interface RemoteKekOptions {
   now?: () => number;
 }
 
-export function isOutage(err: unknown): boolean {
-  return err instanceof BackendError && err.code === 'UNAVAILABLE';
+/**
+ * A definitive answer of the remote about a key: it does not exist or is not usable (revoked,
+ * destroyed: KEY_NOT_FOUND), or the wrapped bytes are not its (INVALID_CIPHERTEXT). Anything else
+ * (no answer, a timeout, a server-side failure such as PyKMIP's General Failure) is an outage: the
+ * remote cannot do its job now, and may again later.
+ */
+export function isRefusal(err: unknown): boolean {
+  return err instanceof BackendError && (err.code === 'KEY_NOT_FOUND' || err.code === 'INVALID_CIPHERTEXT');
 }
+
 
 export class RemoteKek {
   readonly endpoint: string;
@@ -89,7 +96,7 @@ export class RemoteKek {
       this.answered();
       return result;
     } catch (err) {
-      if (isOutage(err)) {
+      if (!isRefusal(err)) {
         this.metrics.remoteCall(operation, 'unavailable');
         this.unreachable(operation, err);
       } else {

@@ -4,7 +4,7 @@
 // sets process.env.SOFTHSM2_CONF) before the module is first loaded; child processes get `env`.
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -41,7 +41,11 @@ export function softHsmInstalled(): boolean {
   return process.env['CI'] === 'true' || existsSync(SOFTHSM_MODULE);
 }
 
-export async function createSoftHsm(options: { tokenLabel?: string; pin?: string; setProcessEnv?: boolean } = {}): Promise<SoftHsm> {
+/**
+ * `fromTokens`: a token directory to start from (copied; e.g. a fixture holding keys made earlier)
+ * whose token is `tokenLabel` with user PIN `pin`, instead of initialising a new token.
+ */
+export async function createSoftHsm(options: { tokenLabel?: string; pin?: string; setProcessEnv?: boolean; fromTokens?: string } = {}): Promise<SoftHsm> {
   if (!softHsmInstalled()) {
     throw new Error(`SoftHSM2 is not installed (${SOFTHSM_MODULE} missing); run scripts/install-test-deps.sh`);
   }
@@ -66,8 +70,17 @@ export async function createSoftHsm(options: { tokenLabel?: string; pin?: string
     return { label, pin, soPin, pinFile };
   };
 
+  const existingToken = async (label: string, pin: string): Promise<SoftHsmToken> => {
+    await cp(options.fromTokens!, tokenDir, { recursive: true });
+    const pinFile = join(dir, `pin-${tokenCount++}`);
+    await writeFile(pinFile, `${pin}\n`, { mode: 0o600 });
+    return { label, pin, soPin: '', pinFile };
+  };
+
   try {
-    const token = await addToken(options.tokenLabel ?? 'atrest-test', options.pin);
+    const token = options.fromTokens
+      ? await existingToken(options.tokenLabel ?? 'atrest-test', options.pin ?? '1234-user-pin')
+      : await addToken(options.tokenLabel ?? 'atrest-test', options.pin);
     return {
       dir,
       confPath,

@@ -321,7 +321,7 @@ test('plugin socket (atrest kms-plugin --backend kmip, env vars): v1beta1 and v2
     const seed = Buffer.alloc(32, 0x5a);
     const w = await client.encrypt(seed);
     assert.equal(w.keyId, v1Id);
-    assert.deepEqual(Buffer.from((await client.decrypt(w.ciphertext, w.keyId)).plaintext), seed);
+    assert.deepEqual(Buffer.from((await client.decrypt(w.ciphertext, w.keyId, 'v2', w.annotations)).plaintext), seed);
 
     const rot = await runAtrest(['kms-plugin', 'rotate-key'], env);
     assert.equal(rot.code, 0, rot.stderr);
@@ -333,12 +333,12 @@ test('plugin socket (atrest kms-plugin --backend kmip, env vars): v1beta1 and v2
     const w2 = await client.encrypt(seed);
     assert.equal(w2.keyId, v2Id);
     // Old ciphertexts of both APIs still unwrap.
-    assert.deepEqual(Buffer.from((await client.decrypt(w.ciphertext, w.keyId)).plaintext), seed);
+    assert.deepEqual(Buffer.from((await client.decrypt(w.ciphertext, w.keyId, 'v2', w.annotations)).plaintext), seed);
     assert.deepEqual(Buffer.from((await client.v1Decrypt(v1.cipher)).plain), v1Plain);
     // A tampered ciphertext is InvalidArgument at the socket.
     const bad = Buffer.from(w2.ciphertext);
     bad[bad.length - 1]! ^= 1;
-    await assert.rejects(client.decrypt(bad, w2.keyId), (e: unknown) => grpcCodeOf(e) === 3);
+    await assert.rejects(client.decrypt(bad, w2.keyId, 'v2', w2.annotations), (e: unknown) => grpcCodeOf(e) === 3);
   } finally {
     client.close();
     await plugin?.stop();

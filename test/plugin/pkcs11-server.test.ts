@@ -103,7 +103,7 @@ describe('kms plugin with the pkcs11 backend', () => {
       assert.equal(status.keyId, firstKeyId);
       const dek = randomBytes(32);
       const wrapped = await client.encrypt(dek);
-      assert.deepEqual(Buffer.from((await client.decrypt(wrapped.ciphertext, wrapped.keyId)).plaintext), dek);
+      assert.deepEqual(Buffer.from((await client.decrypt(wrapped.ciphertext, wrapped.keyId, 'v2', wrapped.annotations)).plaintext), dek);
 
       const rotate = await runAtrest(['kms-plugin', 'rotate-key'], env);
       assert.equal(rotate.code, 0, rotate.stderr);
@@ -111,7 +111,7 @@ describe('kms plugin with the pkcs11 backend', () => {
       assert.match(secondKeyId, /:00000002[0-9a-f]{16}$/);
       await waitFor('the running plugin to pick up the rotation', async () => (await client.status()).keyId === secondKeyId);
       assert.equal((await client.encrypt(dek)).keyId, secondKeyId);
-      assert.deepEqual(Buffer.from((await client.decrypt(wrapped.ciphertext, wrapped.keyId)).plaintext), dek);
+      assert.deepEqual(Buffer.from((await client.decrypt(wrapped.ciphertext, wrapped.keyId, 'v2', wrapped.annotations)).plaintext), dek);
 
       const logs = plugin.stderrLines.join('\n');
       assert.ok(!logs.includes(hsm.token.pin), 'the PIN must never be logged');

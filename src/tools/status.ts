@@ -28,6 +28,11 @@ export interface PluginStatus {
   /** ISO time the current KEK version was created (when the backend records it). */
   keyCreated?: string;
   rotations?: number;
+  /**
+   * kmip/pkcs11 plugins (key hierarchy): whether the remote KEK answers, and when it last did (ISO).
+   * While it does not, /healthz fails with the outage although the plugin still serves.
+   */
+  remoteKek?: { up: boolean; lastSuccess?: string };
 }
 
 export interface ResourceStatus {
@@ -90,6 +95,11 @@ export async function probePlugin(address: string, timeoutMs = 5000): Promise<Pl
     if (created && Number.isFinite(created.value)) status.keyCreated = new Date(created.value * 1000).toISOString();
     const rotations = samples(metrics, 'atrest_kms_plugin_key_rotations_total')[0];
     if (rotations) status.rotations = rotations.value;
+    const remoteUp = samples(metrics, 'atrest_kms_plugin_remote_kek_up')[0];
+    if (remoteUp) {
+      const last = samples(metrics, 'atrest_kms_plugin_remote_kek_last_success_timestamp_seconds')[0];
+      status.remoteKek = { up: remoteUp.value === 1, ...(last && Number.isFinite(last.value) ? { lastSuccess: new Date(last.value * 1000).toISOString() } : {}) };
+    }
   } catch {
     // Health is what matters; the key details are extras.
   }

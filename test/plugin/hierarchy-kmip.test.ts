@@ -6,9 +6,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { LOCAL_KEK_ANNOTATION } from '../../src/plugin/hierarchy/envelope.js';
+import { openStore } from '../../src/storage/open.js';
+import type { StatusReport } from '../../src/tools/status.js';
 import { assertFixtureDecrypts, loadFixture, sample, startLoad, type HierarchyFixture } from '../helpers/hierarchy.js';
 import { PluginProcess, TestKmsClient, grpcCodeOf, makeTempDir, runAtrest, waitFor } from '../helpers/plugin.js';
 import { freePort, startPykmip, type PykmipServer } from '../helpers/pykmip.js';
@@ -144,6 +147,10 @@ test('kmip cold start: 2,000 kms v1 values written by one process decrypt after 
 });
 
 test('kmip outage under load: frozen (SIGSTOP) then stopped, every Encrypt and Decrypt answered, Status ok, /healthz degraded, /livez ok, metrics and logs say so; a plugin started meanwhile fails closed naming the server', async () => {
+  const statusConfig = join(tmp.dir, 'identity.yaml');
+  const statusData = join(tmp.dir, 'status-data');
+  writeFileSync(statusConfig, 'apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: [secrets]\n    providers:\n      - identity: {}\n');
+  await (await openStore({ dataDir: statusData })).close();
   const p = await startPlugin(['--local-kek-max-age', '2s', '--refresh-interval', '300', '--remote-kek-timeout', '1s', '--kmip-timeout-ms', '800']);
   const load = startLoad(p.client);
   let restarted: PluginProcess | undefined;
@@ -180,6 +187,13 @@ test('kmip outage under load: frozen (SIGSTOP) then stopped, every Encrypt and D
     assert.notEqual(await restarted.exited, 0, 'a plugin started during the outage does not serve');
     const why = restarted.stderrLines.join('\n');
     assert.match(why, new RegExp(`cannot open the remote KEK \\(KMIP server ${srv.endpoint.replace(/\./g, '\\.')}, key "fixture-kek"\\)`));
+    // `atrest status --kms-plugin-health` shows it (and exits 1).
+    const st = await runAtrest(['status', '--encryption-provider-config', statusConfig, '--data-dir', statusData, '--no-verify', '--kms-plugin-health', p.health.slice('http://'.length), '-o', 'json']);
+    assert.equal(st.code, 1, st.stderr);
+    const plugin = (JSON.parse(st.stdout) as StatusReport).plugins[0]!;
+    assert.equal(plugin.healthy, false);
+    assert.match(plugin.detail, /^degraded: remote KEK \(KMIP server .*\) unavailable for \d+s/);
+    assert.equal(plugin.remoteKek?.up, false);
     const stoppedAt = { ...load.counts };
     await waitFor('the load to go on while stopped', async () => load.counts.v1 > stoppedAt.v1 + 50 && load.counts.v2 > stoppedAt.v2 + 50, 15_000);
     await new Promise((r) => setTimeout(r, 3000)); // past --local-kek-max-age again, still down

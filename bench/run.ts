@@ -29,6 +29,7 @@ const SUITES: Record<string, SuiteEntry> = {
   rewrite: { file: 'rewrite.ts', inAll: true },
   memory: { file: 'memory.ts', inAll: true },
   kmip: { file: 'kmip.ts', inAll: true, script: scriptSeconds },
+  hierarchy: { file: 'hierarchy.ts', inAll: true },
   go: { file: 'plugin-vs-go.ts', inAll: false, script: scriptSeconds },
 };
 

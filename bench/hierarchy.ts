@@ -2,7 +2,8 @@
 // server and SoftHSM2, paired in one run with the local-file backend (`atrest kms-plugin` processes
 // from source, each with --health-listen for its metrics):
 //   1. v2 Encrypt calls/s at 1, 8 and 32 callers per backend (node grpc-js client, one channel, as
-//      bench/plugin.ts), kmip and pkcs11 as ratios of local (target ≥ 0.90×);
+//      bench/plugin.ts), kmip and pkcs11 as ratios of local (target ≥ 0.90×); and the same Encrypt
+//      in-process (backend.encrypt, no gRPC), which shows the hierarchy's own cost;
 //   2. remote calls per 10,000 v2 Encrypts, counted from the plugin's own metric
 //      atrest_kms_plugin_remote_kek_calls_total: wrap+unwrap (target ≤ 2), and every remote call
 //      including the periodic refresh/verify of the remote key (time-driven, not per Encrypt);
@@ -10,7 +11,7 @@
 //      started one: its remote unwraps (goal: one per local KEK; before the hierarchy: one per value)
 //      and the Decrypt rate.
 // Rates: the median of 3 rounds that alternate the backends (1 round with --quick).
-// --quick: 1,000 values and Encrypts instead of 10,000. `--size` sets that count.
+// --quick: 300 values and Encrypts instead of 10,000, cold start with kmip only. `--size` sets the count.
 import { randomBytes } from 'node:crypto';
 import { create } from '@bufbuild/protobuf';
 import * as V1 from '../src/gen/v1beta1/api_pb.js';
@@ -63,7 +64,9 @@ async function inBatches<T>(count: number, batch: number, fn: (i: number) => Pro
 export async function run(ctx: BenchContext): Promise<SuiteResult> {
   const rows: Row[] = [];
   const notes: string[] = [];
-  const count = ctx.size ?? (ctx.quick ? 1000 : 10_000);
+  const count = ctx.size ?? (ctx.quick ? 300 : 10_000);
+  // Quick mode (the CI smoke run) does the cold start with kmip only: each one starts two more plugins.
+  const coldStart: readonly (typeof REMOTE)[number][] = ctx.quick ? ['kmip'] : REMOTE;
   const { dir, cleanup } = await makeTempDir('atrest-bench-hierarchy-');
   let kmip: PykmipServer | undefined;
   let hsm: SoftHsm | undefined;
@@ -129,12 +132,44 @@ export async function run(ctx: BenchContext): Promise<SuiteResult> {
     }
     for (const c of Object.values(clients)) c.close();
 
+    // ---- 1b. the same Encrypt in-process, without gRPC (the hierarchy's own cost, no client bound) ----
+    const { localBackend } = await import('../src/plugin/backends/local.js');
+    const { kmipBackend } = await import('../src/plugin/backends/kmip.js');
+    const { pkcs11Backend } = await import('../src/plugin/backends/pkcs11.js');
+    const { HierarchyKek } = await import('../src/plugin/hierarchy/kek.js');
+    const { readHierarchySettings } = await import('../src/plugin/hierarchy/config.js');
+    const { silentLogger } = await import('../src/log.js');
+    const context = { log: silentLogger() };
+    const opts = (env: NodeJS.ProcessEnv): Record<string, string | undefined> => ({
+      keyFile: env['ATREST_KEY_FILE'], kmipEndpoint: env['ATREST_KMIP_ENDPOINT'], kmipCa: env['ATREST_KMIP_CA'], kmipCert: env['ATREST_KMIP_CERT'],
+      kmipKey: env['ATREST_KMIP_KEY'], kmipKeyName: env['ATREST_KMIP_KEY_NAME'], pkcs11Module: env['ATREST_PKCS11_MODULE'],
+      pkcs11TokenLabel: env['ATREST_PKCS11_TOKEN_LABEL'], pkcs11PinFile: env['ATREST_PKCS11_PIN_FILE'], pkcs11KeyLabel: env['ATREST_PKCS11_KEY_LABEL'],
+    });
+    process.env['SOFTHSM2_CONF'] = hsm.env['SOFTHSM2_CONF'];
+    const backends = {
+      local: await localBackend.open(opts(envs.local), context),
+      kmip: await HierarchyKek.open(await kmipBackend.open(opts(envs.kmip), context), readHierarchySettings({}), { ...context, endpoint: 'kmip' }),
+      pkcs11: await HierarchyKek.open(await pkcs11Backend.open(opts(envs.pkcs11), context), readHierarchySettings({}), { ...context, endpoint: 'pkcs11' }),
+    };
+    try {
+      const rates: Record<Backend, number[]> = { local: [], kmip: [], pkcs11: [] };
+      for (let round = 0; round < (ctx.quick ? 1 : 3); round++) {
+        for (const b of ['local', ...REMOTE] as const) {
+          rates[b].push((await measureRate(() => backends[b].encrypt(dek, { annotations: true }), { seconds: ctx.seconds / 2, concurrency: 1 })).perSecond);
+        }
+      }
+      const row = (b: Backend): Row => ({ name: `${b}, backend.encrypt in-process`, metric: 'calls/s (no gRPC)', value: median(rates[b]), unit: 'calls/s' });
+      rows.push(row('local'), ...REMOTE.map((b) => withRatio(row(b), row('local'), 0.9)));
+    } finally {
+      for (const k of Object.values(backends)) await k.close();
+    }
+
     // ---- 3. kms v1 cold start ----
     const v1Encrypt = (c: PluginSocketClient, plain: Uint8Array) =>
       c.unary('/v1beta1.KeyManagementService/Encrypt', V1.EncryptRequestSchema, V1.EncryptResponseSchema, create(V1.EncryptRequestSchema, { version: 'v1beta1', plain }));
     const v1Decrypt = (c: PluginSocketClient, cipher: Uint8Array) =>
       c.unary('/v1beta1.KeyManagementService/Decrypt', V1.DecryptRequestSchema, V1.DecryptResponseSchema, create(V1.DecryptRequestSchema, { version: 'v1beta1', cipher }));
-    const written = await Promise.all(REMOTE.map(async (b) => {
+    const written = await Promise.all(coldStart.map(async (b) => {
       const writer = await startPlugin(dir, `${b}-writer`, envs[b]);
       const wc = new PluginSocketClient(parseListenAddress(`unix://${writer.socket}`), 10_000);
       try {
@@ -149,9 +184,9 @@ export async function run(ctx: BenchContext): Promise<SuiteResult> {
         await writer.stop();
       }
     }));
-    const readers = await Promise.all(REMOTE.map((b) => startPlugin(dir, `${b}-reader`, envs[b])));
+    const readers = await Promise.all(coldStart.map((b) => startPlugin(dir, `${b}-reader`, envs[b])));
     running.push(...readers);
-    for (const [i, b] of REMOTE.entries()) {
+    for (const [i, b] of coldStart.entries()) {
       const { values, localKeks } = written[i]!;
       const reader = readers[i]!;
       const rc = new PluginSocketClient(parseListenAddress(`unix://${reader.socket}`), 10_000);

@@ -56,6 +56,9 @@ async function startPlugin(args: string[] = [], keyName?: string): Promise<Runni
   };
 }
 
+const remoteUnavailable = (metrics: string): number =>
+  ['wrap', 'unwrap', 'refresh', 'verify'].reduce((n, op) => n + (sample(metrics, `atrest_kms_plugin_remote_kek_calls_total{operation="${op}",outcome="unavailable"}`) ?? 0), 0);
+
 const get = async (url: string): Promise<{ status: number; text: string }> => {
   const res = await fetch(url);
   return { status: res.status, text: await res.text() };
@@ -214,6 +217,11 @@ test('kmip outage under load: frozen (SIGSTOP) then stopped, every Encrypt and D
   await statusPoll;
   const counts = await load.stop();
   try {
+    const m = await p.metrics();
+    console.log(`RELIABILITY ${JSON.stringify({
+      section: 'remote-kek-outage', backend: 'kmip', v1RoundTrips: counts.v1, v2RoundTrips: counts.v2, failed: counts.failures.length, plaintext: counts.plaintextInCiphertext,
+      statusNotOk: statusNotOk.length, remoteUnavailableCalls: remoteUnavailable(m), localKekRotations: sample(m, 'atrest_kms_plugin_local_kek_rotations_total{reason="max_age"}') ?? 0,
+    })}`);
     assert.deepEqual(counts.failures, [], 'every call answered');
     assert.equal(counts.plaintextInCiphertext, 0);
     assert.deepEqual(statusNotOk, [], 'v2 Status stayed ok (kube-apiserver keeps writing)');

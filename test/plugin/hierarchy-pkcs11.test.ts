@@ -139,6 +139,7 @@ test('pkcs11 outage (injected) under load: every call answered, Status ok, /heal
       await waitFor('/healthz ok again', async () => (await fetch(`http://127.0.0.1:${port}/healthz`)).status === 200);
     }
     const counts = await load.stop();
+    console.log(`RELIABILITY ${JSON.stringify({ section: 'remote-kek-outage', backend: 'pkcs11 (injected)', v1RoundTrips: counts.v1, v2RoundTrips: counts.v2, failed: counts.failures.length, plaintext: counts.plaintextInCiphertext })}`);
     assert.deepEqual(counts.failures, []);
     assert.equal(counts.plaintextInCiphertext, 0);
     const metrics = await registry.metrics();

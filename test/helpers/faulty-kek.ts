@@ -3,6 +3,7 @@
 // and so cannot be stopped or frozen) and makes every call fail as an outage (`down`), hang
 // (`frozen`), or be refused as a revoked key would be (`refusing`). It counts the calls that reach
 // the real backend.
+import { registerTestSecret } from './test-log.js';
 import { BackendError, type Annotations, type KekBackend, type WrapOptions, type WrapResult } from '../../src/plugin/backend.js';
 
 export type FaultMode = 'up' | 'down' | 'frozen' | 'refusing';
@@ -11,6 +12,11 @@ export class FaultyKek implements KekBackend {
   mode: FaultMode = 'up';
   /** Calls that reached the real backend, by method. */
   readonly calls = { encrypt: 0, decrypt: 0, refresh: 0 };
+  /**
+   * Copies of what was handed to encrypt: under the key hierarchy these are the raw local KEKs, so
+   * tests can check they appear in no log line and no error (each is also registered for the log scan).
+   */
+  readonly plaintexts: Buffer[] = [];
   private readonly frozen: Array<() => void> = [];
 
   constructor(readonly inner: KekBackend) {}
@@ -28,7 +34,12 @@ export class FaultyKek implements KekBackend {
   }
 
   encrypt(plaintext: Uint8Array, options?: WrapOptions): Promise<WrapResult> {
-    return this.gate(() => { this.calls.encrypt++; return this.inner.encrypt(plaintext, options); });
+    return this.gate(() => {
+      this.calls.encrypt++;
+      this.plaintexts.push(Buffer.from(plaintext));
+      registerTestSecret(plaintext, 'local-kek');
+      return this.inner.encrypt(plaintext, options);
+    });
   }
 
   decrypt(ciphertext: Uint8Array, annotations?: Annotations): Promise<Buffer> {

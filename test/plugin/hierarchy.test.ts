@@ -20,7 +20,7 @@ import { InMemoryKek } from '../../src/plugin/hierarchy/local-kek.js';
 import { checkAnnotations } from '../../src/transform/kmsv2/validation.js';
 import { FaultyKek } from '../helpers/faulty-kek.js';
 import { makeTempDir } from '../helpers/plugin.js';
-import { inProcessLogger } from '../helpers/test-log.js';
+import { inProcessLogger, registerKeyFile } from '../helpers/test-log.js';
 
 const log = inProcessLogger('kms-plugin');
 const SETTINGS: HierarchySettings = { maxAgeMs: 3_600_000, maxUses: 1_000_000, cacheSize: 100, remoteTimeoutMs: 2000 };
@@ -44,6 +44,7 @@ async function withRemote(fn: (f: Fixture) => Promise<void>): Promise<void> {
   const { dir, cleanup } = await makeTempDir('atrest-hierarchy-');
   const keyFile = join(dir, 'remote-kek.json');
   await localBackend.initKey({ keyFile }, { log });
+  registerKeyFile(keyFile);
   const remote = new FaultyKek(await localBackend.open({ keyFile }, { log }));
   const registry = newRegistry();
   const opened: HierarchyKek[] = [];
@@ -211,7 +212,8 @@ test('outage: Encrypt goes on past max-age and max-uses, held values decrypt, un
     assert.equal(answered.length, 30, 'all answered, past both limits');
     assert.deepEqual(await h.decrypt(held.ciphertext, held.annotations), Buffer.alloc(32, 8));
     assert.deepEqual(await h.decrypt(answered[29]!.ciphertext), Buffer.alloc(32, 29));
-    await assert.rejects(h.decrypt(foreign.ciphertext), (e: unknown) => e instanceof BackendError && e.code === 'UNAVAILABLE');
+    const errors: string[] = [];
+    await assert.rejects(h.decrypt(foreign.ciphertext), (e: unknown) => { errors.push(String(e)); return e instanceof BackendError && e.code === 'UNAVAILABLE'; });
     assert.match(h.degraded() ?? '', /^remote KEK \(test remote 10\.0\.0\.1:5696\) unavailable for 10s .*injected outage.*serving with local KEK sha256:[0-9a-f]{16} from memory \(31 values sealed, 10s old, past its limit\)/);
     assert.equal(await metric(registry, 'atrest_kms_plugin_remote_kek_up'), 0);
     assert.equal(await metric(registry, 'atrest_kms_plugin_local_kek_overdue'), 1);
@@ -220,7 +222,7 @@ test('outage: Encrypt goes on past max-age and max-uses, held values decrypt, un
     assert.equal(lines.filter((l) => l['event'] === 'local-kek-overdue').length, 1);
     // The AES-GCM bound holds even now (hardMaxUses stands in for 2^32).
     for (let i = 0; i < 9; i++) await h.encrypt(Buffer.alloc(32));
-    await assert.rejects(h.encrypt(Buffer.alloc(32)), /sealed 40 values, the most AES-GCM with random nonces allows.*test remote 10\.0\.0\.1:5696.*injected outage/);
+    await assert.rejects(h.encrypt(Buffer.alloc(32)), (e: unknown) => { errors.push(String(e)); return /sealed 40 values, the most AES-GCM with random nonces allows.*test remote 10\.0\.0\.1:5696.*injected outage/.test(String(e)); });
 
     remote.recover();
     await h.refresh();
@@ -231,8 +233,10 @@ test('outage: Encrypt goes on past max-age and max-uses, held values decrypt, un
     assert.ok(lines.some((l) => l['event'] === 'local-kek-created' && l['previousUses'] === 40));
     assert.deepEqual(await h.decrypt(answered[3]!.ciphertext), Buffer.alloc(32, 3), 'values sealed during the outage');
     assert.deepEqual(await h.decrypt(foreign.ciphertext), Buffer.alloc(32, 9));
-    // Nothing logged holds key material: only fingerprints of wrapped bytes.
-    assert.ok(lines.every((l) => !JSON.stringify(l).includes(Buffer.alloc(32, 8).toString('base64'))));
+    // No local KEK (what the remote was asked to wrap) in any log line or error message, in any encoding.
+    const text = JSON.stringify(lines) + errors.join('\n');
+    assert.ok(remote.plaintexts.length >= 2);
+    for (const k of remote.plaintexts) for (const enc of ['hex', 'base64', 'base64url'] as const) assert.ok(!text.includes(k.toString(enc)), 'a local KEK leaked');
   });
 });
 
@@ -264,6 +268,7 @@ test('remote key rotation: refresh makes a local KEK under the new remote versio
     const h = await open();
     const old = await h.encrypt(Buffer.alloc(32, 1), { annotations: true });
     const rotated = await localBackend.rotateKey({ keyFile }, { log });
+    registerKeyFile(keyFile);
     assert.notEqual(old.keyId, rotated);
     await h.refresh();
     assert.equal(await h.currentKeyId(), rotated);

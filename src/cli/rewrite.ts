@@ -35,9 +35,7 @@ function nonNegativeInt(name: string, min: number) {
 export function registerRewrite(program: Command): void {
   const command = program
     .command('rewrite')
-    .description('re-encrypt every stale value in place with the current write provider (compare-and-swap, resumable)')
-    // Usage errors exit 2 (commander's own exit code is 1, which here means "values not current").
-    .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
+    .description('re-encrypt every stale value in place with the current write provider (compare-and-swap, resumable)');
   addEngineOptions(command)
     .addOption(new Option('--batch-size <n>', 'values listed and written per batch (one transaction on the embedded store)').argParser(nonNegativeInt('--batch-size', 1)).default(DEFAULT_REWRITE_BATCH_SIZE).env('ATREST_BATCH_SIZE'))
     .addOption(new Option('--rate <n>', 'at most this many writes per second (0: unlimited)').argParser(nonNegativeInt('--rate', 0)).default(0).env('ATREST_RATE'))

@@ -8,15 +8,19 @@ import { AtrestError } from '../errors.js';
 import { DEFAULT_ETCD_PREFIX } from '../storage/keys.js';
 import { DEFAULT_DATA_DIR } from '../storage/defaults.js';
 
-export interface EngineFlags {
+/** The configuration flags (what `status --no-verify` and `decrypt` need without a store). */
+export interface EngineConfigFlags {
   encryptionProviderConfig: string;
+  resources?: string;
+}
+
+export interface EngineFlags extends EngineConfigFlags {
   etcdServers?: string;
   etcdCafile?: string;
   etcdCertfile?: string;
   etcdKeyfile?: string;
   dataDir: string;
   etcdPrefix: string;
-  resources?: string;
 }
 
 /** Adds the flags of EngineFlags to `command`. */

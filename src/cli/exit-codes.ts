@@ -62,3 +62,19 @@ export function exitCodeFor(err: unknown): number {
   if (isUnreachable(err)) return EXIT_INCOMPLETE;
   return EXIT_FOUND;
 }
+
+/** A finished check's exit code: 3 when it could not complete (3 wins over 1), 1 when something was found, else 0. */
+export function checkExitCode(result: { complete: boolean; ok: boolean }): number {
+  if (!result.complete) return EXIT_INCOMPLETE;
+  return result.ok ? EXIT_OK : EXIT_FOUND;
+}
+
+/** Prints `atrest <command>: <message>` (one line) and returns the error's exit code. */
+export function reportToolError(command: string, err: unknown): number {
+  const code = exitCodeFor(err);
+  if (code !== EXIT_BROKEN_PIPE) {
+    const prefix = code === EXIT_INCOMPLETE ? 'could not complete: ' : '';
+    process.stderr.write(`atrest ${command}: ${prefix}${(err instanceof Error ? err.message : String(err)).replace(/\s*\n\s*/g, ' ')}\n`);
+  }
+  return code;
+}

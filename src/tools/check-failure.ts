@@ -21,7 +21,16 @@ const UNREACHABLE_CODES: ReadonlySet<string> = new Set([
   'KMS_NOT_READY',
   // the store could not be reached or is closed (StoreError).
   'UNAVAILABLE',
+  // a tool's check stopped because the store failed while it read (CheckIncompleteError).
+  'CHECK_INCOMPLETE',
 ]);
+
+/** A check (verify, status, rewrite) could not read the store to the end: nothing after the failure was looked at. */
+export class CheckIncompleteError extends AtrestError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('CHECK_INCOMPLETE', message, options);
+  }
+}
 
 function isUnreachableLeaf(err: AtrestError): boolean {
   if (UNREACHABLE_CODES.has(err.code)) return true;

@@ -16,6 +16,7 @@ import type { GroupResource } from '../config/types.js';
 import { DEFAULT_REWRITE_BATCH_SIZE } from '../tools/defaults.js';
 import type { RewriteProgress, RewriteSummary } from '../tools/rewrite.js';
 import { addEngineOptions, type EngineFlags } from './engine-options.js';
+import type { WriteKmsProvider } from './engine.js';
 import { CHECK_EXIT_CODES_HELP, EXIT_FOUND, EXIT_INCOMPLETE, checkExitCode, reportToolError } from './exit-codes.js';
 
 interface RewriteFlags extends EngineFlags {
@@ -121,10 +122,7 @@ async function runRewrite(flags: RewriteFlags): Promise<number> {
         signal: abort.signal,
         reader: new CheckedReader(engine.kmsProviders()),
         // The key_ids the run writes with, asked at its start and end, to notice a rotation that lands meanwhile.
-        keyIds: async () => {
-          for (const w of writers) await w.refresh().catch(() => undefined);
-          return new Map(writers.filter((w) => w.apiVersion === 'v2').map((w) => [w.name, w.keyIdHash()]));
-        },
+        keyIds: () => freshKeyIds(writers),
         onProgress: (p) => {
           latest = p;
           if (bar) {
@@ -155,6 +153,13 @@ async function runRewrite(flags: RewriteFlags): Promise<number> {
     process.off('SIGTERM', onSignal);
     await engine.close();
   }
+}
+
+/** The key_id hash each kms v2 write provider reports now (a fresh Status each; unknown when it fails). */
+export async function freshKeyIds(writers: readonly WriteKmsProvider[]): Promise<Map<string, string | undefined>> {
+  const v2 = writers.filter((w) => w.apiVersion === 'v2');
+  for (const w of v2) await w.refresh().catch(() => undefined);
+  return new Map(v2.map((w) => [w.name, w.keyIdHash()]));
 }
 
 /** How many values the run will look at (for the progress bar's total; only on a terminal). */

@@ -66,7 +66,7 @@ export function configureKubeFlags(program: Command): Command {
     cmd.createHelp = () => Object.assign(new AtrestHelp(), cmd.configureHelp());
     for (const option of [...cmd.options]) {
       if (isExempt(cmd, option)) continue;
-      if (option.envVar === undefined) option.env(envVarName(option));
+      if (option.envVar === undefined) giveEnvVar(cmd, option, envVarName(option));
       if (isBooleanFlag(option) && !cmd.options.some((o) => o.negate && o.attributeName() === option.attributeName())) {
         cmd.addOption(new Option(`--no-${(option.long ?? '').slice(2)}`).hideHelp());
       }
@@ -76,6 +76,20 @@ export function configureKubeFlags(program: Command): Command {
     for (let cmd: Command | null = action; cmd; cmd = cmd.parent) parseBooleanEnv(cmd);
   });
   return program;
+}
+
+/**
+ * Sets an option's environment variable after it was added: commander listens for a variable only
+ * on options that had one when added, so the option is added again (same place, same listeners).
+ */
+function giveEnvVar(cmd: Command, option: Option, name: string): void {
+  const index = cmd.options.indexOf(option);
+  cmd.options.splice(index, 1);
+  cmd.removeAllListeners(`option:${option.name()}`);
+  option.env(name);
+  cmd.addOption(option);
+  cmd.options.splice(cmd.options.indexOf(option), 1);
+  cmd.options.splice(index, 0, option);
 }
 
 /** Boolean options set from their environment variable: parse the value like `--flag=value`. */

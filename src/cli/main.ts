@@ -18,7 +18,7 @@ export function buildProgram(): Command {
     .exitOverride((err) => {
       throw err;
     })
-    .addOption(new Option('--log-format <format>', 'log lines on stderr: text (the default on a terminal) or json (the default otherwise)').choices(['json', 'text']).env('ATREST_LOG_FORMAT'))
+    .addOption(new Option('--log-format <format>', 'log lines on stderr: text for people or json for log shippers').choices(['json', 'text']).default(undefined, 'text on a terminal, else json').env('ATREST_LOG_FORMAT'))
     // Every command's loggers read the format from ATREST_LOG_FORMAT (src/log.ts), so the flag,
     // wherever it stands on the command line, is handed on through it.
     .hook('preAction', (cmd) => {

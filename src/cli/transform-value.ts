@@ -49,8 +49,8 @@ export function registerDecrypt(program: Command): void {
       .env('ATREST_ENCRYPTION_PROVIDER_CONFIG').makeOptionMandatory())
     .option('--key <storage-key>', 'the storage key, as the argument')
     .addOption(new Option('--etcd-prefix <prefix>', 'the --etcd-prefix the storage keys are under').default(DEFAULT_ETCD_PREFIX).env('ATREST_ETCD_PREFIX'))
-    .option('--resource <resource[.group]>', 'one value: the resource whose providers to use (default: taken from the storage key)')
-    .option('--in <file>', 'one value from this file, - for stdin (the default when no store or snapshot is named)', '-')
+    .addOption(new Option('--resource <resource[.group]>', 'one value: the resource whose providers to use').default(undefined, 'the one the storage key names'))
+    .option('--in <file>', 'one value from this file, - for stdin; read when no store or snapshot is named', '-')
     .option('--out <file>', 'output file (written atomically, mode 0600), - for stdout', '-')
     .option('--snapshot <file>', 'decrypt every live key under --etcd-prefix of this etcd snapshot file (etcdctl snapshot save output, or member/snap/db)')
     .addOption(new Option('--etcd-servers <urls>', 'read the value of KEY from these etcd client URLs (comma-separated)').env('ATREST_ETCD_SERVERS'))
@@ -59,7 +59,7 @@ export function registerDecrypt(program: Command): void {
     .addOption(new Option('--etcd-keyfile <file>', 'client key for etcd').env('ATREST_ETCD_KEYFILE'))
     .addOption(new Option('--data-dir <dir>', 'read the value of KEY from the embedded store in this directory').env('ATREST_DATA_DIR'))
     .option('--prefix', 'with a store: decrypt every key starting with KEY')
-    .option('--resources <list>', 'with --snapshot or --prefix: only these resources (comma-separated, e.g. secrets,configmaps); default: all')
+    .addOption(new Option('--resources <list>', 'with --snapshot or --prefix: only these resources (comma-separated, e.g. secrets,configmaps)').default(undefined, 'all'))
     .addOption(new Option('-o, --output <format>', 'raw (the plaintext bytes; several values: a key line, the bytes, a newline), json or yaml (the object; several: a v1 List)').choices([...OUTPUT_FORMATS]).default('raw'))
     .addHelpText('after', `\n${DECRYPT_EXIT_CODES_HELP}`)
     .action(async (key: string | undefined, opts: DecryptFlags, cmd: Command) => {
@@ -207,7 +207,7 @@ function withCommonOptions(cmd: Command): Command {
       .env('ATREST_ENCRYPTION_PROVIDER_CONFIG').makeOptionMandatory())
     .requiredOption('--key <storage-key>', 'the full storage key, e.g. /registry/secrets/default/db-password (the authenticated data)')
     .addOption(new Option('--etcd-prefix <prefix>', 'the --etcd-prefix the storage key is under').default(DEFAULT_ETCD_PREFIX).env('ATREST_ETCD_PREFIX'))
-    .option('--resource <resource[.group]>', 'the resource whose providers to use (default: taken from the storage key), e.g. secrets or deployments.apps')
+    .addOption(new Option('--resource <resource[.group]>', 'the resource whose providers to use, e.g. secrets or deployments.apps').default(undefined, 'the one the storage key names'))
     .option('--in <file>', 'input file, - for stdin', '-')
     .option('--out <file>', 'output file, - for stdout', '-');
 }

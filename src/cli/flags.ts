@@ -8,6 +8,7 @@
 //   like its `=value` (commander alone would take any value, even `false`, as true).
 // - Help: one format for every option's details, `(one of: a, b; default: x; env: ATREST_X)`, and
 //   commander's wrapping to the terminal width (80 columns off a terminal).
+import type { EventEmitter } from 'node:events';
 import { Command, Help, Option } from 'commander';
 
 const TRUE_WORDS: ReadonlySet<string> = new Set(['1', 't', 'T', 'TRUE', 'true', 'True']);
@@ -83,13 +84,15 @@ export function configureKubeFlags(program: Command): Command {
  * on options that had one when added, so the option is added again (same place, same listeners).
  */
 function giveEnvVar(cmd: Command, option: Option, name: string): void {
-  const index = cmd.options.indexOf(option);
-  cmd.options.splice(index, 1);
-  cmd.removeAllListeners(`option:${option.name()}`);
+  // commander's own list and events (a Command is an EventEmitter; its typings say neither).
+  const options = cmd.options as Option[];
+  const index = options.indexOf(option);
+  options.splice(index, 1);
+  (cmd as unknown as EventEmitter).removeAllListeners(`option:${option.name()}`);
   option.env(name);
   cmd.addOption(option);
-  cmd.options.splice(cmd.options.indexOf(option), 1);
-  cmd.options.splice(index, 0, option);
+  options.splice(options.indexOf(option), 1);
+  options.splice(index, 0, option);
 }
 
 /** Boolean options set from their environment variable: parse the value like `--flag=value`. */

@@ -22,6 +22,7 @@ import type { StatusReport } from '../../src/tools/status.js';
 import type { VerifyReport } from '../../src/tools/verify.js';
 import { runCli } from '../helpers/cli.js';
 import { makeTempDir } from '../helpers/plugin.js';
+import { freePort } from '../helpers/etcd.js';
 import { inProcessLogger } from '../helpers/test-log.js';
 
 const KMS = 'down-kms';
@@ -170,6 +171,36 @@ test('a KMS plugin that is down makes values "not checked" (exit 3), never undec
     assert.deepEqual((JSON.parse(back.stdout) as VerifyReport).resources[0]!.undecryptable.map((u) => u.key), [broken, tampered]);
   } finally {
     await plugin?.close();
+    await cleanup();
+  }
+});
+
+test('an etcd that cannot be reached: exit 3 for verify, status, rewrite and decrypt (it used to be 1, like a stale value)', { timeout: 120_000 }, async () => {
+  const { dir, cleanup } = await makeTempDir('atrest-no-etcd-');
+  try {
+    const configPath = join(dir, 'enc.yaml');
+    await writeFile(configPath, `apiVersion: apiserver.config.k8s.io/v1
+kind: EncryptionConfiguration
+resources:
+  - resources: [secrets]
+    providers:
+      - aescbc: { keys: [{ name: key1, secret: "${AESCBC_KEY}" }] }
+`);
+    // A port nothing listens on: connections are refused.
+    const etcd = ['--etcd-servers', `http://127.0.0.1:${await freePort()}`];
+    const base = ['--encryption-provider-config', configPath, ...etcd];
+    const runs = await Promise.all([
+      runCli(['verify', ...base, '--textfile', join(dir, 'v.prom')]),
+      runCli(['status', ...base]),
+      runCli(['rewrite', ...base]),
+      runCli(['decrypt', ...base, '/registry/secrets/default/s']),
+    ]);
+    for (const [i, r] of runs.entries()) assert.equal(r.code, 3, `${['verify', 'status', 'rewrite', 'decrypt'][i]!}: ${r.stderr}${r.stdout}`);
+    assert.match(runs[0]!.stderr, /^atrest verify: could not complete: the store could not be read .*ECONNREFUSED/m);
+    assert.match(await readFile(join(dir, 'v.prom'), 'utf8'), /^atrest_verify_check_complete 0$/m);
+    assert.match(runs[1]!.stdout, /could not read the store: /);
+    assert.match(runs[1]!.stdout, /^NOT OK: the store could not be read, no values were checked$/m);
+  } finally {
     await cleanup();
   }
 });

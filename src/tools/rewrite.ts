@@ -391,9 +391,16 @@ export async function rewriteStore(options: RewriteOptions): Promise<RewriteSumm
   /**
    * Looks once more at every selected value another writer stored after the run's first revision
    * (not one of this run's writes): a stale one means a writer — an API server that has not picked up
-   * the new key_id yet — undoes the rewrite behind its back.
+   * the new key_id yet — undoes the rewrite behind its back. One more list of the prefix (no
+   * decryption of this run's own values), skipped when no other write happened.
    */
   async function checkWrittenMeanwhile(): Promise<void> {
+    // Every revision since the first list is one of this run's own writes: nobody else wrote, skip the pass.
+    try {
+      if ((await store.revision()) - summary.revision === own.count()) return;
+    } catch (err) {
+      throw fail('REWRITE_STORE_FAILED', `reading the store's revision failed: ${messageOf(err)}`, err);
+    }
     let from: string | undefined;
     for (;;) {
       checkAbort();
@@ -430,6 +437,11 @@ class OwnRevisions {
         this.sorted = false;
       }
     }
+  }
+
+  /** How many distinct revisions were recorded. */
+  count(): number {
+    return this.ranges.reduce((n, [a, b]) => n + b - a + 1, 0);
   }
 
   has(revision: number): boolean {

@@ -23,24 +23,38 @@ export const EXIT_INCOMPLETE = 3;
 /** 128 + SIGPIPE (13): what a shell shows for a process the signal ended. */
 export const EXIT_BROKEN_PIPE = 141;
 
-/** The exit-code paragraph of the checking tools' --help (and the README's table says the same). */
-export const CHECK_EXIT_CODES_HELP = [
-  'Exit codes:',
-  '  0  every value is current',
-  '  1  stale, plaintext (where a provider other than identity writes) or undecryptable values found',
-  '  2  usage or configuration error (a bad flag, a bad or missing configuration file)',
-  '  3  the check could not complete: the store or a KMS plugin could not be reached (nothing is',
-  '     known to be lost; fix it and run again). 3 wins over 1.',
-].join('\n');
+/** The checking tools' exit codes, for their --help (the README's table says the same). */
+export const CHECK_EXIT_CODES: ReadonlyArray<readonly [number, string]> = [
+  [EXIT_OK, 'every value is current'],
+  [EXIT_FOUND, 'stale, plaintext (where a provider other than identity writes) or undecryptable values found'],
+  [EXIT_USAGE, 'usage or configuration error (a bad flag, a bad or missing configuration file)'],
+  [EXIT_INCOMPLETE, 'the check could not complete: the store or a KMS plugin could not be reached (nothing is known to be lost; fix it and run again). 3 wins over 1'],
+];
 
 /** `atrest decrypt`: the same codes, with 1 meaning a value that does not decrypt. */
-export const DECRYPT_EXIT_CODES_HELP = [
-  'Exit codes:',
-  '  0  every value decrypted (stale ones too: stderr says which)',
-  '  1  a value does not decrypt (or, with -o json|yaml, is not an object), or KEY is not found',
-  '  2  usage or configuration error (a bad flag, a bad or missing configuration file)',
-  '  3  the store or a KMS plugin could not be reached: nothing could be checked for those values',
-].join('\n');
+export const DECRYPT_EXIT_CODES: ReadonlyArray<readonly [number, string]> = [
+  [EXIT_OK, 'every value decrypted (stale ones too: stderr says which)'],
+  [EXIT_FOUND, 'a value does not decrypt (or, with -o json|yaml, is not an object), or KEY is not found'],
+  [EXIT_USAGE, 'usage or configuration error (a bad flag, a bad or missing configuration file)'],
+  [EXIT_INCOMPLETE, 'the store or a KMS plugin could not be reached: those values could not be checked'],
+];
+
+/** An "Exit codes:" paragraph for --help, wrapped to 80 columns like commander's own text. */
+export function exitCodesHelp(codes: ReadonlyArray<readonly [number, string]>, width = 80): string {
+  const lines = ['Exit codes:'];
+  for (const [code, text] of codes) {
+    let line = `  ${code}  `;
+    for (const word of text.split(' ')) {
+      if (line.length + word.length > width && line.trim().length > String(code).length) {
+        lines.push(line.trimEnd());
+        line = '     ';
+      }
+      line += `${word} `;
+    }
+    lines.push(line.trimEnd());
+  }
+  return `\n${lines.join('\n')}`;
+}
 
 /** True for a write to a closed pipe, anywhere in the cause chain. */
 export function isBrokenPipe(err: unknown): boolean {

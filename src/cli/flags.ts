@@ -6,8 +6,9 @@
 // - Every flag has an ATREST_* environment variable: the one a command names, else ATREST_ and the
 //   long name in upper snake case (`--dry-run` → ATREST_DRY_RUN). A boolean's variable is parsed
 //   like its `=value` (commander alone would take any value, even `false`, as true).
-// - Help: one format for every option's details, `(one of: a, b; default: x; env: ATREST_X)`, and
-//   commander's wrapping to the terminal width (80 columns off a terminal).
+// - Help: one format for every option's details, `(one of: a, b; default: x; env: ATREST_X)`,
+//   wrapped to the terminal width (80 columns off a terminal); a flag too long for two columns gets
+//   its description on the lines below, as in kubectl's help.
 import type { EventEmitter } from 'node:events';
 import { Command, Help, Option } from 'commander';
 
@@ -51,6 +52,17 @@ class AtrestHelp extends Help {
     else if (option.defaultValue !== undefined && option.defaultValue !== false) details.push(`default: ${shown(option.defaultValue)}`);
     if (option.envVar !== undefined) details.push(`env: ${option.envVar}`);
     return details.length === 0 ? option.description : `${option.description} (${details.join('; ')})`;
+  }
+
+  /**
+   * Long terms (serve's flags) would leave commander too narrow a column, and it then stops
+   * wrapping: put the description under the term instead, indented, as kubectl's help does.
+   */
+  override formatItem(term: string, termWidth: number, description: string, helper: Help): string {
+    const width = this.helpWidth ?? 80;
+    if (!description || width - termWidth - 4 >= this.minWidthToWrap) return super.formatItem(term, termWidth, description, helper);
+    const indent = ' '.repeat(8);
+    return `  ${term}\n${indent}${helper.boxWrap(description, width - indent.length).replace(/\n/g, `\n${indent}`)}`;
   }
 }
 

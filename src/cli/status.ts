@@ -9,7 +9,7 @@ import { messageOf } from '../errors.js';
 import { addEngineOptions, type EngineFlags } from './engine-options.js';
 import type { Store } from '../storage/types.js';
 import type { KmsEngine, WriteKmsProvider } from './engine.js';
-import { CHECK_EXIT_CODES_HELP, EXIT_FOUND, EXIT_INCOMPLETE, EXIT_OK, reportToolError } from './exit-codes.js';
+import { CHECK_EXIT_CODES, EXIT_FOUND, EXIT_INCOMPLETE, EXIT_OK, exitCodesHelp, reportToolError } from './exit-codes.js';
 
 interface StatusFlags extends EngineFlags {
   output: 'table' | 'json';
@@ -21,7 +21,7 @@ export function registerStatus(program: Command): void {
   const command = program
     .command('status')
     .description('show KMS provider and plugin health with their key_id, the providers per resource and the verify counts')
-    .addHelpText('after', `\n${CHECK_EXIT_CODES_HELP.replace('  3  the check could not complete:', '  3  a KMS provider or plugin is not healthy, or the check could not complete:')}`);
+    .addHelpText('after', exitCodesHelp(CHECK_EXIT_CODES.map(([code, text]) => [code, code === EXIT_INCOMPLETE ? `a KMS provider or plugin is not healthy, or ${text}` : text])));
   addEngineOptions(command)
     .addOption(new Option('--kms-plugin-health <host:port...>', 'also ask these plugins\' --health-listen endpoints for health, key_id and key age'))
     .addOption(new Option('--verify', 'read the stored values for the verify counts; --verify=false (or --no-verify) opens no store').default(true))

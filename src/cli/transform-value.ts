@@ -17,7 +17,7 @@ import type { Store } from '../storage/types.js';
 import { parseGroupResource } from '../config/group-resource.js';
 import { OUTPUT_FORMATS, type OutputFormat } from '../tools/defaults.js';
 import { isSelected, parseResourceSelection, ToolUsageError } from './engine-options.js';
-import { DECRYPT_EXIT_CODES_HELP, EXIT_FOUND, EXIT_INCOMPLETE, EXIT_OK, reportToolError } from './exit-codes.js';
+import { DECRYPT_EXIT_CODES, EXIT_FOUND, EXIT_INCOMPLETE, EXIT_OK, exitCodesHelp, reportToolError } from './exit-codes.js';
 import { CheckIncompleteError } from '../tools/check-failure.js';
 import { embeddedStoreFile } from '../storage/open.js';
 import type { EtcdSnapshot } from '../tools/etcd-snapshot.js';
@@ -61,7 +61,7 @@ export function registerDecrypt(program: Command): void {
     .option('--prefix', 'with a store: decrypt every key starting with KEY')
     .addOption(new Option('--resources <list>', 'with --snapshot or --prefix: only these resources (comma-separated, e.g. secrets,configmaps)').default(undefined, 'all'))
     .addOption(new Option('-o, --output <format>', 'raw (the plaintext bytes; several values: a key line, the bytes, a newline), json or yaml (the object; several: a v1 List)').choices([...OUTPUT_FORMATS]).default('raw'))
-    .addHelpText('after', `\n${DECRYPT_EXIT_CODES_HELP}`)
+    .addHelpText('after', exitCodesHelp(DECRYPT_EXIT_CODES))
     .action(async (key: string | undefined, opts: DecryptFlags, cmd: Command) => {
       await decryptCommand(key, fromEnvironmentAsDefaults(opts, cmd));
     });

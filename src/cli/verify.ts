@@ -4,7 +4,7 @@
 // reached: those values are "not checked", never "undecryptable").
 import { Command, Option } from 'commander';
 import { addEngineOptions, type EngineFlags } from './engine-options.js';
-import { CHECK_EXIT_CODES_HELP, checkExitCode, EXIT_INCOMPLETE, reportToolError } from './exit-codes.js';
+import { CHECK_EXIT_CODES, checkExitCode, EXIT_INCOMPLETE, exitCodesHelp, reportToolError } from './exit-codes.js';
 
 interface VerifyFlags extends EngineFlags {
   output: 'table' | 'json';
@@ -15,10 +15,10 @@ export function registerVerify(program: Command): void {
   const command = program
     .command('verify')
     .description('count, per resource, which provider/key/key_id protects each stored value; exit 0 only when all are current')
-    .addHelpText('after', `\n${CHECK_EXIT_CODES_HELP}`);
+    .addHelpText('after', exitCodesHelp(CHECK_EXIT_CODES));
   addEngineOptions(command)
     .addOption(new Option('-o, --output <format>', 'table or json').choices(['table', 'json']).default('table'))
-    .addOption(new Option('--textfile <file>', 'also write the counts as Prometheus metrics to <file> (atomically), for node_exporter\'s textfile collector, e.g. /var/lib/prometheus/node-exporter/atrest_verify.prom'))
+    .addOption(new Option('--textfile <file>', 'also write the counts as Prometheus metrics to <file> (atomically), for node_exporter\'s textfile collector: atrest_verify.prom in its directory (Debian: /var/lib/prometheus/node-exporter)'))
     .action(async (flags: VerifyFlags) => {
       process.exitCode = await runVerify(flags);
     });

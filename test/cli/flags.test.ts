@@ -76,6 +76,22 @@ test('every flag of every command has an ATREST_* variable, one per flag, and he
   for (const long of ['--data-dir', '--etcd-servers']) assert.ok(decrypt.options.find((o) => o.long === long)?.envVar?.startsWith('ATREST_'), long);
 });
 
+test('help: every line of every command wraps at 80 columns; the checking tools list their exit codes 0-3', () => {
+  for (const cmd of allCommands(buildProgram())) {
+    const help = cmd.helpInformation();
+    const where = ['atrest', ...pathOf(cmd)].join(' ');
+    for (const line of help.split('\n')) assert.ok(line.length <= 80, `${where}: ${line.length} columns: ${line}`);
+  }
+  const program = buildProgram();
+  for (const name of ['verify', 'status', 'rewrite', 'decrypt']) {
+    const cmd = program.commands.find((c) => c.name() === name)!;
+    let after = '';
+    cmd.configureOutput({ writeOut: (str) => { after += str; } });
+    cmd.outputHelp();
+    assert.match(after, /\nExit codes:\n {2}0 {2}.+\n {2}1 {2}.+\n(?: {5}.+\n)* {2}2 {2}.+\n(?: {5}.+\n)* {2}3 {2}/, `${name}:\n${after}`);
+  }
+});
+
 test('every boolean flag: --flag, --flag=true|false, its variable as true/false; the command line beats the environment', async () => {
   const program = buildProgram();
   const booleans = allCommands(program).flatMap((cmd) => cmd.options.filter((o) => isBooleanFlag(o) && !(cmd.parent === null)).map((o) => ({ cmd, o })));

@@ -1,8 +1,6 @@
 #!/usr/bin/env node
-// Entry point: the compiled CLI (npm ci runs `prepare`, which builds dist/).
+// Entry point: the compiled CLI (npm ci runs `prepare`, which builds dist/). main() reports errors
+// and sets the exit code itself (src/cli/exit-codes.ts).
 import { main } from '../dist/cli/main.js';
 
-main(process.argv).catch((err) => {
-  process.stderr.write(`atrest: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(1);
-});
+await main(process.argv);

@@ -23,10 +23,23 @@ export function createLogger(
   const options = { level, base: { component }, timestamp: pino.stdTimeFunctions.isoTime };
   if (format === 'text') {
     // The same SonicBoom destination as JSON (it retries EAGAIN on a full pipe and flushes on exit).
-    const stderr = pino.destination({ fd: 2, sync: true });
+    const stderr = endOnBrokenPipe(pino.destination({ fd: 2, sync: true }));
     return pino(options, textDestination((line) => stderr.write(line)));
   }
-  return pino(options, pino.destination(2));
+  return pino(options, endOnBrokenPipe(pino.destination(2)));
+}
+
+/**
+ * A closed stderr pipe (`atrest … 2>&1 | head`) ends the process the way SIGPIPE ends a Unix tool:
+ * quietly, with 128 + 13 (src/cli/exit-codes.ts). Without a listener SonicBoom's EPIPE would be an
+ * uncaught exception with a stack trace nobody can read.
+ */
+function endOnBrokenPipe<T extends { on(event: 'error', listener: (err: Error) => void): unknown }>(destination: T): T {
+  destination.on('error', (err: Error) => {
+    if ((err as NodeJS.ErrnoException).code === 'EPIPE') process.exit(141);
+    throw err;
+  });
+  return destination;
 }
 
 /** A logger that drops everything (tests, library use). */

@@ -10,6 +10,7 @@ import { registerVerify } from './verify.js';
 import { registerRewrite } from './rewrite.js';
 import { registerStatus } from './status.js';
 import { registerEncrypt, registerDecrypt } from './transform-value.js';
+import { registerVersion } from './version.js';
 
 export const commands: Array<(program: Command) => void> = [
   registerKeygen,
@@ -22,4 +23,5 @@ export const commands: Array<(program: Command) => void> = [
   registerStatus,
   registerServe,
   registerDev,
+  registerVersion,
 ];

@@ -8,15 +8,19 @@ import { AtrestError } from '../errors.js';
 import { DEFAULT_ETCD_PREFIX } from '../storage/keys.js';
 import { DEFAULT_DATA_DIR } from '../storage/defaults.js';
 
-export interface EngineFlags {
+/** The configuration flags (what `status --no-verify` and `decrypt` need without a store). */
+export interface EngineConfigFlags {
   encryptionProviderConfig: string;
+  resources?: string;
+}
+
+export interface EngineFlags extends EngineConfigFlags {
   etcdServers?: string;
   etcdCafile?: string;
   etcdCertfile?: string;
   etcdKeyfile?: string;
   dataDir: string;
   etcdPrefix: string;
-  resources?: string;
 }
 
 /** Adds the flags of EngineFlags to `command`. */
@@ -29,7 +33,7 @@ export function addEngineOptions(command: Command): Command {
     .addOption(new Option('--etcd-keyfile <file>', 'client key for etcd').env('ATREST_ETCD_KEYFILE'))
     .addOption(new Option('--data-dir <dir>', 'data directory of the embedded store').default(DEFAULT_DATA_DIR).env('ATREST_DATA_DIR'))
     .addOption(new Option('--etcd-prefix <prefix>', 'key prefix of the objects').default(DEFAULT_ETCD_PREFIX).env('ATREST_ETCD_PREFIX'))
-    .addOption(new Option('--resources <list>', 'comma-separated resources (e.g. secrets,configmaps); default: those the config names'));
+    .addOption(new Option('--resources <list>', 'comma-separated resources (e.g. secrets,configmaps)').default(undefined, 'those the configuration names'));
 }
 
 /** A usage or configuration problem (the tools exit 2 for these). */

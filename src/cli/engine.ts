@@ -1,7 +1,8 @@
-// Opening what the operator tools over stored data (`verify`, `rewrite`) work on: the store, the KMS
-// providers and the transformers of one EncryptionConfiguration, and the resource selection. Each
-// kms provider gets its own KmsProviders, so a tool can ask about the health of exactly the provider
-// it writes with.
+// Opening what the operator tools over stored data (`verify`, `rewrite`, `status`, `decrypt`) work
+// on: the KMS providers and the transformers of one EncryptionConfiguration, the resource selection,
+// and (openEngine) the store. Each kms provider gets its own KmsProviders, so a tool can ask about
+// the health of exactly one provider: the one it writes with, or the one a stored value names
+// (src/tools/checked-read.ts). `status --no-verify` opens no store (openKmsEngine).
 import { existsSync } from 'node:fs';
 import { loadEncryptionConfigFile } from '../config/load.js';
 import { groupResourceString } from '../config/group-resource.js';
@@ -10,14 +11,16 @@ import type { EncryptionConfiguration, GroupResource, KMSConfiguration, Provider
 import type { HealthCheck } from '../health.js';
 import type { KmsIntervals, KmsProviders } from '../kms/factory.js';
 import type { Logger } from '../log.js';
-import { embeddedStoreFile, openStore, splitEtcdServers, type StoreLocation } from '../storage/open.js';
+import { StoreError } from '../storage/errors.js';
+import { describeStoreLocation, embeddedStoreFile, openStore, splitEtcdServers, type StoreLocation } from '../storage/open.js';
 import type { Store } from '../storage/types.js';
 import { buildTransformers } from '../transform/build.js';
 import type { KmsTransformerFactory, TransformerSet } from '../transform/types.js';
-import { isSelected, parseResourceSelection, ToolUsageError, type EngineFlags } from './engine-options.js';
+import type { KmsProviderProbe } from '../tools/checked-read.js';
+import { isSelected, parseResourceSelection, ToolUsageError, type EngineConfigFlags, type EngineFlags } from './engine-options.js';
 
-export interface Engine {
-  store: Store;
+/** The configuration side of a tool: transformers, KMS providers, resource selection; no store. */
+export interface KmsEngine {
   transformers: TransformerSet;
   /** Which resources the tool looks at: `--resources`, else those the configuration names. */
   selects(gr: GroupResource): boolean;
@@ -27,6 +30,8 @@ export interface Engine {
    * the key_id hash of its last valid Status answer.
    */
   writeKmsProviders(): WriteKmsProvider[];
+  /** Every kms provider of the configuration (read ones too), each with its own health check. */
+  kmsProviders(): KmsProviderProbe[];
   /** The configuration's resource rules in precedence order: each resource and its providers (the first writes). */
   resourceRules(): Array<{ resource: string; providers: readonly ProviderConfiguration[] }>;
   /** Settles when every kms v2 provider has had its first Status answer (or failure). */
@@ -34,13 +39,20 @@ export interface Engine {
   close(): Promise<void>;
 }
 
+export interface Engine extends KmsEngine {
+  store: Store;
+}
+
 export interface WriteKmsProvider {
   resource: string;
   name: string;
   apiVersion: string;
+  endpoint: string;
   health: HealthCheck;
   /** kms v2: the key_id hash of the last valid Status answer (undefined before one, and for v1). */
   keyIdHash(): string | undefined;
+  /** kms v2: asks Status again now (past the probe cache), so keyIdHash() is fresh; rejects like the health check. */
+  refresh(): Promise<void>;
 }
 
 export interface OpenEngineOptions {
@@ -50,8 +62,63 @@ export interface OpenEngineOptions {
   kmsIntervals?: Partial<KmsIntervals>;
 }
 
-/** Loads the configuration, opens the store and builds the transformers. Config and flag problems throw ToolUsageError. */
+/** Loads the configuration, checks the store flags, opens the store and builds the transformers. Config and flag problems throw ToolUsageError. */
 export async function openEngine(flags: EngineFlags, options: OpenEngineOptions): Promise<Engine> {
+  const loc = storeLocation(flags, options.readonly);
+  const kms = await openKmsEngine(flags, options);
+  let store: Store;
+  try {
+    store = await openToolStore(loc);
+  } catch (err) {
+    await kms.close();
+    throw err;
+  }
+  return {
+    ...kms,
+    store,
+    async close() {
+      try {
+        await store.close();
+      } finally {
+        await kms.close();
+      }
+    },
+  };
+}
+
+/** Where the store flags point; flag problems (no embedded store there, half a TLS pair) throw ToolUsageError. */
+export function storeLocation(flags: EngineFlags, readonly: boolean): StoreLocation {
+  const useEtcd = flags.etcdServers !== undefined && splitEtcdServers(flags.etcdServers).length > 0;
+  if (!useEtcd && !existsSync(embeddedStoreFile(flags.dataDir))) {
+    throw new ToolUsageError(`no embedded store at ${embeddedStoreFile(flags.dataDir)} (check --data-dir, or give --etcd-servers)`);
+  }
+  if (Boolean(flags.etcdCertfile) !== Boolean(flags.etcdKeyfile)) {
+    throw new ToolUsageError('--etcd-certfile and --etcd-keyfile must be given together');
+  }
+  return {
+    dataDir: flags.dataDir,
+    readonly,
+    // A tool next to a running server never compacts the server's store.
+    sqlite: { compactIntervalMs: 0 },
+    ...(flags.etcdServers ? { etcdServers: flags.etcdServers } : {}),
+    ...(flags.etcdCafile ? { etcdCaFile: flags.etcdCafile } : {}),
+    ...(flags.etcdCertfile ? { etcdCertFile: flags.etcdCertfile } : {}),
+    ...(flags.etcdKeyfile ? { etcdKeyFile: flags.etcdKeyfile } : {}),
+  };
+}
+
+/** Opens the store; any failure is a StoreError UNAVAILABLE naming the store (a check that cannot complete: exit 3). */
+export async function openToolStore(loc: StoreLocation): Promise<Store> {
+  try {
+    return await openStore(loc);
+  } catch (err) {
+    if (err instanceof StoreError) throw err;
+    throw new StoreError('UNAVAILABLE', `cannot open the ${describeStoreLocation(loc)}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+}
+
+/** Loads the configuration and builds the transformers and KMS providers; opens no store. Config problems throw ToolUsageError. */
+export async function openKmsEngine(flags: EngineConfigFlags, options: Omit<OpenEngineOptions, 'readonly'>): Promise<KmsEngine> {
   let config: EncryptionConfiguration;
   try {
     config = (await loadEncryptionConfigFile(flags.encryptionProviderConfig)).config;
@@ -63,24 +130,6 @@ export async function openEngine(flags: EngineFlags, options: OpenEngineOptions)
   const selects = wanted
     ? (gr: GroupResource) => isSelected(wanted, gr)
     : (gr: GroupResource) => table.providersFor(gr) !== undefined;
-
-  const useEtcd = flags.etcdServers !== undefined && splitEtcdServers(flags.etcdServers).length > 0;
-  if (!useEtcd && !existsSync(embeddedStoreFile(flags.dataDir))) {
-    throw new ToolUsageError(`no embedded store at ${embeddedStoreFile(flags.dataDir)} (check --data-dir, or give --etcd-servers)`);
-  }
-  if (Boolean(flags.etcdCertfile) !== Boolean(flags.etcdKeyfile)) {
-    throw new ToolUsageError('--etcd-certfile and --etcd-keyfile must be given together');
-  }
-  const loc: StoreLocation = {
-    dataDir: flags.dataDir,
-    readonly: options.readonly,
-    // A tool next to a running server never compacts the server's store.
-    sqlite: { compactIntervalMs: 0 },
-    ...(flags.etcdServers ? { etcdServers: flags.etcdServers } : {}),
-    ...(flags.etcdCafile ? { etcdCaFile: flags.etcdCafile } : {}),
-    ...(flags.etcdCertfile ? { etcdCertFile: flags.etcdCertfile } : {}),
-    ...(flags.etcdKeyfile ? { etcdKeyFile: flags.etcdKeyfile } : {}),
-  };
 
   const kmsSets: KmsProviders[] = [];
   const health = new Map<KMSConfiguration, { check: HealthCheck; providers: KmsProviders }>();
@@ -95,7 +144,7 @@ export async function openEngine(flags: EngineFlags, options: OpenEngineOptions)
       });
       kmsSets.push(providers);
       const transformer = providers.factory(kms, index);
-      const check = providers.healthChecks()[0];
+      const check = providers.providerHealthChecks()[0];
       if (check) health.set(kms, { check, providers });
       return transformer;
     };
@@ -110,17 +159,8 @@ export async function openEngine(flags: EngineFlags, options: OpenEngineOptions)
     await closeKms();
     throw new ToolUsageError(err instanceof Error ? err.message : String(err), { cause: err });
   }
-  let store: Store;
-  try {
-    store = await openStore(loc);
-  } catch (err) {
-    await transformers.close();
-    await closeKms();
-    throw err;
-  }
 
   return {
-    store,
     transformers,
     selects,
     writeKmsProviders() {
@@ -136,8 +176,23 @@ export async function openEngine(flags: EngineFlags, options: OpenEngineOptions)
         const id = `${resource}\0${first.kms.name}`;
         if (seen.has(id)) continue;
         seen.add(id);
-        const { name } = first.kms;
-        out.push({ resource, name, apiVersion: first.kms.apiVersion ?? 'v1', health: kms.check, keyIdHash: () => kms.providers.statusKeyIdHash(name) });
+        const { name, endpoint } = first.kms;
+        out.push({
+          resource, name, endpoint, apiVersion: first.kms.apiVersion ?? 'v1', health: kms.check,
+          keyIdHash: () => kms.providers.statusKeyIdHash(name),
+          refresh: () => kms.providers.refreshStatus(name),
+        });
+      }
+      return out;
+    },
+    kmsProviders() {
+      const out: KmsProviderProbe[] = [];
+      const seen = new Set<string>();
+      for (const [kms, { check }] of health) {
+        const apiVersion = kms.apiVersion === 'v2' ? 'v2' : 'v1';
+        if (seen.has(`${apiVersion}:${kms.name}`)) continue;
+        seen.add(`${apiVersion}:${kms.name}`);
+        out.push({ name: kms.name, apiVersion, endpoint: kms.endpoint, check: () => check.check() });
       }
       return out;
     },
@@ -149,13 +204,9 @@ export async function openEngine(flags: EngineFlags, options: OpenEngineOptions)
     },
     async close() {
       try {
-        await store.close();
+        await transformers.close();
       } finally {
-        try {
-          await transformers.close();
-        } finally {
-          await closeKms();
-        }
+        await closeKms();
       }
     },
   };

@@ -90,6 +90,10 @@ async function keyCommand(sub: Command, action: 'init' | 'rotate'): Promise<void
   try {
     const keyId = action === 'init' ? await backend.initKey(opts, { log }) : await backend.rotateKey(opts, { log });
     process.stdout.write(`${keyId}\n`);
+    if (action === 'rotate') {
+      const { keyIdHash } = await import('../plugin/metrics.js');
+      process.stderr.write(rotationAdvice(keyIdHash(keyId), Number(opts.refreshInterval)));
+    }
   } catch (err) {
     log.error({ event: `${action}-key-failed`, backend: backend.name, err: messageOf(err) }, `${action}-key failed`);
     throw err;
@@ -119,6 +123,28 @@ async function openBackend(module: BackendModule, opts: KmsPluginOptions, log: L
     await backend.close().catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * What happens after rotate-key, and when (issue #20): the plugins switch at their next refresh, the
+ * API servers at their next kms v2 Status poll (kube-apiserver and atrest serve: every minute while
+ * healthy, src/kms/v2-status-loop.ts), and how to see that they did. Printed on stderr; stdout is the
+ * key_id alone, for scripts.
+ */
+export function rotationAdvice(hash: string, refreshMs: number): string {
+  const refresh = `${refreshMs / 1000} s`;
+  return [
+    `The new KEK version is current: key_id hash ${hash}.`,
+    `- Running plugins switch to it at their next refresh (--refresh-interval, ${refresh} here).`,
+    '- API servers write with it after their next kms v2 Status poll: kube-apiserver and atrest serve poll every minute',
+    `  (every 10 s while the plugin fails), so within about 1 minute + ${refresh}. A server that cannot reach its plugin`,
+    '  keeps writing with its old DEK seed for at most 3 minutes, then fails writes (kube: rewrite 3 minutes + the refresh',
+    '  interval after the rotation and every server either writes with the new key or fails).',
+    `- Check: \`atrest status --kms-plugin-health <host:port>\` shows KEY ID HASH ${hash.slice(0, 19)}… for the provider;`,
+    `  on each API server, apiserver_envelope_encryption_key_id_hash_total{transformation_type="to_storage",key_id_hash="${hash}"} grows.`,
+    '- Then re-encrypt: `atrest rewrite` (it reports values written meanwhile with the old key), and `atrest verify`.',
+    '',
+  ].join('\n');
 }
 
 /** Resolves with the first SIGTERM/SIGINT; handlers are installed at once (before anything is announced). */

@@ -2,8 +2,11 @@
 // current write provider (src/tools/rewrite.ts) — `kubectl get secrets -A -o json | kubectl replace
 // -f -`, server-side, with compare-and-swap instead of conflicts. Refuses to start while the write
 // provider's KMS plugin is unhealthy. Progress: a bar on a TTY, else a log line every few seconds.
-// Exit 0 when every selected value ends current, 1 when some do not (undecryptable, still changing)
-// or the run stopped, 2 for usage and configuration errors.
+// Exit codes (src/cli/exit-codes.ts): 0 every selected value ends current; 1 some do not
+// (undecryptable, still changing, written meanwhile with an old key, or the kms v2 key_id changed
+// during the run); 2 usage and configuration errors; 3 the run could not complete (the write
+// provider's plugin is not healthy, a read provider's plugin or the store could not be reached, or
+// the run was stopped): run it again.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { SingleBar } from 'cli-progress';
 import { messageOf } from '../errors.js';
@@ -12,7 +15,9 @@ import type { Store } from '../storage/types.js';
 import type { GroupResource } from '../config/types.js';
 import { DEFAULT_REWRITE_BATCH_SIZE } from '../tools/defaults.js';
 import type { RewriteProgress, RewriteSummary } from '../tools/rewrite.js';
-import { addEngineOptions, ToolUsageError, type EngineFlags } from './engine-options.js';
+import { addEngineOptions, type EngineFlags } from './engine-options.js';
+import type { WriteKmsProvider } from './engine.js';
+import { CHECK_EXIT_CODES, EXIT_FOUND, EXIT_INCOMPLETE, EXIT_OK, checkExitCode, exitCodesHelp, reportToolError } from './exit-codes.js';
 
 interface RewriteFlags extends EngineFlags {
   batchSize: number;
@@ -36,8 +41,9 @@ export function registerRewrite(program: Command): void {
   const command = program
     .command('rewrite')
     .description('re-encrypt every stale value in place with the current write provider (compare-and-swap, resumable)')
-    // Usage errors exit 2 (commander's own exit code is 1, which here means "values not current").
-    .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
+    .addHelpText('after', exitCodesHelp(CHECK_EXIT_CODES.map(([code, text]) => [code, code === EXIT_OK ? 'every selected value ends current'
+      : code === EXIT_FOUND ? 'some values did not end current: undecryptable, still changing after the retry limit, written during the run with an old key, or the kms v2 key_id changed during the run'
+      : code === EXIT_INCOMPLETE ? 'the run could not complete: the write provider\'s plugin is not healthy, a KMS plugin or the store could not be reached, or the run was stopped (nothing is known to be lost; run it again). 3 wins over 1' : text])));
   addEngineOptions(command)
     .addOption(new Option('--batch-size <n>', 'values listed and written per batch (one transaction on the embedded store)').argParser(nonNegativeInt('--batch-size', 1)).default(DEFAULT_REWRITE_BATCH_SIZE).env('ATREST_BATCH_SIZE'))
     .addOption(new Option('--rate <n>', 'at most this many writes per second (0: unlimited)').argParser(nonNegativeInt('--rate', 0)).default(0).env('ATREST_RATE'))
@@ -53,12 +59,14 @@ async function runRewrite(flags: RewriteFlags): Promise<number> {
   const { RewriteError, formatRewriteSummary, rewriteStore } = await import('../tools/rewrite.js');
   const { openEngine } = await import('./engine.js');
   const log = createLogger('rewrite');
+  const { CheckedReader } = await import('../tools/checked-read.js');
+  const { kmsCauseText } = await import('../kms/errors.js');
+  const { isUnreachable } = await import('../tools/check-failure.js');
   let engine;
   try {
     engine = await openEngine(flags, { readonly: Boolean(flags.dryRun), log });
   } catch (err) {
-    process.stderr.write(`atrest rewrite: ${messageOf(err)}\n`);
-    return err instanceof ToolUsageError ? 2 : 1;
+    return reportToolError('rewrite', err);
   }
   const abort = new AbortController();
   const onSignal = () => abort.abort();
@@ -76,14 +84,13 @@ async function runRewrite(flags: RewriteFlags): Promise<number> {
   let timer: NodeJS.Timeout | undefined;
   try {
     await engine.ready();
-    for (const writer of engine.writeKmsProviders()) {
+    const writers = engine.writeKmsProviders();
+    for (const writer of writers) {
       try {
         await writer.health.check();
       } catch (err) {
-        process.stderr.write(
-          `atrest rewrite: refusing to start: the write provider of ${writer.resource}, kms ${writer.apiVersion} "${writer.name}", is not healthy: ${messageOf(err)}\n`,
-        );
-        return 1;
+        process.stderr.write(`atrest rewrite: refusing to start: the write provider of ${writer.resource} is not usable: ${kmsCauseText(writer, isUnreachable(err), messageOf(err))}\n`);
+        return EXIT_INCOMPLETE;
       }
     }
 
@@ -115,6 +122,9 @@ async function runRewrite(flags: RewriteFlags): Promise<number> {
         rate: flags.rate,
         dryRun: Boolean(flags.dryRun),
         signal: abort.signal,
+        reader: new CheckedReader(engine.kmsProviders()),
+        // The key_ids the run writes with, asked at its start and end, to notice a rotation that lands meanwhile.
+        keyIds: () => freshKeyIds(writers),
         onProgress: (p) => {
           latest = p;
           if (bar) {
@@ -129,14 +139,15 @@ async function runRewrite(flags: RewriteFlags): Promise<number> {
       if (err instanceof RewriteError) {
         report(err.summary);
         process.stderr.write(`atrest rewrite: ${err.message}\n`);
-        return 1;
+        // A store failure or a stop leaves a run to resume; an encryption failure is one when the plugin went away.
+        return err.code === 'REWRITE_ENCRYPT_FAILED' && !isUnreachable(err) ? EXIT_FOUND : EXIT_INCOMPLETE;
       }
       throw err;
     }
     bar?.stop();
     bar = undefined;
     report(summary);
-    return summary.ok ? 0 : 1;
+    return checkExitCode(summary);
   } finally {
     bar?.stop();
     if (timer) clearInterval(timer);
@@ -144,6 +155,13 @@ async function runRewrite(flags: RewriteFlags): Promise<number> {
     process.off('SIGTERM', onSignal);
     await engine.close();
   }
+}
+
+/** The key_id hash each kms v2 write provider reports now (a fresh Status each; unknown when it fails). */
+export async function freshKeyIds(writers: readonly WriteKmsProvider[]): Promise<Map<string, string | undefined>> {
+  const v2 = writers.filter((w) => w.apiVersion === 'v2');
+  for (const w of v2) await w.refresh().catch(() => undefined);
+  return new Map(v2.map((w) => [w.name, w.keyIdHash()]));
 }
 
 /** How many values the run will look at (for the progress bar's total; only on a terminal). */

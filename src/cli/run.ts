@@ -2,7 +2,4 @@
 // bin/atrest.js runs the compiled dist/cli/main.js the same way.
 import { main } from './main.js';
 
-main(process.argv).catch((err: unknown) => {
-  process.stderr.write(`atrest: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(1);
-});
+await main(process.argv);

@@ -60,7 +60,7 @@ export function registerServe(program: Command): void {
     .addOption(new Option('--tls-cert-file <file>', 'serving certificate (PEM); else one is generated into --data-dir').env('ATREST_TLS_CERT_FILE'))
     .addOption(new Option('--tls-private-key-file <file>', 'key of --tls-cert-file (PEM)').env('ATREST_TLS_PRIVATE_KEY_FILE'))
     .addOption(new Option('--token-auth-file <file>', 'static tokens, kube CSV format token,user,uid[,"groups"]; else an admin token is generated').env('ATREST_TOKEN_AUTH_FILE'))
-    .addOption(new Option('--max-request-body-bytes <n>', 'larger request bodies get 413').argParser(integer(1024, 1 << 30)).env('ATREST_MAX_REQUEST_BODY_BYTES'))
+    .addOption(new Option('--max-request-body-bytes <n>', 'larger request bodies get 413').default(undefined, '3145728 (3 MiB, as kube-apiserver)').argParser(integer(1024, 1 << 30)).env('ATREST_MAX_REQUEST_BODY_BYTES'))
     .addOption(new Option('--max-requests-inflight <n>', 'read-only requests served at once; more get 429 (0: no limit)').default(DEFAULT_MAX_REQUESTS_INFLIGHT).argParser(integer(0, 1_000_000)).env('ATREST_MAX_REQUESTS_INFLIGHT'))
     .addOption(new Option('--max-mutating-requests-inflight <n>', 'mutating requests served at once; more get 429 (0: no limit)').default(DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT).argParser(integer(0, 1_000_000)).env('ATREST_MAX_MUTATING_REQUESTS_INFLIGHT'))
     .addOption(featureGatesOption())

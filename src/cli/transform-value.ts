@@ -10,16 +10,18 @@ import { existsSync } from 'node:fs';
 import { open, readFile, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Command, Option } from 'commander';
-import type { EncryptionConfiguration, GroupResource } from '../config/types.js';
-import { messageOf } from '../errors.js';
+import type { GroupResource } from '../config/types.js';
 import { DEFAULT_ETCD_PREFIX, parseStorageKey } from '../storage/keys.js';
 import type { StoreLocation } from '../storage/open.js';
 import type { Store } from '../storage/types.js';
 import { parseGroupResource } from '../config/group-resource.js';
 import { OUTPUT_FORMATS, type OutputFormat } from '../tools/defaults.js';
-import { isSelected, parseResourceSelection } from './engine-options.js';
+import { isSelected, parseResourceSelection, ToolUsageError } from './engine-options.js';
+import { DECRYPT_EXIT_CODES, EXIT_FOUND, EXIT_INCOMPLETE, EXIT_OK, exitCodesHelp, reportToolError } from './exit-codes.js';
+import { CheckIncompleteError } from '../tools/check-failure.js';
+import { embeddedStoreFile } from '../storage/open.js';
 import type { EtcdSnapshot } from '../tools/etcd-snapshot.js';
-import type { KmsTransformerFactory, ReadOrigin, TransformResult } from '../transform/types.js';
+import type { ReadOrigin, TransformResult } from '../transform/types.js';
 
 interface TransformValueOptions {
   encryptionProviderConfig: string;
@@ -47,20 +49,21 @@ export function registerDecrypt(program: Command): void {
       .env('ATREST_ENCRYPTION_PROVIDER_CONFIG').makeOptionMandatory())
     .option('--key <storage-key>', 'the storage key, as the argument')
     .addOption(new Option('--etcd-prefix <prefix>', 'the --etcd-prefix the storage keys are under').default(DEFAULT_ETCD_PREFIX).env('ATREST_ETCD_PREFIX'))
-    .option('--resource <resource[.group]>', 'one value: the resource whose providers to use (default: taken from the storage key)')
-    .option('--in <file>', 'one value from this file, - for stdin (the default when no store or snapshot is named)', '-')
+    .addOption(new Option('--resource <resource[.group]>', 'one value: the resource whose providers to use').default(undefined, 'the one the storage key names'))
+    .option('--in <file>', 'one value from this file, - for stdin; read when no store or snapshot is named', '-')
     .option('--out <file>', 'output file (written atomically, mode 0600), - for stdout', '-')
     .option('--snapshot <file>', 'decrypt every live key under --etcd-prefix of this etcd snapshot file (etcdctl snapshot save output, or member/snap/db)')
-    .option('--etcd-servers <urls>', 'read the value of KEY from these etcd client URLs (comma-separated)')
+    .addOption(new Option('--etcd-servers <urls>', 'read the value of KEY from these etcd client URLs (comma-separated)').env('ATREST_ETCD_SERVERS'))
     .addOption(new Option('--etcd-cafile <file>', 'CA bundle of the etcd servers').env('ATREST_ETCD_CAFILE'))
     .addOption(new Option('--etcd-certfile <file>', 'client certificate for etcd').env('ATREST_ETCD_CERTFILE'))
     .addOption(new Option('--etcd-keyfile <file>', 'client key for etcd').env('ATREST_ETCD_KEYFILE'))
-    .option('--data-dir <dir>', 'read the value of KEY from the embedded store in this directory')
+    .addOption(new Option('--data-dir <dir>', 'read the value of KEY from the embedded store in this directory').env('ATREST_DATA_DIR'))
     .option('--prefix', 'with a store: decrypt every key starting with KEY')
-    .option('--resources <list>', 'with --snapshot or --prefix: only these resources (comma-separated, e.g. secrets,configmaps); default: all')
+    .addOption(new Option('--resources <list>', 'with --snapshot or --prefix: only these resources (comma-separated, e.g. secrets,configmaps)').default(undefined, 'all'))
     .addOption(new Option('-o, --output <format>', 'raw (the plaintext bytes; several values: a key line, the bytes, a newline), json or yaml (the object; several: a v1 List)').choices([...OUTPUT_FORMATS]).default('raw'))
-    .action(async (key: string | undefined, opts: DecryptFlags) => {
-      await decryptCommand(key, opts);
+    .addHelpText('after', exitCodesHelp(DECRYPT_EXIT_CODES))
+    .action(async (key: string | undefined, opts: DecryptFlags, cmd: Command) => {
+      await decryptCommand(key, fromEnvironmentAsDefaults(opts, cmd));
     });
 }
 
@@ -82,80 +85,108 @@ interface DecryptFlags {
   output: OutputFormat;
 }
 
+/**
+ * ATREST_DATA_DIR and ATREST_ETCD_SERVERS name a store as defaults: a source named on the command
+ * line (--snapshot, --in, the other store flag) wins over them, and of the two from the environment
+ * etcd wins, as for `serve` and `get-raw`.
+ */
+function fromEnvironmentAsDefaults(opts: DecryptFlags, cmd: Command): DecryptFlags {
+  const fromEnv = (key: keyof DecryptFlags) => opts[key] !== undefined && cmd.getOptionValueSource(key) === 'env';
+  const out = { ...opts };
+  const otherSource = opts.snapshot !== undefined || opts.in !== '-';
+  if (fromEnv('dataDir') && (otherSource || opts.etcdServers !== undefined)) delete out.dataDir;
+  if (fromEnv('etcdServers') && (otherSource || (opts.dataDir !== undefined && !fromEnv('dataDir')))) delete out.etcdServers;
+  return out;
+}
+
 async function decryptCommand(keyArg: string | undefined, opts: DecryptFlags): Promise<void> {
   try {
-    if (keyArg !== undefined && opts.key !== undefined && keyArg !== opts.key) throw new Error('give the storage key once: as the argument or as --key');
-    const key = keyArg ?? opts.key;
-    const fromStore = opts.etcdServers !== undefined || opts.dataDir !== undefined;
-    if (opts.snapshot !== undefined && (fromStore || key !== undefined)) throw new Error('--snapshot reads every key of the snapshot: give no KEY, --etcd-servers or --data-dir with it');
-    if (opts.etcdServers !== undefined && opts.dataDir !== undefined) throw new Error('give --etcd-servers or --data-dir, not both');
-    if (opts.prefix && !fromStore) throw new Error('--prefix lists a store: give --etcd-servers or --data-dir');
-    if (opts.snapshot === undefined && key === undefined) throw new Error('name the storage key (the argument or --key), or give --snapshot FILE');
-    if (opts.resources !== undefined && opts.snapshot === undefined && !opts.prefix) throw new Error('--resources selects among several values: use it with --snapshot or --prefix');
-    if (opts.resource !== undefined && (opts.snapshot !== undefined || opts.prefix)) throw new Error('--resource names the resource of one value: with --snapshot or --prefix each key names its own (select with --resources)');
-    if (opts.in !== '-' && (opts.snapshot !== undefined || fromStore)) throw new Error('--in gives the value itself: not with --snapshot, --etcd-servers or --data-dir');
-    const wanted = opts.resources !== undefined ? parseResourceSelection(opts.resources) : undefined;
-    const selects = wanted ? (gr: GroupResource) => isSelected(wanted, gr) : undefined;
+    process.exitCode = await runDecrypt(keyArg, opts);
+  } catch (err) {
+    // one line, whatever the cause; the exit code says what kind (src/cli/exit-codes.ts)
+    process.exitCode = reportToolError('decrypt', err);
+  }
+}
 
-    const { loadEncryptionConfigFile } = await import('../config/load.js');
-    const { StoreError } = await import('../storage/errors.js');
-    const { describeStoreLocation } = await import('../storage/open.js');
-    const { decryptValues, formatMany, formatOne, listStoreValues, summarize } = await import('../tools/decrypt.js');
-    const { buildTransformers } = await import('../transform/build.js');
-    const { config } = await loadEncryptionConfigFile(opts.encryptionProviderConfig);
-    // Read the input first: a missing snapshot or store fails before any KMS connection is made.
+/** Usage errors of the flag combination (exit 2). */
+function checkDecryptFlags(key: string | undefined, opts: DecryptFlags): void {
+  const fromStore = opts.etcdServers !== undefined || opts.dataDir !== undefined;
+  const usage = (message: string) => new ToolUsageError(message);
+  if (opts.snapshot !== undefined && (fromStore || key !== undefined)) throw usage('--snapshot reads every key of the snapshot: give no KEY, --etcd-servers or --data-dir with it');
+  if (opts.etcdServers !== undefined && opts.dataDir !== undefined) throw usage('give --etcd-servers or --data-dir, not both');
+  if (opts.prefix && !fromStore) throw usage('--prefix lists a store: give --etcd-servers or --data-dir');
+  if (opts.snapshot === undefined && key === undefined) throw usage('name the storage key (the argument or --key), or give --snapshot FILE');
+  if (opts.resources !== undefined && opts.snapshot === undefined && !opts.prefix) throw usage('--resources selects among several values: use it with --snapshot or --prefix');
+  if (opts.resource !== undefined && (opts.snapshot !== undefined || opts.prefix)) throw usage('--resource names the resource of one value: with --snapshot or --prefix each key names its own (select with --resources)');
+  if (opts.in !== '-' && (opts.snapshot !== undefined || fromStore)) throw usage('--in gives the value itself: not with --snapshot, --etcd-servers or --data-dir');
+  if (opts.snapshot !== undefined && !existsSync(opts.snapshot)) throw usage(`--snapshot ${opts.snapshot}: no such file`);
+  if (opts.dataDir !== undefined && opts.etcdServers === undefined && !existsSync(embeddedStoreFile(opts.dataDir))) {
+    throw usage(`no embedded store at ${embeddedStoreFile(opts.dataDir)} (check --data-dir)`);
+  }
+}
+
+async function runDecrypt(keyArg: string | undefined, opts: DecryptFlags): Promise<number> {
+  if (keyArg !== undefined && opts.key !== undefined && keyArg !== opts.key) throw new ToolUsageError('give the storage key once: as the argument or as --key');
+  const key = keyArg ?? opts.key;
+  checkDecryptFlags(key, opts);
+  const fromStore = opts.etcdServers !== undefined || opts.dataDir !== undefined;
+  const wanted = opts.resources !== undefined ? parseResourceSelection(opts.resources) : undefined;
+  const selects = wanted ? (gr: GroupResource) => isSelected(wanted, gr) : undefined;
+
+  const { StoreError } = await import('../storage/errors.js');
+  const { describeStoreLocation } = await import('../storage/open.js');
+  const { decryptValues, formatMany, formatOne, listStoreValues, summarize } = await import('../tools/decrypt.js');
+  const { CheckedReader } = await import('../tools/checked-read.js');
+  const { openKmsEngine, openToolStore } = await import('./engine.js');
+  // The configuration first (exit 2 when bad), then the input: a missing snapshot or store fails before any KMS call.
+  const engine = await openKmsEngine({ encryptionProviderConfig: opts.encryptionProviderConfig }, {});
+  let store: Store | undefined;
+  try {
     let snapshot: EtcdSnapshot | undefined;
     if (opts.snapshot !== undefined) {
       const { readEtcdSnapshot } = await import('../tools/etcd-snapshot.js');
       snapshot = readEtcdSnapshot(await readFile(opts.snapshot));
     }
-    const store = fromStore ? await openDecryptStore(opts) : undefined;
-    let kms: KmsConnections | undefined;
-    try {
-      kms = await openKms(config);
-      const set = buildTransformers(config, kms ? { kms: kms.factory } : {});
-      try {
-        if (snapshot !== undefined || opts.prefix) {
-          const source = snapshot !== undefined
-            ? `snapshot ${opts.snapshot ?? ''} (revision ${snapshot.status.revision}, ${snapshot.keyValues.length} live keys)`
-            : `${describeStoreLocation(storeLocation(opts))} prefix ${key ?? ''}`;
-          const values = snapshot !== undefined ? snapshot.keyValues : listStoreValues(store as Store, key as string);
-          const report = await decryptValues(values, { transformers: set, etcdPrefix: opts.etcdPrefix, ...(selects ? { selects } : {}) });
-          const out = formatMany(report.decrypted, opts.output);
-          await writeOutput(opts.out, out.bytes);
-          process.stderr.write(summarize(source, report, out));
-          if (snapshot?.integrity === 'mismatch') {
-            process.stderr.write('  warning: the SHA-256 that etcdctl snapshot save appended does not match: the file was damaged after it was saved (etcdutl snapshot restore would refuse it)\n');
-          }
-          if (report.undecryptable.length > 0 || out.undecodable.length > 0) process.exitCode = 1;
-          return;
-        }
-        const storageKey = key as string;
-        const resource = opts.resource !== undefined ? parseGroupResource(opts.resource) : parseStorageKey(opts.etcdPrefix, storageKey).groupResource;
-        let input: Buffer;
-        if (store) {
-          const kv = await store.get(storageKey);
-          if (!kv) throw new StoreError('NOT_FOUND', `key ${storageKey} not found in the ${describeStoreLocation(storeLocation(opts))}`, { key: storageKey });
-          input = Buffer.from(kv.value);
-        } else {
-          input = await readInput(opts.in);
-        }
-        const result = await set.forResource(resource).fromStorage(input, Buffer.from(storageKey, 'utf8'));
-        const out = formatOne({ key: storageKey, plaintext: Buffer.from(result.plaintext), origin: result.origin, stale: result.stale }, opts.output);
-        const problem = out.undecodable[0];
-        if (problem) throw new Error(`${storageKey} decrypts (${describeRead(result)}), but ${problem.error}; use -o raw`);
-        await writeOutput(opts.out, out.bytes);
-        process.stderr.write(describeRead(result) + '\n');
-      } finally {
-        await set.close();
+    if (fromStore) store = await openToolStore(storeLocation(opts));
+    const reader = new CheckedReader(engine.kmsProviders());
+    if (snapshot !== undefined || opts.prefix) {
+      const source = snapshot !== undefined
+        ? `snapshot ${opts.snapshot ?? ''} (revision ${snapshot.status.revision}, ${snapshot.keyValues.length} live keys)`
+        : `${describeStoreLocation(storeLocation(opts))} prefix ${key ?? ''}`;
+      const values = snapshot !== undefined ? snapshot.keyValues : listStoreValues(store as Store, key as string);
+      const report = await decryptValues(values, { transformers: engine.transformers, etcdPrefix: opts.etcdPrefix, reader, ...(selects ? { selects } : {}) });
+      const out = formatMany(report.decrypted, opts.output);
+      await writeOutput(opts.out, out.bytes);
+      process.stderr.write(summarize(source, report, out));
+      if (snapshot?.integrity === 'mismatch') {
+        process.stderr.write('  warning: the SHA-256 that etcdctl snapshot save appended does not match: the file was damaged after it was saved (etcdutl snapshot restore would refuse it)\n');
       }
-    } finally {
-      await kms?.close();
-      await store?.close();
+      if (report.notChecked.length > 0) return EXIT_INCOMPLETE;
+      return report.undecryptable.length > 0 || out.undecodable.length > 0 ? EXIT_FOUND : EXIT_OK;
     }
-  } catch (err) {
-    // one line, whatever the cause
-    throw new Error(messageOf(err).replace(/\s*\n\s*/g, ' '), { cause: err });
+    const storageKey = key as string;
+    const resource = resourceOf(storageKey, opts);
+    let input: Buffer;
+    if (store) {
+      const kv = await store.get(storageKey);
+      if (!kv) throw new StoreError('NOT_FOUND', `key ${storageKey} not found in the ${describeStoreLocation(storeLocation(opts))}`, { key: storageKey });
+      input = Buffer.from(kv.value);
+    } else {
+      input = await readInput(opts.in);
+    }
+    const outcome = await reader.read(engine.transformers.forResource(resource), storageKey, input);
+    if (outcome.kind === 'unchecked') throw new CheckIncompleteError(`could not check ${storageKey} (not known to be lost): ${outcome.cause}`);
+    if (outcome.kind === 'undecryptable') throw new Error(outcome.error);
+    const result = outcome.result;
+    const out = formatOne({ key: storageKey, plaintext: Buffer.from(result.plaintext), origin: result.origin, stale: result.stale }, opts.output);
+    const problem = out.undecodable[0];
+    if (problem) throw new Error(`${storageKey} decrypts (${describeRead(result)}), but ${problem.error}; use -o raw`);
+    await writeOutput(opts.out, out.bytes);
+    process.stderr.write(describeRead(result) + '\n');
+    return EXIT_OK;
+  } finally {
+    await store?.close();
+    await engine.close();
   }
 }
 
@@ -170,50 +201,42 @@ function storeLocation(opts: DecryptFlags): StoreLocation {
   };
 }
 
-async function openDecryptStore(opts: DecryptFlags): Promise<Store> {
-  const { embeddedStoreFile, openStore } = await import('../storage/open.js');
-  const loc = storeLocation(opts);
-  if (opts.etcdServers === undefined && !existsSync(embeddedStoreFile(opts.dataDir))) {
-    throw new Error(`no embedded store at ${embeddedStoreFile(opts.dataDir)} (check --data-dir)`);
-  }
-  return openStore(loc);
-}
-
 function withCommonOptions(cmd: Command): Command {
   return cmd
     .addOption(new Option('--encryption-provider-config <file>', 'the EncryptionConfiguration file')
       .env('ATREST_ENCRYPTION_PROVIDER_CONFIG').makeOptionMandatory())
     .requiredOption('--key <storage-key>', 'the full storage key, e.g. /registry/secrets/default/db-password (the authenticated data)')
     .addOption(new Option('--etcd-prefix <prefix>', 'the --etcd-prefix the storage key is under').default(DEFAULT_ETCD_PREFIX).env('ATREST_ETCD_PREFIX'))
-    .option('--resource <resource[.group]>', 'the resource whose providers to use (default: taken from the storage key), e.g. secrets or deployments.apps')
+    .addOption(new Option('--resource <resource[.group]>', 'the resource whose providers to use, e.g. secrets or deployments.apps').default(undefined, 'the one the storage key names'))
     .option('--in <file>', 'input file, - for stdin', '-')
     .option('--out <file>', 'output file, - for stdout', '-');
 }
 
 async function encryptValue(opts: TransformValueOptions): Promise<void> {
   try {
-    const { loadEncryptionConfigFile } = await import('../config/load.js');
-    const { buildTransformers } = await import('../transform/build.js');
-    const { config } = await loadEncryptionConfigFile(opts.encryptionProviderConfig);
-    const resource = opts.resource !== undefined ? parseGroupResource(opts.resource) : parseStorageKey(opts.etcdPrefix, opts.key).groupResource;
-    const input = await readInput(opts.in);
-    const dataCtx = Buffer.from(opts.key, 'utf8');
-    const kms = await openKms(config);
+    const { openKmsEngine } = await import('./engine.js');
+    const engine = await openKmsEngine({ encryptionProviderConfig: opts.encryptionProviderConfig }, {});
     try {
-      const set = buildTransformers(config, kms ? { kms: kms.factory } : {});
-      try {
-        // kms v2 can only write once its first Status call has delivered a key id
-        await kms?.ready();
-        await writeOutput(opts.out, await set.forResource(resource).toStorage(input, dataCtx));
-      } finally {
-        await set.close();
-      }
+      const resource = resourceOf(opts.key, opts);
+      if (opts.in !== '-' && !existsSync(opts.in)) throw new ToolUsageError(`--in ${opts.in}: no such file`);
+      const input = await readInput(opts.in);
+      // kms v2 can only write once its first Status call has delivered a key id
+      await engine.ready();
+      await writeOutput(opts.out, await engine.transformers.forResource(resource).toStorage(input, Buffer.from(opts.key, 'utf8')));
     } finally {
-      await kms?.close();
+      await engine.close();
     }
   } catch (err) {
-    // one line, whatever the cause
-    throw new Error(messageOf(err).replace(/\s*\n\s*/g, ' '), { cause: err });
+    process.exitCode = reportToolError('encrypt', err);
+  }
+}
+
+/** The resource whose providers apply: --resource, else the one the storage key names (a key that names none is a usage error). */
+function resourceOf(storageKey: string, opts: { resource?: string; etcdPrefix: string }): GroupResource {
+  try {
+    return opts.resource !== undefined ? parseGroupResource(opts.resource) : parseStorageKey(opts.etcdPrefix, storageKey).groupResource;
+  } catch (err) {
+    throw new ToolUsageError(err instanceof Error ? err.message : String(err), { cause: err });
   }
 }
 
@@ -231,20 +254,6 @@ function describeOrigin(origin: ReadOrigin): string {
     default:
       return `${origin.provider} key "${origin.name ?? ''}"`;
   }
-}
-
-interface KmsConnections {
-  factory: KmsTransformerFactory;
-  ready(): Promise<void>;
-  close(): Promise<void>;
-}
-
-/** The gRPC KMS clients, loaded only when the configuration has kms providers. */
-async function openKms(config: EncryptionConfiguration): Promise<KmsConnections | undefined> {
-  const { usesKms } = await import('../config/resources.js');
-  if (!usesKms(config)) return undefined;
-  const { createKmsProviders } = await import('../kms/factory.js');
-  return createKmsProviders({});
 }
 
 async function readInput(path: string): Promise<Buffer> {

@@ -1,10 +1,10 @@
 // `atrest verify`: which provider, key and key_id protect each stored value (src/tools/verify.ts).
-// Exit 0 only when every value of the selected resources is written by the current write provider
-// and key; 1 when stale or undecryptable values remain (or the store fails); 2 for usage and
-// configuration errors, as `atrest rewrite`.
+// Exit codes (src/cli/exit-codes.ts): 0 every value current; 1 stale or undecryptable values; 2 usage
+// and configuration errors; 3 the check could not complete (a KMS plugin or the store could not be
+// reached: those values are "not checked", never "undecryptable").
 import { Command, Option } from 'commander';
-import { messageOf } from '../errors.js';
-import { addEngineOptions, ToolUsageError, type EngineFlags } from './engine-options.js';
+import { addEngineOptions, type EngineFlags } from './engine-options.js';
+import { CHECK_EXIT_CODES, checkExitCode, EXIT_INCOMPLETE, exitCodesHelp, reportToolError } from './exit-codes.js';
 
 interface VerifyFlags extends EngineFlags {
   output: 'table' | 'json';
@@ -14,32 +14,48 @@ interface VerifyFlags extends EngineFlags {
 export function registerVerify(program: Command): void {
   const command = program
     .command('verify')
-    .description('count, per resource, which provider/key/key_id protects each stored value; exit 0 only when all are current');
+    .description('count, per resource, which provider/key/key_id protects each stored value; exit 0 only when all are current')
+    .addHelpText('after', exitCodesHelp(CHECK_EXIT_CODES));
   addEngineOptions(command)
     .addOption(new Option('-o, --output <format>', 'table or json').choices(['table', 'json']).default('table'))
-    .addOption(new Option('--textfile <file>', 'also write the counts as Prometheus metrics to <file> (atomically), for node_exporter\'s textfile collector, e.g. /var/lib/prometheus/node-exporter/atrest_verify.prom'))
+    .addOption(new Option('--textfile <file>', 'also write the counts as Prometheus metrics to <file> (atomically), for node_exporter\'s textfile collector: atrest_verify.prom in its directory (Debian: /var/lib/prometheus/node-exporter)'))
     .action(async (flags: VerifyFlags) => {
-      const { formatVerifyReport, formatVerifyTextfile, verifyStore } = await import('../tools/verify.js');
-      const { openEngine } = await import('./engine.js');
-      const { writeAtomic } = await import('../api/atomic-file.js');
-      let engine;
-      try {
-        engine = await openEngine(flags, { readonly: true });
-      } catch (err) {
-        if (!(err instanceof ToolUsageError)) throw err;
-        process.stderr.write(`atrest verify: ${messageOf(err)}\n`);
-        process.exitCode = 2;
-        return;
-      }
-      try {
-        await engine.ready();
-        const report = await verifyStore({ store: engine.store, transformers: engine.transformers, etcdPrefix: flags.etcdPrefix, selects: engine.selects });
-        // Atomically: node_exporter's textfile collector never reads half a file.
-        if (flags.textfile) await writeAtomic(flags.textfile, formatVerifyTextfile(report, Date.now()), 0o644);
-        process.stdout.write(flags.output === 'json' ? JSON.stringify(report, null, 2) + '\n' : formatVerifyReport(report));
-        if (!report.ok) process.exitCode = 1;
-      } finally {
-        await engine.close();
-      }
+      process.exitCode = await runVerify(flags);
     });
+}
+
+async function runVerify(flags: VerifyFlags): Promise<number> {
+  const { formatVerifyReport, formatVerifyTextfile, verifyStore } = await import('../tools/verify.js');
+  const { CheckedReader } = await import('../tools/checked-read.js');
+  const { openEngine } = await import('./engine.js');
+  const { writeAtomic } = await import('../api/atomic-file.js');
+  // Atomically: node_exporter's textfile collector never reads half a file.
+  const textfile = (text: string) => (flags.textfile ? writeAtomic(flags.textfile, text, 0o644) : Promise.resolve());
+  let engine;
+  try {
+    engine = await openEngine(flags, { readonly: true });
+  } catch (err) {
+    const code = reportToolError('verify', err);
+    if (code === EXIT_INCOMPLETE) await textfile(formatVerifyTextfile(undefined, Date.now()));
+    return code;
+  }
+  try {
+    await engine.ready();
+    let report;
+    try {
+      report = await verifyStore({
+        store: engine.store, transformers: engine.transformers, etcdPrefix: flags.etcdPrefix, selects: engine.selects,
+        reader: new CheckedReader(engine.kmsProviders()),
+      });
+    } catch (err) {
+      const code = reportToolError('verify', err);
+      if (code === EXIT_INCOMPLETE) await textfile(formatVerifyTextfile(undefined, Date.now()));
+      return code;
+    }
+    await textfile(formatVerifyTextfile(report, Date.now()));
+    process.stdout.write(flags.output === 'json' ? JSON.stringify(report, null, 2) + '\n' : formatVerifyReport(report));
+    return checkExitCode(report);
+  } finally {
+    await engine.close();
+  }
 }

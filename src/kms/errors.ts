@@ -67,3 +67,13 @@ export function aggregateMessage(messages: readonly string[]): string {
   if (unique.length === 1) return unique[0] ?? '';
   return `[${unique.join(', ')}]`;
 }
+
+/**
+ * One line that names a kms provider, its plugin endpoint and what is wrong with it, for the tools'
+ * reports and refusals: `kms v2 provider "p" (plugin endpoint unix:///run/kms.sock): plugin
+ * unreachable: <detail>`. `unreachable`: the plugin could not be reached or did not answer in time
+ * (else it answered and reported itself unhealthy).
+ */
+export function kmsCauseText(provider: { apiVersion?: string; name: string; endpoint: string }, unreachable: boolean, detail: string): string {
+  return `kms ${provider.apiVersion ?? 'v1'} provider "${provider.name}" (plugin endpoint ${provider.endpoint}): plugin ${unreachable ? 'unreachable' : 'unhealthy'}: ${detail}`;
+}

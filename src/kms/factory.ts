@@ -68,6 +68,10 @@ export interface KmsProviders {
   factory: KmsTransformerFactory;
   /** The health checks to mount under /healthz and /readyz, per the rules of format.md §2.4. */
   healthChecks(): HealthCheck[];
+  /** One check per kms provider, never combined (the tools ask about one provider at a time). */
+  providerHealthChecks(): HealthCheck[];
+  /** kms v2: probes Status now, past the probe cache (the tools' "did the key_id change during my run"). */
+  refreshStatus(providerName: string): Promise<void>;
   /** Settles when every kms v2 provider built so far has finished its first Status probe. */
   ready(): Promise<void>;
   /** The key_id hash of a kms v2 provider's last valid Status answer; undefined before one, and for kms v1. */
@@ -175,6 +179,12 @@ export function createKmsProviders(options: KmsProvidersOptions = {}): KmsProvid
       const list = checks.filter((c): c is HealthCheck => c !== undefined);
       if (options.reload || (v2Used && !v1Used)) return [combinedHealthCheck(list)];
       return list;
+    },
+    providerHealthChecks(): HealthCheck[] {
+      return checks.filter((c): c is HealthCheck => c !== undefined);
+    },
+    async refreshStatus(providerName: string): Promise<void> {
+      await v2Probes.get(providerName)?.refresh();
     },
     async ready(): Promise<void> {
       await Promise.all(primes);

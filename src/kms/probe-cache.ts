@@ -17,6 +17,12 @@ export class CachedProbe {
     private readonly now: () => number,
   ) {}
 
+  /** Forgets the last result and probes (or joins the probe in flight). */
+  refresh(): Promise<void> {
+    this.last = undefined;
+    return this.check();
+  }
+
   check(): Promise<void> {
     if (this.inFlight) return this.inFlight;
     const last = this.last;

@@ -42,6 +42,11 @@ export class KmsV2Probe {
     return this.cached.check();
   }
 
+  /** Probes now, whatever the cache holds (and caches the result). */
+  refresh(): Promise<void> {
+    return this.cached.refresh();
+  }
+
   /** The hash of the key_id of the last Status answer with a valid one (kube's `key_id_hash` label); undefined before one. */
   get keyIdHash(): string | undefined {
     return this.lastKeyId === undefined ? undefined : keyIdHash(this.lastKeyId);

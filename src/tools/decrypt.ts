@@ -16,6 +16,7 @@ import type { ReadOrigin, TransformerSet } from '../transform/types.js';
 import type { KubeObject } from '../k8s-objects/protobuf.js';
 import { decodeStoredObject } from './k8s-object.js';
 import type { OutputFormat } from './defaults.js';
+import { CheckedReader, type NotChecked } from './checked-read.js';
 import { writerLabel } from './verify.js';
 
 
@@ -39,6 +40,8 @@ export interface KeyProblem {
 export interface DecryptReport {
   decrypted: DecryptedValue[];
   undecryptable: KeyProblem[];
+  /** Values not read because their KMS plugin could not be reached (not known to be lost), by cause. */
+  notChecked: NotChecked[];
   /** Keys under the prefix that are not `<prefix>/<resource>/[<namespace>/]<name>` object keys. */
   skipped: string[];
   /** Values of resources left out by the selection. */
@@ -50,12 +53,15 @@ export interface DecryptManyOptions {
   etcdPrefix: string;
   /** Which resources to decrypt (default: all). */
   selects?(gr: GroupResource): boolean;
+  /** Reads through this (it knows the kms providers and which are down); default: one without kms providers. */
+  reader?: CheckedReader;
 }
 
 /** Decrypts every value under the etcd prefix, in the order given. */
 export async function decryptValues(values: Iterable<StoredValue> | AsyncIterable<StoredValue>, options: DecryptManyOptions): Promise<DecryptReport> {
   const prefix = normalizePrefix(options.etcdPrefix);
-  const report: DecryptReport = { decrypted: [], undecryptable: [], skipped: [], unselected: 0 };
+  const reader = options.reader ?? new CheckedReader();
+  const report: DecryptReport = { decrypted: [], undecryptable: [], notChecked: [], skipped: [], unselected: 0 };
   for await (const { key, value } of values) {
     if (!key.startsWith(prefix + '/')) continue;
     let gr: GroupResource;
@@ -69,13 +75,15 @@ export async function decryptValues(values: Iterable<StoredValue> | AsyncIterabl
       report.unselected++;
       continue;
     }
-    try {
-      const read = await options.transformers.forResource(gr).fromStorage(value, Buffer.from(key, 'utf8'));
+    const outcome = await reader.read(options.transformers.forResource(gr), key, value);
+    if (outcome.kind === 'read') {
+      const read = outcome.result;
       report.decrypted.push({ key, plaintext: Buffer.from(read.plaintext), origin: read.origin, stale: read.stale });
-    } catch (err) {
-      report.undecryptable.push({ key, error: oneLine(messageOf(err)) });
+    } else if (outcome.kind === 'undecryptable') {
+      report.undecryptable.push({ key, error: oneLine(outcome.error) });
     }
   }
+  report.notChecked = reader.notChecked();
   return report;
 }
 
@@ -151,13 +159,15 @@ export function summarize(source: string, report: DecryptReport, output: Pick<Fo
     writers[label] = (writers[label] ?? 0) + 1;
     if (v.stale) stale++;
   }
-  const lines = [`${source}: ${report.decrypted.length} values decrypted, ${report.undecryptable.length} undecryptable, ${stale} stale`];
+  const unchecked = report.notChecked.reduce((n, c) => n + c.values, 0);
+  const lines = [`${source}: ${report.decrypted.length} values decrypted, ${report.undecryptable.length} undecryptable, ${stale} stale${unchecked ? `, ${unchecked} not checked` : ''}`];
   const byWriter = Object.entries(writers).sort(([a], [b]) => a.localeCompare(b)).map(([w, n]) => `${w} ${n}`);
   if (byWriter.length) lines.push(`  read by: ${byWriter.join(', ')}`);
   if (report.unselected) lines.push(`  ${report.unselected} values of other resources left out (--resources)`);
   if (report.skipped.length) lines.push(`  ${report.skipped.length} keys under the prefix are not object keys and were left out: ${report.skipped.slice(0, 5).join(', ')}${report.skipped.length > 5 ? ', ...' : ''}`);
   for (const [kind, n] of Object.entries(output.partialKinds)) lines.push(`  ${n} ${kind} objects are protobuf of a kind without a schema here: only apiVersion, kind and metadata are shown`);
   for (const u of report.undecryptable) lines.push(`  undecryptable ${u.key}: ${u.error}`);
+  for (const n of report.notChecked) lines.push(`  could not check ${n.values} value${n.values === 1 ? '' : 's'} (not known to be lost; they are left out of the output): ${oneLine(n.cause)}`);
   for (const u of output.undecodable) lines.push(`  not an object ${u.key}: ${u.error}`);
   return lines.join('\n') + '\n';
 }

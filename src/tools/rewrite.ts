@@ -7,7 +7,10 @@
 // concurrent write is never overwritten, and nothing is ever written that was not just decrypted
 // from that very revision. A rerun sees only what is still stale, so a stopped run is resumed by
 // running it again. Encryption failures stop the run (fail closed: never a plaintext fallback).
-// Never logs or returns a value.
+// Values whose KMS plugin cannot be reached are "not read" (src/tools/checked-read.ts), never
+// undecryptable. After the pass, values another writer put there during the run are checked once:
+// stale ones mean an API server still writes with an old key (issue #20, rotation). Never logs or
+// returns a value.
 import { AtrestError, messageOf } from '../errors.js';
 import type { GroupResource } from '../config/types.js';
 import { isStoreError } from '../storage/errors.js';
@@ -15,6 +18,7 @@ import { normalizePrefix, parseStorageKey } from '../storage/keys.js';
 import type { KeyValue, ListResult, Store, UpdateOp, UpdateOutcome } from '../storage/types.js';
 import type { TransformerSet } from '../transform/types.js';
 import { DEFAULT_REWRITE_BATCH_SIZE } from './defaults.js';
+import { CheckedReader, type NotChecked } from './checked-read.js';
 
 /** Attempts per key after CONFLICTs before the key is reported as still changing. */
 export const DEFAULT_REWRITE_MAX_ATTEMPTS = 5;
@@ -66,8 +70,19 @@ export interface RewriteSummary extends RewriteCounts {
   undecryptable: Array<{ key: string; error: string }>;
   /** Keys still changing after the retry limit: still stale, rerun to finish them. */
   retriesExhausted: string[];
+  /** Values that could not be read because their KMS plugin could not be reached (not known to be lost), by cause. */
+  notChecked: NotChecked[];
+  /**
+   * Stale values another writer stored during the run (after `revision`): an API server still writes
+   * with an old key or provider, so the run does not leave everything current. Keys only.
+   */
+  staleWrittenMeanwhile: string[];
+  /** kms v2 write providers whose key_id changed while the run went on: what it rewrote before is stale again. */
+  keyChanged: Array<{ provider: string; from: string; to: string }>;
   durationMs: number;
-  /** Every selected value ended current (dry run: nothing undecryptable). */
+  /** Every selected value was read. */
+  complete: boolean;
+  /** Complete, and every selected value ended current (dry run: nothing undecryptable). */
   ok: boolean;
 }
 
@@ -87,6 +102,13 @@ export interface RewriteOptions {
   onProgress?(progress: RewriteProgress): void;
   /** Called after every batch is written (tests stop a run here). */
   afterBatch?(batchNumber: number): void | Promise<void>;
+  /** Reads through this (it knows the kms providers and which are down); default: one without kms providers. */
+  reader?: CheckedReader;
+  /**
+   * The key_id hash each kms v2 write provider writes with, asked fresh (a Status call, past the
+   * probe cache): compared at the start and the end to notice a rotation that landed mid-run.
+   */
+  keyIds?(): Promise<Map<string, string | undefined>>;
   signal?: AbortSignal;
   now?: () => number;
   sleep?: (ms: number) => Promise<void>;
@@ -165,16 +187,23 @@ export async function rewriteStore(options: RewriteOptions): Promise<RewriteSumm
   const bucket = rate > 0 ? new TokenBucket(rate, Math.max(1, Math.min(batchSize, Math.floor(rate))), now, sleep) : undefined;
   const { store, transformers } = options;
 
+  const reader = options.reader ?? new CheckedReader();
   const summary: RewriteSummary = {
     revision: 0, dryRun, scanned: 0, stale: 0, rewritten: 0, alreadyCurrent: 0, conflictsRetried: 0,
-    deletedMeanwhile: 0, undecryptable: [], retriesExhausted: [], durationMs: 0, ok: false,
+    deletedMeanwhile: 0, undecryptable: [], retriesExhausted: [], notChecked: [], staleWrittenMeanwhile: [], keyChanged: [],
+    durationMs: 0, complete: false, ok: false,
   };
   const finish = (): RewriteSummary => {
     summary.durationMs = now() - started;
     summary.undecryptable.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-    summary.ok = summary.undecryptable.length === 0 && summary.retriesExhausted.length === 0;
+    summary.notChecked = reader.notChecked();
+    summary.complete = summary.notChecked.length === 0;
+    summary.ok = summary.complete && summary.undecryptable.length === 0 && summary.retriesExhausted.length === 0
+      && summary.staleWrittenMeanwhile.length === 0 && summary.keyChanged.length === 0;
     return summary;
   };
+  /** The revisions of this run's own writes (etcd: one per transaction; embedded: one per key, consecutive). */
+  const own = new OwnRevisions();
   // A stopped run is never ok, whatever it counted before the stop.
   const fail = (code: RewriteErrorCode, message: string, cause?: unknown): RewriteError =>
     new RewriteError(code, message, { ...finish(), ok: false }, cause === undefined ? undefined : { cause });
@@ -198,23 +227,21 @@ export async function rewriteStore(options: RewriteOptions): Promise<RewriteSumm
       throw fail('REWRITE_ENCRYPT_FAILED', `cannot encrypt ${item.kv.key} with the write provider: ${messageOf(err)}; stopped, nothing of it was written`, err);
     }
   };
-  /** Decrypts; undefined (and counted) when it does not decrypt. */
+  /** Decrypts; undefined (and counted: undecryptable, or not read when its KMS plugin is down) when it does not. */
   const decrypt = async (kv: KeyValue): Promise<{ plaintext: Buffer; stale: boolean } | undefined> => {
     const transformer = transformerOf(kv.key);
     if (!transformer) return undefined;
-    try {
-      const read = await transformer.fromStorage(kv.value, Buffer.from(kv.key));
-      return { plaintext: read.plaintext, stale: read.stale };
-    } catch (err) {
-      summary.undecryptable.push({ key: kv.key, error: messageOf(err) });
-      return undefined;
-    }
+    const outcome = await reader.read(transformer, kv.key, kv.value);
+    if (outcome.kind === 'read') return { plaintext: outcome.result.plaintext, stale: outcome.result.stale };
+    if (outcome.kind === 'undecryptable') summary.undecryptable.push({ key: kv.key, error: outcome.error });
+    return undefined;
   };
   const write = async (ops: UpdateOp[]): Promise<UpdateOutcome[]> => {
     try {
       if (store.updateMany) {
         const outcomes = await store.updateMany(ops);
         if (outcomes.length !== ops.length) throw new Error(`the store answered ${outcomes.length} outcomes for ${ops.length} writes`);
+        own.add(outcomes);
         return outcomes;
       }
       const outcomes: UpdateOutcome[] = [];
@@ -226,6 +253,7 @@ export async function rewriteStore(options: RewriteOptions): Promise<RewriteSumm
           outcomes.push({ ok: false, error: err });
         }
       }
+      own.add(outcomes);
       return outcomes;
     } catch (err) {
       throw fail('REWRITE_STORE_FAILED', `writing to the store failed: ${messageOf(err)}; run it again to resume`, err);
@@ -307,6 +335,7 @@ export async function rewriteStore(options: RewriteOptions): Promise<RewriteSumm
     }
   };
 
+  const keysAtStart = dryRun ? undefined : await options.keyIds?.();
   let after: string | undefined;
   let revision: number | undefined;
   for (let batchNumber = 1; ; batchNumber++) {
@@ -346,7 +375,91 @@ export async function rewriteStore(options: RewriteOptions): Promise<RewriteSumm
     if (!page.more || page.items.length === 0) break;
     after = page.items[page.items.length - 1]?.key;
   }
+  if (!dryRun) {
+    // The key_ids first: a fresh Status also moves this run's own write state to a new key_id, so
+    // the values checked next are judged against the key the servers should now write with.
+    if (keysAtStart && options.keyIds) {
+      for (const [provider, to] of await options.keyIds()) {
+        const from = keysAtStart.get(provider);
+        if (from !== undefined && to !== undefined && from !== to) summary.keyChanged.push({ provider, from, to });
+      }
+    }
+    await checkWrittenMeanwhile();
+  }
   return finish();
+
+  /**
+   * Looks once more at every selected value another writer stored after the run's first revision
+   * (not one of this run's writes): a stale one means a writer — an API server that has not picked up
+   * the new key_id yet — undoes the rewrite behind its back. One more list of the prefix (no
+   * decryption of this run's own values), skipped when no other write happened.
+   */
+  async function checkWrittenMeanwhile(): Promise<void> {
+    // Every revision since the first list is one of this run's own writes: nobody else wrote, skip the pass.
+    try {
+      if ((await store.revision()) - summary.revision === own.count()) return;
+    } catch (err) {
+      throw fail('REWRITE_STORE_FAILED', `reading the store's revision failed: ${messageOf(err)}`, err);
+    }
+    let from: string | undefined;
+    for (;;) {
+      checkAbort();
+      let page: ListResult;
+      try {
+        page = await store.list(prefix + '/', { limit: batchSize, ...(from !== undefined ? { after: from } : {}) });
+      } catch (err) {
+        throw fail('REWRITE_STORE_FAILED', `listing ${prefix}/ for values written during the run failed: ${messageOf(err)}`, err);
+      }
+      const changed = page.items.filter((kv) => kv.modRevision > summary.revision && !own.has(kv.modRevision) && transformerOf(kv.key) !== undefined);
+      const reads = await mapLimit(changed, TRANSFORM_CONCURRENCY, decrypt);
+      changed.forEach((kv, i) => {
+        if (reads[i]?.stale) summary.staleWrittenMeanwhile.push(kv.key);
+      });
+      if (!page.more || page.items.length === 0) return;
+      from = page.items[page.items.length - 1]?.key;
+    }
+  }
+}
+
+/** Revisions of a run's own writes, kept as sorted ranges of consecutive numbers (few, whatever the count). */
+class OwnRevisions {
+  private ranges: Array<[number, number]> = [];
+  private sorted = true;
+
+  add(outcomes: readonly UpdateOutcome[]): void {
+    const revs = [...new Set(outcomes.flatMap((o) => (o.ok ? [o.revision] : [])))].sort((a, b) => a - b);
+    for (const r of revs) {
+      const last = this.ranges[this.ranges.length - 1];
+      if (last && r === last[1] + 1) last[1] = r;
+      else if (!last || r > last[1]) this.ranges.push([r, r]);
+      else {
+        this.ranges.push([r, r]);
+        this.sorted = false;
+      }
+    }
+  }
+
+  /** How many distinct revisions were recorded. */
+  count(): number {
+    return this.ranges.reduce((n, [a, b]) => n + b - a + 1, 0);
+  }
+
+  has(revision: number): boolean {
+    if (!this.sorted) {
+      this.ranges.sort((a, b) => a[0] - b[0]);
+      this.sorted = true;
+    }
+    let lo = 0;
+    let hi = this.ranges.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const [a, b] = this.ranges[mid] as [number, number];
+      if (revision < a) hi = mid - 1;
+      else if (revision > b) lo = mid + 1;
+      else return true;
+    }
+    return false;
+  }
 }
 
 /** The final summary for people. */
@@ -358,8 +471,34 @@ export function formatRewriteSummary(s: RewriteSummary): string {
   ];
   for (const u of s.undecryptable) lines.push(`undecryptable ${u.key}: ${u.error}`);
   for (const k of s.retriesExhausted) lines.push(`still changing after the retry limit (run it again): ${k}`);
+  for (const n of s.notChecked) lines.push(`could not read ${n.values} value${n.values === 1 ? '' : 's'}: ${n.cause}`);
+  if (s.notChecked.length) lines.push('  these values are NOT known to be lost: bring the KMS plugin back and run it again.');
+  if (s.staleWrittenMeanwhile.length) {
+    lines.push(
+      `${s.staleWrittenMeanwhile.length} value${s.staleWrittenMeanwhile.length === 1 ? ' was' : 's were'} written during the run with an old key or provider, e.g. ${s.staleWrittenMeanwhile.slice(0, 3).join(', ')}:`,
+      `  an API server still writes with the old key. ${SWITCH_ADVICE}`,
+    );
+  }
+  for (const k of s.keyChanged) {
+    lines.push(
+      `the key_id of kms v2 provider "${k.provider}" changed during the run (${k.from} -> ${k.to}): values rewritten before the change are stale again.`,
+      `  ${SWITCH_ADVICE}`,
+    );
+  }
   if (!s.dryRun) {
-    lines.push(s.ok ? 'OK: every selected value is written by the current write provider and key' : 'NOT OK: some values were not rewritten (see above)');
+    const verdict = s.ok ? 'OK: every selected value is written by the current write provider and key'
+      : !s.complete ? 'INCOMPLETE: some values could not be read (see above); run it again'
+        : 'NOT OK: some values are not current (see above)';
+    lines.push(verdict);
   }
   return lines.join('\n') + '\n';
 }
+
+/**
+ * What to do when API servers still write with an old key: kube-apiserver (and atrest serve) asks
+ * the plugin's Status every minute and switches to a new key_id then; the plugin itself picks up a
+ * rotation within its refresh interval (atrest kms-plugin: 5 s).
+ */
+export const SWITCH_ADVICE = 'Wait until every API server writes with the new key (the plugin\'s refresh interval plus one kms v2 Status poll, 1 minute; '
+  + 'at most 3 minutes plus the refresh interval, after which a server that has not switched fails its writes), check with `atrest status` '
+  + '(KEY ID HASH) or the apiserver_envelope_encryption_key_id_hash_total{transformation_type="to_storage"} metric, then run atrest rewrite again.';

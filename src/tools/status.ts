@@ -4,7 +4,7 @@
 // holds the report shape, the plugin probe and the table; src/cli/status.ts gathers the parts with
 // the engine (config, KMS health checks) and verifyStore. Never prints a key or a value.
 import type { ProviderConfiguration } from '../config/types.js';
-import type { VerifyReport } from './verify.js';
+import { notCheckedLines, type VerifyReport } from './verify.js';
 
 export interface KmsProviderStatus {
   name: string;
@@ -14,6 +14,10 @@ export interface KmsProviderStatus {
   healthy: boolean;
   /** Why not healthy (the health check's message). */
   error?: string;
+  /** Not healthy because the plugin could not be reached (rather than answering that it is unhealthy). */
+  unreachable?: boolean;
+  /** The plugin endpoint of the provider (`unix:///…`). */
+  endpoint?: string;
   /** sha256 hash of the key_id the plugin's last Status reported (kms v2). */
   keyIdHash?: string;
 }
@@ -45,10 +49,44 @@ export interface StatusReport {
   kmsProviders: KmsProviderStatus[];
   plugins: PluginStatus[];
   resources: ResourceStatus[];
-  /** Absent with --no-verify. */
+  /** Absent with --no-verify, and when the store could not be read (then storeError says why). */
   verify?: VerifyReport;
-  /** Every kms provider and plugin healthy, and (when verified) every value current. */
+  /** Why the stored values could not be counted: the store could not be opened or read. */
+  storeError?: string;
+  /** What is wrong, one phrase each (the table's last line); empty when all is well. */
+  problems: string[];
+  /** Nothing in `problems`. */
   ok: boolean;
+}
+
+/**
+ * What is wrong, for the summary line: unhealthy kms providers and plugins, a store that could not
+ * be read, values not checked, stale and undecryptable values.
+ */
+export function statusProblems(report: Omit<StatusReport, 'problems' | 'ok'>): string[] {
+  const problems: string[] = [];
+  for (const p of report.kmsProviders) {
+    if (!p.healthy) problems.push(`kms ${p.apiVersion} provider "${p.name}"${p.endpoint ? ` (plugin endpoint ${p.endpoint})` : ''}: plugin ${p.unreachable ? 'unreachable' : 'unhealthy'}`);
+  }
+  for (const p of report.plugins) if (!p.healthy) problems.push(`plugin ${p.address} is not healthy`);
+  if (report.storeError !== undefined) problems.push('the store could not be read, no values were checked');
+  const v = report.verify;
+  if (v) {
+    const sum = (f: (r: VerifyReport['resources'][number]) => number) => v.resources.reduce((n, r) => n + f(r), 0);
+    const unchecked = sum((r) => r.unchecked);
+    const stale = sum((r) => r.stale);
+    const undecryptable = sum((r) => r.undecryptable.length);
+    if (unchecked) problems.push(`${unchecked} value${unchecked === 1 ? '' : 's'} could not be checked (KMS plugin unreachable; not known to be lost)`);
+    if (stale) problems.push(`${stale} stale value${stale === 1 ? '' : 's'} (atrest rewrite)`);
+    if (undecryptable) problems.push(`${undecryptable} undecryptable value${undecryptable === 1 ? '' : 's'} (atrest verify lists them)`);
+  }
+  return problems;
+}
+
+/** Whether the status could not be established in full (exit 3): a KMS plugin or the store could not be used. */
+export function statusIncomplete(report: Omit<StatusReport, 'problems' | 'ok'>): boolean {
+  return report.kmsProviders.some((p) => !p.healthy) || report.plugins.some((p) => !p.healthy)
+    || report.storeError !== undefined || (report.verify !== undefined && !report.verify.complete);
 }
 
 /** A provider as a label: type and key names (never key material) or the kms name. */
@@ -131,10 +169,14 @@ export function formatStatus(report: StatusReport): string {
   if (report.verify) {
     out.push('', `STORED VALUES (verify at revision ${report.verify.revision})`);
     if (report.verify.resources.length === 0) out.push('  no stored values of the selected resources');
-    else out.push(...table(['RESOURCE', 'TOTAL', 'CURRENT', 'STALE', 'PLAINTEXT', 'UNDECRYPTABLE'], report.verify.resources.map((r) => [
-      r.resource, String(r.total), String(r.total - r.stale - r.undecryptable.length), String(r.stale), String(r.plaintext), String(r.undecryptable.length),
+    else out.push(...table(['RESOURCE', 'TOTAL', 'CURRENT', 'STALE', 'PLAINTEXT', 'UNDECRYPTABLE', 'NOT CHECKED'], report.verify.resources.map((r) => [
+      r.resource, String(r.total), String(r.total - r.stale - r.undecryptable.length - r.unchecked), String(r.stale), String(r.plaintext),
+      String(r.undecryptable.length), String(r.unchecked),
     ])));
+    out.push(...notCheckedLines(report.verify.notChecked));
+  } else if (report.storeError !== undefined) {
+    out.push('', 'STORED VALUES', `  could not read the store: ${report.storeError}`);
   }
-  out.push('', report.ok ? 'OK' : 'NOT OK: see FAILED health above, or stale/undecryptable values (atrest verify, atrest rewrite)');
+  out.push('', report.ok ? `OK${report.verify || report.storeError !== undefined ? '' : ' (stored values not checked: --verify=false)'}` : `NOT OK: ${report.problems.join('; ')}`);
   return out.join('\n') + '\n';
 }

@@ -1,13 +1,18 @@
 // `atrest verify`: what protects every stored value of the selected resources. Reads the store at
 // one revision, page by page, decrypts each value through the engine and tallies who wrote it
 // (provider, key name, kms v2 key_id hash), how many are stale (not written by the current write
-// provider and key) and which cannot be decrypted. Never prints a value.
+// provider and key), which cannot be decrypted, and which could not be checked because their KMS
+// plugin could not be reached (src/tools/checked-read.ts: those are never called undecryptable).
+// A store that fails mid-scan stops the check (CheckIncompleteError). Never prints a value.
 import { messageOf } from '../errors.js';
 import { groupResourceString } from '../config/group-resource.js';
 import type { GroupResource } from '../config/types.js';
-import type { Store } from '../storage/types.js';
+import { isStoreError } from '../storage/errors.js';
+import type { ListResult, Store } from '../storage/types.js';
 import { normalizePrefix, parseStorageKey, type ParsedStorageKey } from '../storage/keys.js';
 import type { ReadOrigin, TransformerSet } from '../transform/types.js';
+import { CheckIncompleteError } from './check-failure.js';
+import { CheckedReader, type NotChecked } from './checked-read.js';
 
 export interface VerifyOptions {
   store: Store;
@@ -15,6 +20,8 @@ export interface VerifyOptions {
   etcdPrefix: string;
   /** Which resources to look at. */
   selects(gr: GroupResource): boolean;
+  /** Reads through this (it knows the kms providers and which are down); default: one without kms providers. */
+  reader?: CheckedReader;
   pageSize?: number;
 }
 
@@ -27,6 +34,8 @@ export interface ResourceReport {
   plaintext: number;
   stale: number;
   undecryptable: UndecryptableValue[];
+  /** Values that could not be checked (their KMS plugin could not be reached): not known to be lost. */
+  unchecked: number;
 }
 
 /**
@@ -55,7 +64,11 @@ export function unsafeDeletePath(group: string, resource: string, namespace: str
 export interface VerifyReport {
   revision: number;
   resources: ResourceReport[];
-  /** Every value decrypts and is written by the current write provider and key. */
+  /** Why values could not be checked, with how many (one entry per cause, e.g. per kms provider down). */
+  notChecked: NotChecked[];
+  /** Every selected value was read and checked. */
+  complete: boolean;
+  /** Complete, and every value decrypts and is written by the current write provider and key. */
   ok: boolean;
 }
 
@@ -70,12 +83,27 @@ export function writerLabel(origin: ReadOrigin): string {
 
 export async function verifyStore(options: VerifyOptions): Promise<VerifyReport> {
   const prefix = normalizePrefix(options.etcdPrefix);
+  const reader = options.reader ?? new CheckedReader();
   const reports = new Map<string, ResourceReport>();
   let after: string | undefined;
   let revision: number | undefined;
+  let firstRevision: number | undefined;
   for (;;) {
-    const page = await options.store.list(prefix + '/', { limit: options.pageSize ?? 500, after, revision });
+    let page: ListResult;
+    try {
+      page = await options.store.list(prefix + '/', { limit: options.pageSize ?? 500, after, revision });
+    } catch (err) {
+      if (isStoreError(err, 'COMPACTED') && revision !== undefined) {
+        // A long scan outlived the history of its revision (the API server compacts): go on after the
+        // last key at the current revision; every key is still looked at once.
+        revision = undefined;
+        continue;
+      }
+      if (!isStoreError(err)) throw err;
+      throw new CheckIncompleteError(`the store could not be read (listing ${prefix}/${after !== undefined ? ` after ${after}` : ''}): ${messageOf(err)}`, { cause: err });
+    }
     revision = page.revision;
+    firstRevision ??= page.revision;
     for (const kv of page.items) {
       let parsed: ParsedStorageKey;
       try {
@@ -88,21 +116,23 @@ export async function verifyStore(options: VerifyOptions): Promise<VerifyReport>
       const name = groupResourceString(gr);
       let report = reports.get(name);
       if (!report) {
-        report = { resource: name, total: 0, writers: {}, plaintext: 0, stale: 0, undecryptable: [] };
+        report = { resource: name, total: 0, writers: {}, plaintext: 0, stale: 0, undecryptable: [], unchecked: 0 };
         reports.set(name, report);
       }
       report.total++;
-      try {
-        const read = await options.transformers.forResource(gr).fromStorage(kv.value, Buffer.from(kv.key));
-        const label = writerLabel(read.origin);
+      const outcome = await reader.read(options.transformers.forResource(gr), kv.key, kv.value);
+      if (outcome.kind === 'read') {
+        const label = writerLabel(outcome.result.origin);
         report.writers[label] = (report.writers[label] ?? 0) + 1;
-        if (read.origin.provider === 'identity') report.plaintext++;
-        if (read.stale) report.stale++;
-      } catch (err) {
+        if (outcome.result.origin.provider === 'identity') report.plaintext++;
+        if (outcome.result.stale) report.stale++;
+      } else if (outcome.kind === 'unchecked') {
+        report.unchecked++;
+      } else {
         const deletePath = unsafeDeletePath(gr.group, gr.resource, parsed.namespace, parsed.name);
         report.undecryptable.push({
           key: kv.key,
-          error: messageOf(err),
+          error: outcome.error,
           resource: name,
           ...(parsed.namespace !== undefined ? { namespace: parsed.namespace } : {}),
           name: parsed.name,
@@ -114,10 +144,14 @@ export async function verifyStore(options: VerifyOptions): Promise<VerifyReport>
     after = page.items[page.items.length - 1]?.key;
   }
   const resources = [...reports.values()].sort((a, b) => a.resource.localeCompare(b.resource));
+  const notChecked = reader.notChecked();
+  const complete = notChecked.length === 0;
   return {
-    revision: revision ?? 0,
+    revision: firstRevision ?? 0,
     resources,
-    ok: resources.every((r) => r.stale === 0 && r.undecryptable.length === 0),
+    notChecked,
+    complete,
+    ok: complete && resources.every((r) => r.stale === 0 && r.undecryptable.length === 0),
   };
 }
 
@@ -126,7 +160,7 @@ export function formatVerifyReport(report: VerifyReport): string {
   const lines: string[] = [];
   if (report.resources.length === 0) lines.push('no stored values of the selected resources');
   for (const r of report.resources) {
-    lines.push(`${r.resource}: ${r.total} values, ${r.plaintext} plaintext, ${r.stale} stale, ${r.undecryptable.length} undecryptable`);
+    lines.push(`${r.resource}: ${r.total} values, ${r.plaintext} plaintext, ${r.stale} stale, ${r.undecryptable.length} undecryptable${r.unchecked ? `, ${r.unchecked} not checked` : ''}`);
     const width = Math.max(6, ...Object.keys(r.writers).map((w) => w.length));
     lines.push(`  ${'WRITER'.padEnd(width)}  COUNT`);
     for (const [writer, count] of Object.entries(r.writers).sort()) lines.push(`  ${writer.padEnd(width)}  ${count}`);
@@ -136,8 +170,31 @@ export function formatVerifyReport(report: VerifyReport): string {
       if (u.deletePath) lines.push(`    unsafe delete (serve with --feature-gates=AllowUnsafeMalformedObjectDeletion=true): kubectl delete --raw '${u.deletePath}'`);
     }
   }
-  lines.push(report.ok ? 'OK: every value is written by the current write provider and key' : 'NOT OK: stale or undecryptable values remain (rewrite them, or check the keys)');
+  lines.push(...notCheckedLines(report.notChecked), verifySummary(report));
   return lines.join('\n') + '\n';
+}
+
+/** The "could not check" block of a report: each cause, and that nothing is known to be lost. */
+export function notCheckedLines(notChecked: readonly NotChecked[]): string[] {
+  if (notChecked.length === 0) return [];
+  return [
+    ...notChecked.map((n) => `could not check ${n.values} value${n.values === 1 ? '' : 's'}: ${n.cause}`),
+    '  these values are NOT known to be lost: do not delete them. Bring the KMS plugin back and run the check again.',
+  ];
+}
+
+/** The last line: OK, or what is wrong. */
+export function verifySummary(report: VerifyReport): string {
+  const stale = report.resources.reduce((n, r) => n + r.stale, 0);
+  const undecryptable = report.resources.reduce((n, r) => n + r.undecryptable.length, 0);
+  const unchecked = report.notChecked.reduce((n, c) => n + c.values, 0);
+  if (report.ok) return 'OK: every value is written by the current write provider and key';
+  const found = [
+    ...(stale ? [`${stale} stale (run atrest rewrite)`] : []),
+    ...(undecryptable ? [`${undecryptable} undecryptable (restore the key that wrote them, see above)`] : []),
+  ];
+  if (!report.complete) return `INCOMPLETE: ${unchecked} value${unchecked === 1 ? '' : 's'} could not be checked (KMS plugin unreachable)${found.length ? `; of the rest: ${found.join(', ')}` : ''}`;
+  return `NOT OK: ${found.join(', ')}`;
 }
 
 /** A Prometheus label value, escaped as the text exposition format asks. */
@@ -148,8 +205,11 @@ function labelValue(v: string): string {
 /**
  * The report as Prometheus metrics in the text exposition format, for node_exporter's textfile
  * collector (`atrest verify --textfile <dir>/atrest_verify.prom`): counts only, never keys or values.
+ * `report` undefined: a run that could not read the store; only the "check could not complete"
+ * signal and the run's time are written. The value families are left out (no counts were made), so
+ * the alerts on them resolve and AtrestVerifyIncomplete fires instead.
  */
-export function formatVerifyTextfile(report: VerifyReport, nowMs: number): string {
+export function formatVerifyTextfile(report: VerifyReport | undefined, nowMs: number): string {
   const out: string[] = [];
   const family = (name: string, help: string, samples: Array<[Record<string, string>, number]>): void => {
     out.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`);
@@ -158,13 +218,18 @@ export function formatVerifyTextfile(report: VerifyReport, nowMs: number): strin
       out.push(`${name}${l ? `{${l}}` : ''} ${value}`);
     }
   };
-  const rs = report.resources;
-  family('atrest_verify_values', 'Stored values per resource and writer (provider:key, kms v2 with its key_id hash) at the last atrest verify run.',
-    rs.flatMap((r) => Object.entries(r.writers).sort().map(([writer, n]): [Record<string, string>, number] => [{ resource: r.resource, writer }, n])));
-  family('atrest_verify_plaintext_values', 'Stored values written unencrypted (identity) at the last atrest verify run.', rs.map((r) => [{ resource: r.resource }, r.plaintext]));
-  family('atrest_verify_stale_values', 'Stored values not written by the current write provider and key (rewrite them) at the last atrest verify run.', rs.map((r) => [{ resource: r.resource }, r.stale]));
-  family('atrest_verify_undecryptable_values', 'Stored values no configured provider can decrypt at the last atrest verify run.', rs.map((r) => [{ resource: r.resource }, r.undecryptable.length]));
-  family('atrest_verify_ok', '1 when every value of the selected resources is written by the current write provider and key, else 0.', [[{}, report.ok ? 1 : 0]]);
-  family('atrest_verify_last_run_timestamp_seconds', 'When atrest verify last completed a scan (Unix seconds).', [[{}, Math.floor(nowMs / 1000)]]);
+  const rs = report?.resources;
+  if (rs) {
+    family('atrest_verify_values', 'Stored values per resource and writer (provider:key, kms v2 with its key_id hash) at the last atrest verify run.',
+      rs.flatMap((r) => Object.entries(r.writers).sort().map(([writer, n]): [Record<string, string>, number] => [{ resource: r.resource, writer }, n])));
+    family('atrest_verify_plaintext_values', 'Stored values written unencrypted (identity) at the last atrest verify run.', rs.map((r) => [{ resource: r.resource }, r.plaintext]));
+    family('atrest_verify_stale_values', 'Stored values not written by the current write provider and key (rewrite them) at the last atrest verify run.', rs.map((r) => [{ resource: r.resource }, r.stale]));
+    family('atrest_verify_undecryptable_values', 'Stored values no configured provider can decrypt (looked at and refused) at the last atrest verify run.', rs.map((r) => [{ resource: r.resource }, r.undecryptable.length]));
+    family('atrest_verify_unchecked_values', 'Stored values atrest verify could not check at its last run because their KMS plugin could not be reached (not known to be lost).', rs.map((r) => [{ resource: r.resource }, r.unchecked]));
+  }
+  family('atrest_verify_check_complete', '1 when the last atrest verify run checked every selected value; 0 when a KMS plugin or the store could not be reached (the other counts are then partial or absent).', [[{}, report?.complete ? 1 : 0]]);
+  family('atrest_verify_ok', '1 when the last run was complete and every value of the selected resources is written by the current write provider and key, else 0.', [[{}, report?.ok ? 1 : 0]]);
+  family('atrest_verify_last_run_timestamp_seconds', 'When atrest verify last ran (complete or not; see atrest_verify_check_complete), Unix seconds.', [[{}, Math.floor(nowMs / 1000)]]);
   return out.join('\n') + '\n';
 }
+

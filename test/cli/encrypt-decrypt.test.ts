@@ -108,22 +108,23 @@ test('failures: one line on stderr, non-zero exit, no --out file and no temp fil
   // wrong key: CBC has no MAC, so it fails the padding check (or, rarely, yields garbage); the
   // identical IV and a different key give a padding error in all but ~1/256 cases. Use a truncated
   // value for a deterministic failure instead.
-  const cases: Array<[string[], Buffer, RegExp]> = [
-    [['decrypt', '--encryption-provider-config', other, '--key', key, '--out', out], enc.stdout.subarray(0, enc.stdout.length - 1), /the stored data is not a multiple of the block size/],
-    [['decrypt', '--encryption-provider-config', cfg, '--key', key, '--out', out], Buffer.from('k8s:enc:aesgcm:v1:k:abc'), /no matching prefix found/],
-    [['decrypt', '--encryption-provider-config', cfg, '--key', 'secrets/default/s', '--out', out], enc.stdout, /not under the etcd prefix/],
-    [['decrypt', '--encryption-provider-config', join(dir, 'missing.yaml'), '--key', key, '--out', out], enc.stdout, /error reading encryption provider configuration file/],
-    [['encrypt', '--encryption-provider-config', cfg, '--key', key, '--in', join(dir, 'nope.bin'), '--out', out], Buffer.alloc(0), /ENOENT|no such file/],
+  // The exit codes of src/cli/exit-codes.ts: 1 does not decrypt, 2 usage or configuration, 3 a KMS plugin that cannot be reached.
+  const cases: Array<[string[], Buffer, RegExp, number]> = [
+    [['decrypt', '--encryption-provider-config', other, '--key', key, '--out', out], enc.stdout.subarray(0, enc.stdout.length - 1), /the stored data is not a multiple of the block size/, 1],
+    [['decrypt', '--encryption-provider-config', cfg, '--key', key, '--out', out], Buffer.from('k8s:enc:aesgcm:v1:k:abc'), /no matching prefix found/, 1],
+    [['decrypt', '--encryption-provider-config', cfg, '--key', 'secrets/default/s', '--out', out], enc.stdout, /not under the etcd prefix/, 2],
+    [['decrypt', '--encryption-provider-config', join(dir, 'missing.yaml'), '--key', key, '--out', out], enc.stdout, /error reading encryption provider configuration file/, 2],
+    [['encrypt', '--encryption-provider-config', cfg, '--key', key, '--in', join(dir, 'nope.bin'), '--out', out], Buffer.alloc(0), /ENOENT|no such file/, 2],
     // no plugin listening: the kms v2 write fails closed, and the process still exits
-    [['encrypt', '--encryption-provider-config', kmsDown, '--key', key, '--out', out], Buffer.from('x'), /kms v2 provider "gone" cannot encrypt/],
+    [['encrypt', '--encryption-provider-config', kmsDown, '--key', key, '--out', out], Buffer.from('x'), /kms v2 provider "gone" cannot encrypt/, 3],
   ];
   const results = await Promise.all(cases.map(([args, input]) => atrest(args, input)));
   results.forEach((r, i) => {
-    const [args, , pattern] = cases[i]!;
-    assert.notEqual(r.code, 0, args.join(' '));
+    const [args, , pattern, code] = cases[i]!;
+    assert.equal(r.code, code, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, pattern);
     assert.equal(r.stderr.trimEnd().split('\n').length, 1, `one line: ${r.stderr}`);
-    assert.match(r.stderr, /^atrest: /);
+    assert.match(r.stderr, new RegExp(`^atrest ${args[0]!}: `));
   });
   assert.match(results[1]!.stderr, /"\/registry\/secrets\/default\/s"/, 'names the storage key');
   assert.deepEqual(readdirSync(sub), [], 'nothing written, no temp file left');

@@ -1,6 +1,6 @@
 // `atrest status` (issue #15): KMS provider and plugin health with their key_id hash, the providers
-// per resource and the verify counts, as a table and as JSON; exit 1 when something needs the
-// operator (a stale value, a plugin down), 2 for a bad configuration.
+// per resource and the verify counts, as a table and as JSON; exit 1 for stale values, 3 when a
+// plugin is down (the check cannot complete), 2 for a bad configuration.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -13,7 +13,7 @@ import { apiRequest, kmsV2ProviderLine, startTestServer, writeKmsV2Config } from
 import { registerTestSecret } from '../helpers/test-log.js';
 
 
-test('atrest status: health, key_id, providers per resource and verify counts; exit 1 on stale values or a plugin down', { timeout: 120_000 }, async () => {
+test('atrest status: health, key_id, providers per resource and verify counts; exit 1 on stale values, 3 with a plugin down', { timeout: 120_000 }, async () => {
   const { dir, cleanup } = await makeTempDir('atrest-status-');
   let plugin: PluginProcess | undefined;
   try {
@@ -49,8 +49,8 @@ test('atrest status: health, key_id, providers per resource and verify counts; e
     assert.match(out, new RegExp(`^127\\.0\\.0\\.1:${healthPort}\\s+ok\\s+${keyIdHash}\\s+${v.created.replace(/\./g, '\\.')}\\s+0$`, 'm'));
     assert.match(out, /^secrets\s+kms v2:atrest, identity$/m);
     assert.match(out, /^configmaps\s+identity$/m);
-    assert.match(out, /^secrets\s+3\s+3\s+0\s+0\s+0$/m);
-    assert.match(out, /^configmaps\s+1\s+1\s+0\s+1\s+0$/m);
+    assert.match(out, /^secrets\s+3\s+3\s+0\s+0\s+0\s+0$/m);
+    assert.match(out, /^configmaps\s+1\s+1\s+0\s+1\s+0\s+0$/m);
     assert.match(out, /^OK$/m);
 
     // A new write provider first: the kms values are stale now (exit 1), key names shown, never key bytes.
@@ -63,19 +63,25 @@ test('atrest status: health, key_id, providers per resource and verify counts; e
     assert.ok(!json.stdout.includes(secret));
     const report = JSON.parse(json.stdout) as StatusReport;
     assert.equal(report.ok, false);
+    assert.deepEqual(report.problems, ['3 stale values (atrest rewrite)']);
     assert.deepEqual(report.kmsProviders, []);
     assert.deepEqual(report.resources.find((r) => r.resource === 'secrets')?.providers, ['aesgcm:k2', 'kms v2:atrest', 'identity']);
     const secrets = report.verify?.resources.find((r) => r.resource === 'secrets');
     assert.equal(secrets?.stale, 3);
     assert.deepEqual(secrets?.writers, { [`kms v2:atrest:${keyIdHash}`]: 3 });
 
-    // The plugin down: the provider and the plugin endpoint are FAILED; --no-verify skips the store.
+    // The plugin down: the provider and the plugin endpoint are FAILED, the check could not complete
+    // (exit 3, issue #20) and the summary line names what is wrong; --no-verify (= --verify=false)
+    // opens no store at all, so a data dir that does not exist is no error.
     assert.equal(await plugin.stop(), 0);
-    const down = await runAtrest([...base, '--no-verify']);
-    assert.equal(down.code, 1, down.stderr + down.stdout);
-    assert.match(down.stdout, /^atrest\s+v2\s+FAILED: .*kms/im);
-    assert.match(down.stdout, new RegExp(`^127\\.0\\.0\\.1:${healthPort}\\s+FAILED: cannot reach`, 'm'));
-    assert.doesNotMatch(down.stdout, /STORED VALUES/);
+    for (const noVerify of [['--no-verify'], ['--verify=false']]) {
+      const down = await runAtrest(['status', '--encryption-provider-config', config, '--data-dir', join(dir, 'no-such-dir'), '--kms-plugin-health', `127.0.0.1:${healthPort}`, ...noVerify]);
+      assert.equal(down.code, 3, down.stderr + down.stdout);
+      assert.match(down.stdout, /^atrest\s+v2\s+FAILED: .*kms/im);
+      assert.match(down.stdout, new RegExp(`^127\\.0\\.0\\.1:${healthPort}\\s+FAILED: cannot reach`, 'm'));
+      assert.doesNotMatch(down.stdout, /STORED VALUES/);
+      assert.ok(down.stdout.trimEnd().endsWith(`NOT OK: kms v2 provider "atrest" (plugin endpoint unix://${socket}): plugin unreachable; plugin 127.0.0.1:${healthPort} is not healthy`), down.stdout);
+    }
 
     const bad = await runAtrest(['status', '--encryption-provider-config', join(dir, 'missing.yaml'), '--data-dir', dataDir]);
     assert.equal(bad.code, 2);

@@ -173,15 +173,17 @@ scrape_configs:
     await expectValue(promPort, 'atrest_verify_plaintext_values{resource="configmaps"}', CONFIGMAPS);
     await expectValue(promPort, 'sum(atrest_verify_stale_values) + sum(atrest_verify_undecryptable_values)', 0);
     await expectValue(promPort, 'atrest_verify_ok', 1);
+    await expectValue(promPort, 'max(atrest_verify_check_complete) + sum(atrest_verify_unchecked_values)', 1);
     // verify's own engine asked the plugin for a DEK seed too.
     await expectValue(promPort, 'sum(atrest_kms_plugin_operations_total{api_version="v2", method="Encrypt", outcome="OK"})', 2);
 
     // The alert rules loaded and evaluate cleanly on the real series; none fires on a healthy system.
+    const ruleCount = readFileSync(join(repoRoot, 'deploy/prometheus/atrest-rules.yaml'), 'utf8').split('\n').filter((l) => /^\s+- (alert|record): /.test(l)).length;
     await waitFor('every rule evaluated', async () => {
       const rules = await (await fetch(`http://127.0.0.1:${promPort}/api/v1/rules`)).json() as { data: { groups: Array<{ rules: Array<{ name: string; health: string; lastError?: string }> }> } };
       const all = rules.data.groups.flatMap((g) => g.rules);
       const bad = all.filter((r) => r.health !== 'ok');
-      return all.length === 11 && bad.length === 0;
+      return all.length === ruleCount && bad.length === 0;
     }, 30_000, 250);
     assert.deepEqual(await promQuery(promPort, 'ALERTS'), []);
 

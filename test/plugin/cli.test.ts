@@ -2,6 +2,7 @@
 // health endpoint, rotation noticed while serving, JSON logs without key material, signals,
 // refusals (key file mode, live socket) and restart over a stale socket after a crash.
 import { test } from 'node:test';
+import { createHash } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { chmod, lstat, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -21,6 +22,13 @@ test('init-key and rotate-key print key_ids, honour ATREST_KEY_FILE, keep the fi
     const rotate = await runAtrest(['kms-plugin', 'rotate-key', '--key-file', keyFile]);
     assert.equal(rotate.code, 0, rotate.stderr);
     assert.match(rotate.stdout, /^local:v2:[0-9a-f]{16}\n$/);
+    // When the API servers write with it, and how to check (issue #20): on stderr, stdout stays the key_id.
+    const hash = `sha256:${createHash('sha256').update(rotate.stdout.trim()).digest('hex')}`;
+    assert.ok(rotate.stderr.includes(`The new KEK version is current: key_id hash ${hash}.`), rotate.stderr);
+    assert.match(rotate.stderr, /at their next refresh \(--refresh-interval, 5 s here\)/);
+    assert.match(rotate.stderr, /kube-apiserver and atrest serve poll every minute/);
+    assert.ok(rotate.stderr.includes(`key_id_hash="${hash}"`));
+    assert.match(rotate.stderr, /atrest status --kms-plugin-health/);
     const doc = JSON.parse(await readFile(keyFile, 'utf8'));
     assert.equal(doc.versions.length, 2);
     for (const v of doc.versions) {
@@ -121,7 +129,7 @@ test('refusals: a 0644 key file, a missing --listen, and a socket another plugin
     assert.ok(loose.stderr.includes(`key file ${keyFile} has mode 0644`), loose.stderr);
     await chmod(keyFile, 0o600);
     const noListen = await runAtrest(['kms-plugin', '--key-file', keyFile]);
-    assert.equal(noListen.code, 1);
+    assert.equal(noListen.code, 2, 'a usage error (issue #20: 2 for every command)');
     assert.match(noListen.stderr, /--listen is required/);
     // other backends get their own flags (here: one missing, named in the error), and the socket is not created
     const pkcs11 = await runAtrest(['kms-plugin', '--listen', `unix://${socket}`, '--backend', 'pkcs11', '--pkcs11-token-label', 't']);

@@ -79,13 +79,13 @@ describe('atrest get-raw on the embedded store', () => {
     assert.equal(keys.stdout.toString(), '/registry/secrets/default/s1\n/registry/secrets/default/s2\n');
   });
 
-  it('a missing key exits 1 naming the key; a missing data dir names the store file', async () => {
+  it('a missing key exits 1 naming the key; a missing data dir names the store file and exits 2', async () => {
     const r = await getRaw(['/registry/secrets/default/nope', '--data-dir', dir]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /\/registry\/secrets\/default\/nope not found/);
     assert.equal(r.stdout.length, 0);
     const none = await getRaw(['/k', '--data-dir', join(dir, 'absent')]);
-    assert.equal(none.code, 1);
+    assert.equal(none.code, 2, 'a usage error, as for the other tools');
     assert.match(none.stderr, /store\.db/);
   });
 });

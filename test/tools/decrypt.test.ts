@@ -322,19 +322,20 @@ describe('atrest decrypt over stored data', { skip: !etcdAvailable() && 'etcd is
   it('clear one-line errors: not a snapshot, conflicting sources, no key', async () => {
     const junk = join(tmp.dir, 'junk.db');
     await writeFile(junk, Buffer.alloc(10_000, 7));
-    const cases: Array<[string[], RegExp]> = [
-      [['--snapshot', junk], /not a readable bbolt file/],
-      [['--snapshot', join(tmp.dir, 'nope.db')], /ENOENT|no such file/],
-      [['--snapshot', snapshotFile, '/registry/secrets/a/b'], /--snapshot reads every key/],
-      [[], /name the storage key/],
-      [['--prefix', '/registry/'], /--prefix lists a store/],
-      [['--data-dir', join(tmp.dir, 'none'), '/registry/secrets/a/b'], /no embedded store/],
-      [['--snapshot', snapshotFile, '--resource', 'secrets'], /--resource names the resource of one value/],
-      [['--etcd-servers', cluster.endpoints.join(','), '--in', junk, '/registry/secrets/a/b'], /--in gives the value itself/],
+    // A damaged input is a failure (1); flags that do not go together, or name nothing there, are usage errors (2).
+    const cases: Array<[string[], RegExp, number]> = [
+      [['--snapshot', junk], /not a readable bbolt file/, 1],
+      [['--snapshot', join(tmp.dir, 'nope.db')], /ENOENT|no such file/, 2],
+      [['--snapshot', snapshotFile, '/registry/secrets/a/b'], /--snapshot reads every key/, 2],
+      [[], /name the storage key/, 2],
+      [['--prefix', '/registry/'], /--prefix lists a store/, 2],
+      [['--data-dir', join(tmp.dir, 'none'), '/registry/secrets/a/b'], /no embedded store/, 2],
+      [['--snapshot', snapshotFile, '--resource', 'secrets'], /--resource names the resource of one value/, 2],
+      [['--etcd-servers', cluster.endpoints.join(','), '--in', junk, '/registry/secrets/a/b'], /--in gives the value itself/, 2],
     ];
-    for (const [args, re] of cases) {
+    for (const [args, re, code] of cases) {
       const r = await runAtrest(['decrypt', '--encryption-provider-config', readConfig, ...args]);
-      assert.equal(r.code, 1, `${args.join(' ')}: ${r.stderr}`);
+      assert.equal(r.code, code, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, re);
       assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
     }

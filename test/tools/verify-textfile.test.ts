@@ -9,9 +9,11 @@ import { formatVerifyTextfile, type VerifyReport } from '../../src/tools/verify.
 const report: VerifyReport = {
   revision: 7,
   ok: false,
+  complete: false,
+  notChecked: [{ cause: 'kms v2 provider "atrest" (plugin endpoint unix:///run/kms.sock): plugin unreachable: timeout', values: 3 }],
   resources: [
-    { resource: 'configmaps', total: 1, writers: { identity: 1 }, plaintext: 1, stale: 1, undecryptable: [] },
-    { resource: 'secrets', total: 4, writers: { 'kms v2:atrest:sha256:ab': 2, 'aesgcm:k"1\\': 1 }, plaintext: 0, stale: 1, undecryptable: [{ key: '/registry/secrets/default/x', error: 'bad', resource: 'secrets', namespace: 'default', name: 'x' }] },
+    { resource: 'configmaps', total: 1, writers: { identity: 1 }, plaintext: 1, stale: 1, undecryptable: [], unchecked: 0 },
+    { resource: 'secrets', total: 7, writers: { 'kms v2:atrest:sha256:ab': 2, 'aesgcm:k"1\\': 1 }, plaintext: 0, stale: 1, undecryptable: [{ key: '/registry/secrets/default/x', error: 'bad', resource: 'secrets', namespace: 'default', name: 'x' }], unchecked: 3 },
   ],
 };
 
@@ -25,11 +27,26 @@ test('formatVerifyTextfile: one gauge family per count, label values escaped, no
   assert.match(text, /^atrest_verify_ok 0$/m);
   assert.match(text, /^atrest_verify_last_run_timestamp_seconds 1700000000$/m);
   assert.doesNotMatch(text, /\/registry\//, 'no storage keys');
+  // Issue #20: values whose KMS plugin could not be reached are their own family, not undecryptable.
+  assert.match(text, /^atrest_verify_unchecked_values\{resource="secrets"\} 3$/m);
+  assert.match(text, /^atrest_verify_unchecked_values\{resource="configmaps"\} 0$/m);
+  assert.match(text, /^atrest_verify_check_complete 0$/m);
+  assert.match(formatVerifyTextfile({ ...report, complete: true, notChecked: [], resources: [] }, 0), /^atrest_verify_check_complete 1$/m);
+});
+
+test('formatVerifyTextfile without a report (the store could not be read): only the incomplete signal and the time', () => {
+  const text = formatVerifyTextfile(undefined, 1_700_000_000_000);
+  assert.match(text, /^atrest_verify_check_complete 0$/m);
+  assert.match(text, /^atrest_verify_ok 0$/m);
+  assert.match(text, /^atrest_verify_last_run_timestamp_seconds 1700000000$/m);
+  assert.doesNotMatch(text, /_values[{ ]/, 'no value counts were made');
 });
 
 test('promtool check metrics accepts the textfile', { skip: !existsSync('/usr/bin/promtool') && process.env['CI'] !== 'true' ? 'promtool is not installed (scripts/install-test-deps.sh)' : false }, () => {
-  const run = spawnSync('/usr/bin/promtool', ['check', 'metrics'], { input: formatVerifyTextfile(report, Date.now()), encoding: 'utf8' });
-  assert.equal(run.error, undefined);
-  // check metrics exits 0 when it parses; it may print lint hints (none expected for gauges with HELP).
-  assert.equal(run.status, 0, `${run.stdout}${run.stderr}`);
+  for (const input of [formatVerifyTextfile(report, Date.now()), formatVerifyTextfile(undefined, Date.now())]) {
+    const run = spawnSync('/usr/bin/promtool', ['check', 'metrics'], { input, encoding: 'utf8' });
+    assert.equal(run.error, undefined);
+    // check metrics exits 0 when it parses; it may print lint hints (none expected for gauges with HELP).
+    assert.equal(run.status, 0, `${run.stdout}${run.stderr}`);
+  }
 });

@@ -10,7 +10,7 @@ export const kmipFlags: BackendFlag[] = [
   { flags: '--kmip-cert <file>', description: 'PEM client certificate for mutual TLS', env: 'ATREST_KMIP_CERT' },
   { flags: '--kmip-key <file>', description: 'PEM private key of the client certificate (mode 0600 or stricter)', env: 'ATREST_KMIP_KEY' },
   { flags: '--kmip-key-name <name>', description: 'name of the key family on the KMIP server (versions are named <name>/v<n>)', env: 'ATREST_KMIP_KEY_NAME' },
-  { flags: '--kmip-server-name <name>', description: 'name to check in the server certificate (default: the endpoint host)', env: 'ATREST_KMIP_SERVER_NAME' },
+  { flags: '--kmip-server-name <name>', description: 'name to check in the server certificate when it is not the endpoint host', env: 'ATREST_KMIP_SERVER_NAME' },
   {
     flags: '--kmip-cipher <auto|gcm|cbc>',
     description: 'server-side wrapping: gcm needs KMIP 1.4; auto picks gcm when the server speaks 1.4, else cbc',

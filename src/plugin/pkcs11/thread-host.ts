@@ -85,9 +85,10 @@ export class ThreadedPkcs11Kek implements KekBackend {
    * Starts the thread and opens the backend in it (module, sessions, login, key versions). Fails
    * closed with UNAVAILABLE when that takes longer than `timeoutMs` (the HSM does not answer).
    */
-  static async open(config: Pkcs11Config, log: Logger, timeoutMs: number): Promise<ThreadedPkcs11Kek> {
+  static async open(config: Pkcs11Config, log: Logger, timeoutMs: number, start: (init: ThreadInit) => Worker = startWorker): Promise<ThreadedPkcs11Kek> {
     const init: ThreadInit = { config: { ...config, callMode: 'sync' } };
-    const worker = startWorker(init);
+    // `start`: tests put a thread of their own here to make it hang on demand.
+    const worker = start(init);
     const where = `token ${JSON.stringify(config.tokenLabel)} (PKCS#11 module ${config.modulePath})`;
     const kek = new ThreadedPkcs11Kek(worker, where, timeoutMs);
     worker.on('message', (m: ThreadMessage) => kek.onMessage(m, log));

@@ -2,7 +2,7 @@
 // runs on a worker thread of its own, and the plugin's event loop only exchanges messages with it.
 //
 // Why: the client library of a networked HSM blocks inside a PKCS#11 call while the HSM does not
-// answer (p11-kit-client on a frozen p11-kit server waits forever; vendors' libraries wait for
+// answer (p11-kit-client on a frozen p11-kit server waits until it is thawed or killed; vendors' libraries wait for
 // their own, often long, timeouts). On the event loop such a call stops everything: Encrypt and
 // Decrypt of values under local KEKs held in memory, Status, /healthz, the signal handlers. On this
 // thread it stops only the backend, and the key hierarchy's timeouts (--remote-kek-timeout) turn it

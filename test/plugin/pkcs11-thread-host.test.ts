@@ -19,6 +19,7 @@ const body = `
 const { parentPort, workerData } = require('node:worker_threads');
 const gate = new Int32Array(workerData.gate);
 const key = { keyId: 'pkcs11:tok:kek:01', createdAt: undefined };
+parentPort.postMessage({ t: 'ready' });
 parentPort.postMessage({ t: 'reply', id: 0, ok: true, key });
 parentPort.on('message', (r) => {
   Atomics.wait(gate, 0, 0);

@@ -29,13 +29,17 @@ export type ThreadRequest =
 /** The current key version as the thread last saw it. */
 export interface ThreadKeyState { keyId: string; createdAt: number | undefined }
 
-/** What the thread answers: a reply to a request (id), its open result (id 0), or a log line. */
+/** What the thread says: it runs (before opening), a reply to a request (id; 0: the open), a log line. */
 export type ThreadMessage =
+  | { t: 'ready' }
   | { t: 'reply'; id: number; ok: true; data?: Uint8Array; keyId?: string; key: ThreadKeyState }
   | { t: 'reply'; id: number; ok: false; error: { code: string; message: string } }
   | { t: 'log'; line: string };
 
 export interface ThreadInit { config: Pkcs11Config }
+
+/** How long the thread may take to start running (before the open's own bound applies). */
+const THREAD_START_MS = 30_000;
 
 /** Threads whose module call did not return by close(): the process cannot exit normally. */
 const stuck = new Set<Worker>();
@@ -73,6 +77,7 @@ export class ThreadedPkcs11Kek implements KekBackend {
   private refreshing: Promise<void> | undefined;
   private exited: Error | undefined;
   private closing: Promise<void> | undefined;
+  private onReady: (() => void) | undefined;
 
   private constructor(
     private readonly worker: Worker,
@@ -94,11 +99,14 @@ export class ThreadedPkcs11Kek implements KekBackend {
     worker.on('message', (m: ThreadMessage) => kek.onMessage(m, log));
     worker.on('error', (err) => kek.onExit(new BackendError('INTERNAL', `the pkcs11 backend thread failed: ${err.message}`, { cause: err })));
     worker.on('exit', (code) => kek.onExit(new BackendError('UNAVAILABLE', `the pkcs11 backend thread ended (exit code ${code})`)));
-    // Request 0 is the open the thread starts by itself.
+    // Request 0 is the open the thread starts by itself. The bound starts once the thread runs
+    // (starting it, from source with tsx, takes a while on a loaded machine and is not the HSM's).
     const opened = kek.expect(0);
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new BackendError('UNAVAILABLE', `${where} did not answer within ${timeoutMs} ms while opening (C_Initialize, C_OpenSession, C_Login, C_FindObjects): is the HSM reachable?`)), timeoutMs);
+      const fail = (): void => reject(new BackendError('UNAVAILABLE', `${where} did not answer within ${timeoutMs} ms while opening (C_Initialize, C_OpenSession, C_Login, C_FindObjects): is the HSM reachable?`));
+      kek.onReady = () => { clearTimeout(timer); timer = setTimeout(fail, timeoutMs); };
+      timer = setTimeout(fail, Math.max(timeoutMs, THREAD_START_MS));
     });
     try {
       const reply = await Promise.race([opened, deadline]);
@@ -195,6 +203,10 @@ export class ThreadedPkcs11Kek implements KekBackend {
   }
 
   private onMessage(m: ThreadMessage, log: Logger): void {
+    if (m.t === 'ready') {
+      this.onReady?.();
+      return;
+    }
     if (m.t === 'log') {
       relayLog(log, m.line);
       return;

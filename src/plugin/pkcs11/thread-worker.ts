@@ -26,6 +26,7 @@ async function keyState(kek: Pkcs11Kek): Promise<ThreadKeyState> {
 
 async function main(): Promise<void> {
   let kek: Pkcs11Kek;
+  send({ t: 'ready' });
   try {
     const library = await processPkcs11Loader.acquire(config.modulePath);
     kek = await Pkcs11Kek.open({ config, library, log });

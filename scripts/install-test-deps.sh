@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite runs against (real peers, not mocks): etcd and
 # etcdctl, SoftHSM2, python3-grpcio (+ grpc-tools for stubs), python3-kubernetes, PyKMIP's server,
-# python3-cryptography/nacl for independent crypto cross-checks, Prometheus (prometheus + promtool)
+# python3-cryptography/nacl for independent crypto cross-checks, p11-kit (`p11-kit server`) and
+# p11-kit-modules (p11-kit-client.so) to put the SoftHSM token in another process as a networked
+# HSM would be, Prometheus (prometheus + promtool)
 # and node_exporter for the operations tests (real scrape, alert rule unit tests, dashboard
 # queries). Idempotent; needs root (or sudo).
 set -euo pipefail
 packages=(etcd-server etcd-client softhsm2 opensc python3-grpcio python3-grpc-tools python3-kubernetes
-  python3-pykmip python3-cryptography python3-nacl openssl procps
+  python3-pykmip python3-cryptography python3-nacl openssl procps p11-kit p11-kit-modules
   prometheus prometheus-node-exporter
   bsdextrautils) # hexdump: the KMS task page's `etcdctl get | hexdump -C` (test/e2e)
 missing=()

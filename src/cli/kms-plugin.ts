@@ -147,6 +147,20 @@ export function rotationAdvice(hash: string, refreshMs: number): string {
   ].join('\n');
 }
 
+/**
+ * Node joins every thread when the process exits, and a `--pkcs11-call-mode thread` backend thread
+ * inside a PKCS#11 call that never returns (a frozen HSM) would hold the exit forever: then say why
+ * (and, when starting failed, the error as run.ts would) and end the process without that wait.
+ */
+async function leaveIfHsmCallStuck(log: Logger, err?: unknown): Promise<void> {
+  const { stuckPkcs11Threads } = await import('../plugin/pkcs11/thread-host.js');
+  if (stuckPkcs11Threads() === 0) return;
+  log.warn({ event: 'exit-hsm-call-abandoned', threads: stuckPkcs11Threads() }, 'a PKCS#11 call has not returned: exiting without waiting for it');
+  await new Promise<void>((resolve) => log.flush(() => resolve()));
+  if (err !== undefined) process.stderr.write(`atrest: ${messageOf(err)}\n`);
+  process.kill(process.pid, 'SIGKILL');
+}
+
 /** Resolves with the first SIGTERM/SIGINT; handlers are installed at once (before anything is announced). */
 function firstStopSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
@@ -170,7 +184,13 @@ async function serve(opts: KmsPluginOptions, log: Logger): Promise<void> {
   const { startPluginServer } = await import('../plugin/server.js');
   const stopSignal = firstStopSignal();
   const metrics = newRegistry();
-  const backend = await openBackend(module, opts, log, metrics);
+  let backend: KekBackend;
+  try {
+    backend = await openBackend(module, opts, log, metrics);
+  } catch (err) {
+    await leaveIfHsmCallStuck(log, err);
+    throw err;
+  }
   let server: PluginServer | undefined;
   let health: HealthServer | undefined;
   try {
@@ -204,6 +224,7 @@ async function serve(opts: KmsPluginOptions, log: Logger): Promise<void> {
   await server.close();
   await backend.close().catch((err: unknown) => log.error({ event: 'backend-close-failed', err: messageOf(err) }, 'closing the backend failed'));
   log.info({ event: 'stop', signal }, 'kms plugin stopped');
+  await leaveIfHsmCallStuck(log);
   log.flush();
   // grpc-js and the backend may keep handles (timers, module sessions) alive: leave now.
   process.exit(0);

@@ -1,8 +1,10 @@
 // The key hierarchy with the pkcs11 backend and a real SoftHSM token (a copy of the fixture token
 // that holds the keys of the values written before the hierarchy): `atrest kms-plugin` round trips,
 // values from before, rotate-key followed, a cold start; and, in-process, an outage under load.
-// SoftHSM runs inside the plugin process and cannot be stopped or frozen, so the outage is injected
-// between the hierarchy and the real Pkcs11Kek (test/helpers/faulty-kek.ts).
+// SoftHSM runs inside the plugin process and cannot be stopped or frozen, and p11-kit 0.24 (Debian
+// 12), which can put it in another process, forwards neither AES-GCM nor AES key wrap
+// (pkcs11-remote.test.ts), so the outage is injected between the hierarchy and the real Pkcs11Kek
+// (test/helpers/faulty-kek.ts).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';

@@ -6,11 +6,16 @@ import { BackendError } from '../backend.js';
 
 export type MechanismChoice = 'auto' | 'aes-gcm' | 'aes-kwp';
 /**
- * `async`: encrypt/decrypt/wrap/unwrap run on libuv worker threads, so a slow or hung HSM never
- * blocks the event loop (Status, health, other calls). `sync`: on the event loop; several times the
- * calls/s with an in-host module like SoftHSM, but one stuck HSM call stalls the whole plugin.
+ * `async`: the encrypt/decrypt/wrap/unwrap call itself runs on a libuv worker thread, which lets
+ * several sessions work in parallel; the short calls around it (C_EncryptInit, C_FindObjects,
+ * C_GetAttributeValue, C_OpenSession, C_Login) still run on the event loop. `sync`: every call on
+ * the event loop; several times the calls/s with an in-host module like SoftHSM. In both, a module
+ * call that hangs (a networked HSM that stopped answering: its client library blocks, as
+ * p11-kit-client does on a frozen p11-kit server) stalls the whole plugin. `thread`: the whole
+ * backend runs on a worker thread of its own (src/plugin/pkcs11/thread-host.ts), calls one at a
+ * time; a hung module call blocks only that thread, and the key hierarchy keeps serving.
  */
-export type CallMode = 'async' | 'sync';
+export type CallMode = 'async' | 'sync' | 'thread';
 
 export interface Pkcs11Config {
   /** Path of the PKCS#11 module (.so). */
@@ -42,7 +47,7 @@ export const pkcs11Flags: BackendFlag[] = [
   { flags: '--pkcs11-sessions <n>', description: 'PKCS#11 sessions used in parallel for serving', env: 'ATREST_PKCS11_SESSIONS', defaultValue: '4' },
   {
     flags: '--pkcs11-call-mode <mode>',
-    description: 'async (HSM calls on worker threads; a hung HSM cannot block the plugin) or sync (faster with in-host modules such as SoftHSM)',
+    description: 'thread (the backend on a worker thread of its own: a networked HSM that hangs cannot block the plugin; use it for any HSM reached over a network), async (the encrypt/decrypt calls on libuv threads, the short calls around them on the event loop) or sync (all on the event loop; fastest with in-host modules such as SoftHSM)',
     env: 'ATREST_PKCS11_CALL_MODE',
     defaultValue: 'async',
   },
@@ -89,8 +94,8 @@ export async function loadPkcs11Config(options: BackendOptions): Promise<Pkcs11C
     throw new BackendError('CONFIG', `--pkcs11-sessions must be an integer from 1 to 64, not ${JSON.stringify(sessionsText)}`);
   }
   const callMode = options[optionKey('--pkcs11-call-mode')] ?? 'async';
-  if (callMode !== 'async' && callMode !== 'sync') {
-    throw new BackendError('CONFIG', `--pkcs11-call-mode must be async or sync, not ${JSON.stringify(callMode)}`);
+  if (callMode !== 'async' && callMode !== 'sync' && callMode !== 'thread') {
+    throw new BackendError('CONFIG', `--pkcs11-call-mode must be thread, async or sync, not ${JSON.stringify(callMode)}`);
   }
   const pin = await readPinFile(required(options, '--pkcs11-pin-file'));
   return { modulePath, tokenLabel, keyLabel, pin, mechanism, sessions, callMode };

@@ -47,7 +47,9 @@ export function chooseMechanism(lib: Pkcs11Library, mechanisms: Set<number>, cho
     return MECH_AES_GCM;
   }
   if (!kwp) {
-    throw new BackendError('CONFIG', `token ${JSON.stringify(tokenLabel)} offers neither CKM_AES_GCM nor CKM_AES_KEY_WRAP_PAD (--pkcs11-mechanism ${choice})`);
+    // A PKCS#11 proxy lists only the mechanisms whose parameters it can forward: p11-kit 0.24's
+    // client module (Debian 12) forwards neither of these two, so a token behind it lands here.
+    throw new BackendError('CONFIG', `token ${JSON.stringify(tokenLabel)} offers neither CKM_AES_GCM nor CKM_AES_KEY_WRAP_PAD (--pkcs11-mechanism ${choice}); if the module is a proxy to the HSM (such as p11-kit-client.so before p11-kit 0.25), it does not forward them: load the HSM's own module instead`);
   }
   return MECH_AES_KWP;
 }

@@ -34,7 +34,9 @@ export function findTokenSlot(lib: Pkcs11Library, label: string): Handle {
     if (tokenLabel === label) matches.push(slot);
   }
   if (matches.length === 0) {
-    const present = seen.length > 0 ? `tokens present: ${seen.join(', ')}` : 'no initialised token is present';
+    // The client module of an HSM reached over a network (p11-kit-client with its server down)
+    // lists no token while the HSM is unreachable.
+    const present = seen.length > 0 ? `tokens present: ${seen.join(', ')}` : 'no initialised token is present: is the HSM reachable?';
     throw new BackendError('CONFIG', `--pkcs11-token-label: no token labelled ${JSON.stringify(label)} in PKCS#11 module ${lib.path} (${present})`);
   }
   if (matches.length > 1) {

@@ -3,6 +3,7 @@
 // awaited through the HTTP API, and its recorded progress.
 import { randomUUID } from 'node:crypto';
 import type { RunningApiServer } from '../../src/api/index.js';
+import { PROGRESS_ANNOTATION, type MigrationProgress } from '../../src/controllers/storage-version-migration/progress.js';
 import type { Store } from '../../src/storage/types.js';
 import { waitFor } from './plugin.js';
 import { apiRequest } from './server.js';
@@ -21,15 +22,7 @@ export interface MigrationObject {
   };
 }
 
-export interface Progress {
-  scanned: number;
-  rewritten: number;
-  alreadyCurrent: number;
-  conflictsRetried: number;
-  deletedMeanwhile: number;
-  undecryptable: number;
-  continue?: string;
-}
+export type Progress = MigrationProgress;
 
 /** Secret names `<prefix>-00000` …, in key order. */
 export function secretName(i: number, prefix = 's'): string {
@@ -76,7 +69,7 @@ export function condition(obj: MigrationObject | undefined, type: string): { sta
 
 /** The progress the controller recorded (annotation atrest.dev/migration-progress). */
 export function progressOf(obj: MigrationObject | undefined): Progress | undefined {
-  const text = obj?.metadata.annotations?.['atrest.dev/migration-progress'];
+  const text = obj?.metadata.annotations?.[PROGRESS_ANNOTATION];
   return text ? (JSON.parse(text) as Progress) : undefined;
 }
 

@@ -48,7 +48,7 @@ function candidate(identity: string, key = KEY, timings: LeaderElectionTimings =
   const signals: AbortSignal[] = [];
   const elector = new LeaderElector({
     ...timings, store, key, name: key.split('/').at(-1) as string, namespace: 'kube-system', identity,
-    log: inProcessLogger('leader-election'), onStartedLeading: (signal) => signals.push(signal),
+    log: inProcessLogger('leader-election'), onStartedLeading: (signal) => { signals.push(signal); },
   });
   return { elector, signals };
 }
@@ -123,5 +123,16 @@ test('a leader that cannot renew within the renew deadline stops leading', async
   }
   await waitFor('it leads again once the store is back', () => c.elector.isLeader, 10_000);
   assert.equal(c.signals.length, 2);
+  await c.elector.stop();
+});
+
+test('a stored Lease that cannot be read is overwritten once it has stayed unchanged for the lease duration', async () => {
+  const key = '/registry/leases/kube-system/garbled-lease';
+  await raw.create(key, Buffer.from('not a lease'));
+  const c = candidate('replica-after-garbage', key);
+  c.elector.start();
+  await waitFor('it takes the unreadable Lease over', () => c.elector.isLeader, 15_000);
+  const spec = await lease(key);
+  assert.equal(spec.holderIdentity, 'replica-after-garbage');
   await c.elector.stop();
 });

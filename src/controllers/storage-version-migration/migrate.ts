@@ -142,8 +142,10 @@ export class MigrationRunner {
     } catch (err) {
       report();
       if (err instanceof RewriteError && err.code === 'REWRITE_ABORTED') {
-        log.info({ migration: name, resource, why: gone ? 'deleted' : 'stopped' }, gone ? 'storage version migration deleted while running' : 'storage version migration stopped; it resumes where it stopped');
-        return gone ? 'done' : 'stopped';
+        // Not the controller's signal: the object was deleted (seen by the watch, or by a progress write).
+        const deleted = gone || !signal.aborted;
+        log.info({ migration: name, resource }, deleted ? 'storage version migration deleted while running' : 'storage version migration stopped; it resumes where it stopped');
+        return deleted ? 'done' : 'stopped';
       }
       // The write provider cannot encrypt (KMS plugin down), the store fails: nothing was written
       // wrongly (fail closed); stay Running and try again later from the last recorded batch.

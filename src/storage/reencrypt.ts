@@ -162,6 +162,16 @@ export class TokenBucket {
   }
 }
 
+/** A value read through its transformer, or why it could not be. */
+type Read = { plaintext: Buffer; stale: boolean; error?: undefined } | { error: string };
+
+/** A page as listed, its selected values, and their reads (in the order of `selected`). */
+interface FetchedPage {
+  page: ListResult;
+  selected: KeyValue[];
+  reads: Read[];
+}
+
 /** A stale value decrypted at `kv.modRevision`, ready to be re-encrypted. */
 interface Pending {
   kv: KeyValue;
@@ -213,17 +223,23 @@ export async function rewriteStore(options: RewriteOptions): Promise<RewriteSumm
       throw fail('REWRITE_ENCRYPT_FAILED', `cannot encrypt ${item.kv.key} with the write provider: ${messageOf(err)}; stopped, nothing of it was written`, err);
     }
   };
+  /** Decrypts; what does not decrypt is an outcome (`error`), counted by whoever uses the read. */
+  const read = async (kv: KeyValue): Promise<Read> => {
+    const transformer = transformerOf(kv.key);
+    if (!transformer) return { error: 'the key is not of a selected resource' };
+    try {
+      const r = await transformer.fromStorage(kv.value, Buffer.from(kv.key));
+      return { plaintext: r.plaintext, stale: r.stale };
+    } catch (err) {
+      return { error: messageOf(err) };
+    }
+  };
   /** Decrypts; undefined (and counted) when it does not decrypt. */
   const decrypt = async (kv: KeyValue): Promise<{ plaintext: Buffer; stale: boolean } | undefined> => {
-    const transformer = transformerOf(kv.key);
-    if (!transformer) return undefined;
-    try {
-      const read = await transformer.fromStorage(kv.value, Buffer.from(kv.key));
-      return { plaintext: read.plaintext, stale: read.stale };
-    } catch (err) {
-      summary.undecryptable.push({ key: kv.key, error: messageOf(err) });
-      return undefined;
-    }
+    const r = await read(kv);
+    if (r.error === undefined) return r;
+    summary.undecryptable.push({ key: kv.key, error: r.error });
+    return undefined;
   };
   const write = async (ops: UpdateOp[]): Promise<UpdateOutcome[]> => {
     try {
@@ -323,45 +339,63 @@ export async function rewriteStore(options: RewriteOptions): Promise<RewriteSumm
   };
 
   const listPrefix = options.listPrefix ?? prefix + '/';
-  let after: string | undefined = options.startAfter;
-  let revision: number | undefined = options.revision;
-  for (let batchNumber = 1; ; batchNumber++) {
-    checkAbort();
-    let page: ListResult;
-    try {
-      page = await store.list(listPrefix, { limit: batchSize, ...(after !== undefined ? { after } : {}), ...(revision !== undefined ? { revision } : {}) });
-    } catch (err) {
-      if (isStoreError(err, 'COMPACTED') && revision !== undefined) {
-        // A long run outlived the history of its first revision (the server compacts): go on from the
-        // last key at the current revision — every key after it is still looked at once.
-        revision = undefined;
-        batchNumber--;
-        continue;
+  /**
+   * One page listed and decrypted (nothing counted yet). Listed at `revision` — a long run that
+   * outlived that revision's history (the server compacts) goes on from the same key at the current
+   * revision: every key after it is still looked at once.
+   */
+  const fetchPage = async (after: string | undefined, revision: number | undefined): Promise<FetchedPage> => {
+    for (;;) {
+      let page: ListResult;
+      try {
+        page = await store.list(listPrefix, { limit: batchSize, ...(after !== undefined ? { after } : {}), ...(revision !== undefined ? { revision } : {}) });
+      } catch (err) {
+        if (isStoreError(err, 'COMPACTED') && revision !== undefined) {
+          revision = undefined;
+          continue;
+        }
+        throw fail('REWRITE_STORE_FAILED', `listing ${listPrefix} failed: ${messageOf(err)}`, err);
       }
-      throw fail('REWRITE_STORE_FAILED', `listing ${listPrefix} failed: ${messageOf(err)}`, err);
+      const selected = page.items.filter((kv) => transformerOf(kv.key) !== undefined);
+      return { page, selected, reads: await mapLimit(selected, TRANSFORM_CONCURRENCY, read) };
     }
-    revision = page.revision;
+  };
+
+  // The next page is listed and decrypted while this one is written (reads at a fixed revision do not
+  // see the writes): the store's round trips and the CPU work overlap. A fetch is awaited on the next
+  // turn; one that fails after the run stopped must not be an unhandled rejection.
+  const prefetch = (after: string | undefined, revision: number | undefined): Promise<FetchedPage> => {
+    const p = fetchPage(after, revision);
+    p.catch(() => {});
+    return p;
+  };
+  let next: Promise<FetchedPage> | undefined = prefetch(options.startAfter, options.revision);
+  for (let batchNumber = 1; next; batchNumber++) {
+    const fetched: Promise<FetchedPage> = next;
+    next = undefined;
+    checkAbort();
+    const { page, selected, reads } = await fetched;
     if (summary.revision === 0) summary.revision = page.revision;
+    const lastKey = page.items[page.items.length - 1]?.key;
+    if (page.more && lastKey !== undefined) next = prefetch(lastKey, page.revision);
     const pending: Pending[] = [];
-    const selected = page.items.filter((kv) => transformerOf(kv.key) !== undefined);
-    const reads = await mapLimit(selected, TRANSFORM_CONCURRENCY, decrypt);
     for (const [i, kv] of selected.entries()) {
       summary.scanned++;
-      const read = reads[i];
-      if (!read) continue;
-      if (!read.stale) {
+      const r = reads[i] as Read;
+      if (r.error !== undefined) {
+        summary.undecryptable.push({ key: kv.key, error: r.error });
+        continue;
+      }
+      if (!r.stale) {
         summary.alreadyCurrent++;
         continue;
       }
       summary.stale++;
-      pending.push({ kv, plaintext: read.plaintext });
+      pending.push({ kv, plaintext: r.plaintext });
     }
     if (!dryRun && pending.length > 0) await writeBatch(pending);
     progress();
-    const lastKey = page.items[page.items.length - 1]?.key;
     if (lastKey !== undefined) await options.afterBatch?.(batchNumber, { lastKey, revision: page.revision });
-    if (!page.more || lastKey === undefined) break;
-    after = lastKey;
   }
   return finish();
 }

@@ -161,7 +161,9 @@ async function measureKubectl(backend: Backend, configPath: string, names: strin
     const errorLines = r.stderr.split('\n').filter((l) => l.startsWith('Error from server'));
     const conflicts = errorLines.filter((l) => /Conflict|modified/i.test(l)).length;
     const replaced = r.stdout.split('\n').filter((l) => / replaced$/.test(l)).length;
-    if (replaced + errorLines.length < names.length) throw new Error(`kubectl replaced ${replaced} and failed ${errorLines.length} of ${names.length} (exit ${r.code}): ${r.stderr.slice(-800)}`);
+    if (replaced + errorLines.length < names.length) {
+      throw new Error(`kubectl replaced ${replaced} and failed ${errorLines.length} of ${names.length} (exit ${r.code}): ${r.stderr.slice(-800)}\natrest serve's log: ${server.stderr().slice(-4000)}`);
+    }
     const check = await atrestRewrite(backend, configPath, true);
     return { seconds: r.seconds, conflicts, errors: errorLines.length, leftStale: check.stale, patched: bg.patched, detail: `${replaced} replaced` };
   } finally {

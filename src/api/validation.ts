@@ -1,11 +1,10 @@
 // Field validation with kube-apiserver's texts (apimachinery validation.IsDNS1123Subdomain,
 // IsDNS1123Label, IsConfigMapKey, label keys and values). Each returns StatusCauses naming the field.
 import type { StatusCause } from './errors.js';
+import type { KubeObject } from './objects.js';
 
 const DNS1123_LABEL = '[a-z0-9]([-a-z0-9]*[a-z0-9])?';
 const DNS1123_SUBDOMAIN = `${DNS1123_LABEL}(\\.${DNS1123_LABEL})*`;
-const LABEL_RE = new RegExp(`^${DNS1123_LABEL}$`);
-const SUBDOMAIN_RE = new RegExp(`^${DNS1123_SUBDOMAIN}$`);
 const CONFIG_KEY_RE = /^[-._a-zA-Z0-9]+$/;
 const QUALIFIED_NAME_PART = '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]';
 const QUALIFIED_NAME_RE = new RegExp(`^${QUALIFIED_NAME_PART}$`);
@@ -13,7 +12,7 @@ const LABEL_VALUE_RE = new RegExp(`^(${QUALIFIED_NAME_PART})?$`);
 
 const goQuote = (s: string): string => JSON.stringify(s);
 
-function invalidValue(field: string, value: string, detail: string): StatusCause {
+export function invalidValue(field: string, value: string, detail: string): StatusCause {
   return { reason: 'FieldValueInvalid', message: `Invalid value: ${goQuote(value)}: ${detail}`, field };
 }
 
@@ -21,28 +20,37 @@ export function required(field: string, detail: string): StatusCause {
   return { reason: 'FieldValueRequired', message: `Required value: ${detail}`, field };
 }
 
-export function dns1123SubdomainErrors(value: string): string[] {
+/**
+ * apimachinery's pattern checks: MaxLenError past `maxLength`, RegexError (the message, examples and
+ * the regex) when `regex` does not match the whole value.
+ */
+const anchored = new Map<string, RegExp>();
+
+function patternErrors(value: string, maxLength: number, regex: string, message: string, examples: string[]): string[] {
   const errs: string[] = [];
-  if (value.length > 253) errs.push('must be no more than 253 characters');
-  if (!SUBDOMAIN_RE.test(value)) {
-    errs.push(
-      "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '" +
-        DNS1123_SUBDOMAIN + "')",
-    );
+  if (value.length > maxLength) errs.push(`must be no more than ${maxLength} characters`);
+  let re = anchored.get(regex);
+  if (!re) anchored.set(regex, (re = new RegExp(`^${regex}$`)));
+  if (!re.test(value)) {
+    errs.push(`${message} (e.g. ${examples.map((e) => `'${e}'`).join(',  or ')}, regex used for validation is '${regex}')`);
   }
   return errs;
 }
 
+export function dns1123SubdomainErrors(value: string): string[] {
+  return patternErrors(value, 253, DNS1123_SUBDOMAIN,
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character", ['example.com']);
+}
+
 export function dns1123LabelErrors(value: string): string[] {
-  const errs: string[] = [];
-  if (value.length > 63) errs.push('must be no more than 63 characters');
-  if (!LABEL_RE.test(value)) {
-    errs.push(
-      "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '" +
-        DNS1123_LABEL + "')",
-    );
-  }
-  return errs;
+  return patternErrors(value, 63, DNS1123_LABEL,
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character", ['my-name', '123-abc']);
+}
+
+/** apimachinery's IsDNS1035Label (resource names). */
+export function dns1035LabelErrors(value: string): string[] {
+  return patternErrors(value, 63, '[a-z]([-a-z0-9]*[a-z0-9])?',
+    "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character", ['my-name', 'abc-123']);
 }
 
 /** metadata.name (or generateName) of a namespaced object (subdomain) or a namespace (label). */
@@ -68,7 +76,8 @@ export function validateDataKey(field: string, key: string): StatusCause[] {
   return errs.map((e) => invalidValue(`${field}[${key}]`, key, e));
 }
 
-function qualifiedNameErrors(value: string): string[] {
+/** apimachinery's IsQualifiedName (label keys, condition types). */
+export function qualifiedNameErrors(value: string): string[] {
   const errs: string[] = [];
   const parts = value.split('/');
   let name = value;
@@ -126,4 +135,13 @@ export function base64ErrorOffset(s: string): number {
     return bad ? bad.index : 0;
   }
   return -1;
+}
+
+/** The metadata every kind validates: name (a DNS subdomain or label), labels, annotations. */
+export function metadataCauses(obj: KubeObject, rule: 'subdomain' | 'label'): StatusCause[] {
+  return [
+    ...validateObjectName(obj.metadata.name, obj.metadata.generateName, rule),
+    ...validateLabels(obj.metadata.labels),
+    ...validateAnnotations(obj.metadata.annotations),
+  ];
 }

@@ -2,7 +2,7 @@
 // on: the KMS providers and the transformers of one EncryptionConfiguration, the resource selection,
 // and (openEngine) the store. Each kms provider gets its own KmsProviders, so a tool can ask about
 // the health of exactly one provider: the one it writes with, or the one a stored value names
-// (src/tools/checked-read.ts). `status --no-verify` opens no store (openKmsEngine).
+// (src/storage/checked-read.ts). `status --no-verify` opens no store (openKmsEngine).
 import { existsSync } from 'node:fs';
 import { loadEncryptionConfigFile } from '../config/load.js';
 import { groupResourceString } from '../config/group-resource.js';
@@ -16,7 +16,7 @@ import { describeStoreLocation, embeddedStoreFile, openStore, splitEtcdServers, 
 import type { Store } from '../storage/types.js';
 import { buildTransformers } from '../transform/build.js';
 import type { KmsTransformerFactory, TransformerSet } from '../transform/types.js';
-import type { KmsProviderProbe } from '../tools/checked-read.js';
+import type { KmsProviderProbe } from '../storage/checked-read.js';
 import { isSelected, parseResourceSelection, ToolUsageError, type EngineConfigFlags, type EngineFlags } from './engine-options.js';
 
 /** The configuration side of a tool: transformers, KMS providers, resource selection; no store. */

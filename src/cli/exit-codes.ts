@@ -14,7 +14,7 @@
 // shell reports for a Go tool (kubectl, etcdctl) killed by SIGPIPE: 128 + 13.
 import { CommanderError } from 'commander';
 import { AtrestError } from '../errors.js';
-import { isUnreachable } from '../tools/check-failure.js';
+import { isUnreachable } from '../storage/check-failure.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FOUND = 1;

@@ -59,9 +59,9 @@ async function runRewrite(flags: RewriteFlags): Promise<number> {
   const { RewriteError, formatRewriteSummary, rewriteStore } = await import('../tools/rewrite.js');
   const { openEngine } = await import('./engine.js');
   const log = createLogger('rewrite');
-  const { CheckedReader } = await import('../tools/checked-read.js');
+  const { CheckedReader } = await import('../storage/checked-read.js');
   const { kmsCauseText } = await import('../kms/errors.js');
-  const { isUnreachable } = await import('../tools/check-failure.js');
+  const { isUnreachable } = await import('../storage/check-failure.js');
   let engine;
   try {
     engine = await openEngine(flags, { readonly: Boolean(flags.dryRun), log });
@@ -123,6 +123,7 @@ async function runRewrite(flags: RewriteFlags): Promise<number> {
         dryRun: Boolean(flags.dryRun),
         signal: abort.signal,
         reader: new CheckedReader(engine.kmsProviders()),
+        recheckOtherWrites: true,
         // The key_ids the run writes with, asked at its start and end, to notice a rotation that lands meanwhile.
         keyIds: () => freshKeyIds(writers),
         onProgress: (p) => {

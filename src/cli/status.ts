@@ -36,8 +36,8 @@ async function runStatus(flags: StatusFlags): Promise<number> {
   const { openKmsEngine, openToolStore, storeLocation } = await import('./engine.js');
   const { formatStatus, probePlugin, providerLabel, statusIncomplete, statusProblems } = await import('../tools/status.js');
   const { verifyStore } = await import('../tools/verify.js');
-  const { CheckedReader } = await import('../tools/checked-read.js');
-  const { isUnreachable } = await import('../tools/check-failure.js');
+  const { CheckedReader } = await import('../storage/checked-read.js');
+  const { isUnreachable } = await import('../storage/check-failure.js');
   let engine: KmsEngine;
   let loc;
   try {

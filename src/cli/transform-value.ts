@@ -18,7 +18,7 @@ import { parseGroupResource } from '../config/group-resource.js';
 import { OUTPUT_FORMATS, type OutputFormat } from '../tools/defaults.js';
 import { isSelected, parseResourceSelection, ToolUsageError } from './engine-options.js';
 import { DECRYPT_EXIT_CODES, EXIT_FOUND, EXIT_INCOMPLETE, EXIT_OK, exitCodesHelp, reportToolError } from './exit-codes.js';
-import { CheckIncompleteError } from '../tools/check-failure.js';
+import { CheckIncompleteError } from '../storage/check-failure.js';
 import { embeddedStoreFile } from '../storage/open.js';
 import type { EtcdSnapshot } from '../tools/etcd-snapshot.js';
 import type { ReadOrigin, TransformResult } from '../transform/types.js';
@@ -136,7 +136,7 @@ async function runDecrypt(keyArg: string | undefined, opts: DecryptFlags): Promi
   const { StoreError } = await import('../storage/errors.js');
   const { describeStoreLocation } = await import('../storage/open.js');
   const { decryptValues, formatMany, formatOne, listStoreValues, summarize } = await import('../tools/decrypt.js');
-  const { CheckedReader } = await import('../tools/checked-read.js');
+  const { CheckedReader } = await import('../storage/checked-read.js');
   const { openKmsEngine, openToolStore } = await import('./engine.js');
   // The configuration first (exit 2 when bad), then the input: a missing snapshot or store fails before any KMS call.
   const engine = await openKmsEngine({ encryptionProviderConfig: opts.encryptionProviderConfig }, {});

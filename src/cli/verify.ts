@@ -26,7 +26,7 @@ export function registerVerify(program: Command): void {
 
 async function runVerify(flags: VerifyFlags): Promise<number> {
   const { formatVerifyReport, formatVerifyTextfile, verifyStore } = await import('../tools/verify.js');
-  const { CheckedReader } = await import('../tools/checked-read.js');
+  const { CheckedReader } = await import('../storage/checked-read.js');
   const { openEngine } = await import('./engine.js');
   const { writeAtomic } = await import('../api/atomic-file.js');
   // Atomically: node_exporter's textfile collector never reads half a file.

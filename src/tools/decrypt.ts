@@ -16,7 +16,7 @@ import type { ReadOrigin, TransformerSet } from '../transform/types.js';
 import type { KubeObject } from '../k8s-objects/protobuf.js';
 import { decodeStoredObject } from './k8s-object.js';
 import type { OutputFormat } from './defaults.js';
-import { CheckedReader, type NotChecked } from './checked-read.js';
+import { CheckedReader, type NotChecked } from '../storage/checked-read.js';
 import { writerLabel } from './verify.js';
 
 

@@ -2,7 +2,7 @@
 // one revision, page by page, decrypts each value through the engine and tallies who wrote it
 // (provider, key name, kms v2 key_id hash), how many are stale (not written by the current write
 // provider and key), which cannot be decrypted, and which could not be checked because their KMS
-// plugin could not be reached (src/tools/checked-read.ts: those are never called undecryptable).
+// plugin could not be reached (src/storage/checked-read.ts: those are never called undecryptable).
 // A store that fails mid-scan stops the check (CheckIncompleteError). Never prints a value.
 import { messageOf } from '../errors.js';
 import { groupResourceString } from '../config/group-resource.js';
@@ -11,8 +11,8 @@ import { isStoreError } from '../storage/errors.js';
 import type { ListResult, Store } from '../storage/types.js';
 import { normalizePrefix, parseStorageKey, type ParsedStorageKey } from '../storage/keys.js';
 import type { ReadOrigin, TransformerSet } from '../transform/types.js';
-import { CheckIncompleteError } from './check-failure.js';
-import { CheckedReader, type NotChecked } from './checked-read.js';
+import { CheckIncompleteError } from '../storage/check-failure.js';
+import { CheckedReader, type NotChecked } from '../storage/checked-read.js';
 
 export interface VerifyOptions {
   store: Store;

@@ -6,7 +6,7 @@
 // a store that cannot be read is exit 3 too. With the plugin up, a ciphertext the plugin refuses
 // (InvalidArgument) is undecryptable. The kms timeout is 1 s here: thirty-odd values that each waited
 // it out would outlast the test's timeout, so the short-circuit is what lets this test finish (the
-// call counts are asserted in test/tools/check-failure.test.ts).
+// call counts are asserted in test/storage/check-failure.test.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';

@@ -15,7 +15,7 @@ import { localBackend } from '../../src/plugin/backends/local.js';
 import { startPluginServer } from '../../src/plugin/server.js';
 import { openSqliteStore } from '../../src/storage/sqlite.js';
 import { buildTransformers } from '../../src/transform/build.js';
-import { CheckedReader } from '../../src/tools/checked-read.js';
+import { CheckedReader } from '../../src/storage/checked-read.js';
 import { formatRewriteSummary, rewriteStore, SWITCH_ADVICE } from '../../src/tools/rewrite.js';
 import { openEngine } from '../../src/cli/engine.js';
 import { freshKeyIds } from '../../src/cli/rewrite.js';
@@ -56,6 +56,7 @@ test('rewrite: a rotation during the run and a server still writing with the old
     const summary = await rewriteStore({
       store: engine.store, transformers: engine.transformers, etcdPrefix: '/registry', selects: engine.selects, batchSize: 4,
       reader: new CheckedReader(engine.kmsProviders()),
+      recheckOtherWrites: true,
       keyIds: () => freshKeyIds(writers),
       afterBatch: async (n) => {
         if (n !== 1) return;
@@ -83,7 +84,7 @@ test('rewrite: a rotation during the run and a server still writing with the old
     // A second run, with nothing changing under it, leaves everything current and says OK.
     const again = await rewriteStore({
       store: engine.store, transformers: engine.transformers, etcdPrefix: '/registry', selects: engine.selects, batchSize: 4,
-      reader: new CheckedReader(engine.kmsProviders()), keyIds: () => freshKeyIds(writers),
+      reader: new CheckedReader(engine.kmsProviders()), recheckOtherWrites: true, keyIds: () => freshKeyIds(writers),
     });
     assert.deepEqual([again.keyChanged, again.staleWrittenMeanwhile, again.ok], [[], [], true]);
     assert.ok(again.rewritten >= 4, 'the values of the first batch and the one the server wrote');

@@ -10,8 +10,8 @@ import { EnvelopeError, KmsNotReadyError, KmsResponseError, KmsUnavailableError,
 import { StoreError } from '../../src/storage/errors.js';
 import { TransformError } from '../../src/transform/errors.js';
 import type { TransformResult, Transformer } from '../../src/transform/types.js';
-import { CheckIncompleteError, classifyReadFailure, isUnreachable } from '../../src/tools/check-failure.js';
-import { CheckedReader, type KmsProviderProbe } from '../../src/tools/checked-read.js';
+import { CheckIncompleteError, classifyReadFailure, isUnreachable } from '../../src/storage/check-failure.js';
+import { CheckedReader, type KmsProviderProbe } from '../../src/storage/checked-read.js';
 import { checkExitCode, exitCodeFor } from '../../src/cli/exit-codes.js';
 import { ToolUsageError } from '../../src/cli/engine-options.js';
 import { InvalidArgumentError } from 'commander';

@@ -6,7 +6,7 @@
 // provider has passed its health check (the check kube-apiserver mounts: kms v2 Status, kms v1
 // Encrypt+Decrypt), asked once per provider, when its first value comes along. A provider that fails
 // it is down for the rest of the run: its values are counted as not checked without a call. A read
-// that fails for an unreachable-class reason (src/tools/check-failure.ts: a transport failure, a
+// that fails for an unreachable-class reason (src/storage/check-failure.ts: a transport failure, a
 // timeout, no DEK seed yet) marks its provider down the same way, so a plugin that dies in the middle
 // of a run costs one timeout. Every other failure is a verdict on the value: undecryptable.
 import { messageOf } from '../errors.js';

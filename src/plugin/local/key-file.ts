@@ -8,6 +8,11 @@
 //     ]
 //   }
 //
+// A retired version (`atrest rotate` retires versions nothing needs any more) carries
+// `"retired": "<RFC 3339>"` and `"purgeAfter": "<RFC 3339>"`: it no longer unwraps, `restore-key`
+// brings it back until purgeAfter, and the first rewrite of the file after that drops it. The
+// highest version is never retired. Older atrest versions ignore both fields.
+//
 // `id` is random and stored with the key: never derived from key material. The file is written
 // atomically (temp file with mode 0600, fsync, rename; init uses link so an existing file is never
 // replaced) and is refused when group or others may read or write it.
@@ -29,6 +34,10 @@ export interface KekVersion {
   created: string;
   /** 32 bytes of key material (never logged, never in errors). */
   key: Buffer;
+  /** RFC 3339 time of the retirement; absent while the version unwraps. */
+  retired?: string;
+  /** RFC 3339; with `retired`: when the version may be dropped from the file. */
+  purgeAfter?: string;
 }
 
 export interface KeyFileContents {
@@ -43,6 +52,13 @@ export interface KeyFileStamp {
   mtimeMs: number;
   /** SHA-256 of the file bytes (to ignore rewrites that change nothing). */
   sha256: string;
+}
+
+/** The key file changed between our read and our rename: nothing was written; reading again and retrying is safe. */
+export class KeyFileChangedError extends BackendError {
+  constructor(path: string) {
+    super('CONFIG', `key file ${path}: changed while it was being rewritten (another rotation?); nothing written, run it again`);
+  }
 }
 
 export function keyIdOf(v: Pick<KekVersion, 'version' | 'id'>): string {
@@ -116,19 +132,36 @@ export function parseKeyFile(path: string, bytes: Buffer): KeyFileContents {
     if (seenIds.has(id)) throw fail(path, `${field}.id appears twice`);
     seenIds.add(id);
     const created = typeof e['created'] === 'string' ? e['created'] : '';
+    const retirement = parseRetirement(path, field, e);
     const keyText = e['key'];
     const key = typeof keyText === 'string' && /^[A-Za-z0-9+/]+={0,2}$/.test(keyText) ? Buffer.from(keyText, 'base64') : undefined;
     if (!key || key.length !== KEK_BYTES) throw fail(path, `${field}.key must be ${KEK_BYTES} bytes in standard base64`);
-    return { version, id, created, key };
+    return { version, id, created, key, ...retirement };
   });
   versions.sort((a, b) => a.version - b.version);
+  const newest = versions[versions.length - 1];
+  if (newest?.retired !== undefined) throw fail(path, `version ${newest.version}, the highest, is retired: the current version must not be (restore it, or add a version with rotate-key)`);
   return { versions };
+}
+
+/** `retired` and `purgeAfter`: both RFC 3339 times, or neither. */
+function parseRetirement(path: string, field: string, e: Record<string, unknown>): Pick<KekVersion, 'retired' | 'purgeAfter'> {
+  const { retired, purgeAfter } = e;
+  if (retired === undefined && purgeAfter === undefined) return {};
+  const isTime = (v: unknown): v is string => typeof v === 'string' && Number.isFinite(Date.parse(v));
+  if (!isTime(retired)) throw fail(path, `${field}.retired must be an RFC 3339 time`);
+  if (!isTime(purgeAfter)) throw fail(path, `${field}.purgeAfter must be an RFC 3339 time (a retired version needs both)`);
+  return { retired, purgeAfter };
 }
 
 function serialize(contents: KeyFileContents): Buffer {
   const doc = {
     format: KEY_FILE_FORMAT,
-    versions: contents.versions.map((v) => ({ version: v.version, id: v.id, created: v.created, key: v.key.toString('base64') })),
+    versions: contents.versions.map((v) => ({
+      version: v.version, id: v.id, created: v.created,
+      ...(v.retired !== undefined ? { retired: v.retired, purgeAfter: v.purgeAfter } : {}),
+      key: v.key.toString('base64'),
+    })),
   };
   return Buffer.from(JSON.stringify(doc, null, 2) + '\n', 'utf8');
 }
@@ -184,27 +217,46 @@ export async function createKeyFile(path: string, first: KekVersion): Promise<vo
 }
 
 /**
- * Adds `next(existing)` as a new version. Optimistic: if the file changed between our read and our
- * rename (another rotate-key), nothing is written and the caller is told to run it again.
+ * Rewrites the key file with `change(current)`; nothing is written when it returns undefined.
+ * Retired versions past their purgeAfter are dropped from whatever is written. Optimistic: if the
+ * file changed between our read and our rename (another rotate-key, a plugin's scheduled
+ * rotation), nothing is written and the caller is told to run it again. Key material read here is
+ * zeroed before returning (keep the Buffers of versions you add: the caller zeroes those).
  */
-export async function appendKeyVersion(givenPath: string, next: (current: KeyFileContents) => KekVersion): Promise<KekVersion> {
+export async function updateKeyFile(givenPath: string, change: (current: KeyFileContents) => KeyFileContents | undefined, now = Date.now()): Promise<boolean> {
   // Rewrite the file a symbolic link points at, not the link.
   const path = await realpath(givenPath).catch(() => givenPath);
   const { contents, stamp } = await readKeyFile(path);
-  const added = next(contents);
-  const tmp = await writeTemp(path, serialize({ versions: [...contents.versions, added] })).catch((err: unknown) => {
-    throw fail(path, `cannot be written: ${(err as Error).message}`, 'CONFIG', err);
-  });
-  for (const v of contents.versions) v.key.fill(0);
+  const read = contents.versions.map((v) => v.key);
   try {
-    const again = await readKeyFile(path);
-    for (const v of again.contents.versions) v.key.fill(0);
-    if (again.stamp.sha256 !== stamp.sha256) throw fail(path, 'changed while rotate-key ran (another rotation?); nothing written, run it again');
-    await rename(tmp, path);
-  } catch (err) {
-    await unlink(tmp).catch(() => undefined);
-    throw err;
+    const next = change(contents);
+    if (next === undefined) return false;
+    const kept = { versions: next.versions.filter((v) => v.purgeAfter === undefined || Date.parse(v.purgeAfter) > now) };
+    const tmp = await writeTemp(path, serialize(kept)).catch((err: unknown) => {
+      throw fail(path, `cannot be written: ${(err as Error).message}`, 'CONFIG', err);
+    });
+    try {
+      const again = await readKeyFile(path);
+      for (const v of again.contents.versions) v.key.fill(0);
+      if (again.stamp.sha256 !== stamp.sha256) throw new KeyFileChangedError(path);
+      await rename(tmp, path);
+    } catch (err) {
+      await unlink(tmp).catch(() => undefined);
+      throw err;
+    }
+    await syncDir(path);
+    return true;
+  } finally {
+    for (const key of read) key.fill(0);
   }
-  await syncDir(path);
-  return added;
+}
+
+/** Adds `next(existing)` as a new version (rotate-key); see updateKeyFile. */
+export async function appendKeyVersion(givenPath: string, next: (current: KeyFileContents) => KekVersion): Promise<KekVersion> {
+  let added: KekVersion | undefined;
+  await updateKeyFile(givenPath, (current) => {
+    added = next(current);
+    return { versions: [...current.versions, added] };
+  });
+  return added as KekVersion;
 }

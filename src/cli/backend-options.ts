@@ -1,0 +1,28 @@
+// The KEK backend flags (`--backend` and every backend's own flags, each with its ATREST_… env
+// var), shared by `atrest kms-plugin` and `atrest rotate`, and loading the chosen backend.
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import type { BackendModule } from '../plugin/backend.js';
+import { backendByName, backends } from '../plugin/backends/index.js';
+
+/** `--backend <name>` (default local) and the flags of every backend. */
+export function addBackendFlags(cmd: Command): Command {
+  cmd.addOption(new Option('--backend <name>', 'where the key-encryption key lives').choices(backends.map((b) => b.name)).default('local').env('ATREST_KMS_PLUGIN_BACKEND'));
+  const seen = new Set<string>();
+  for (const backend of backends) {
+    for (const flag of backend.flags) {
+      const option = new Option(flag.flags, flag.description).env(flag.env);
+      if (flag.defaultValue !== undefined) option.default(flag.defaultValue);
+      if (seen.has(option.attributeName())) continue; // two backends sharing a flag name share the option
+      seen.add(option.attributeName());
+      cmd.addOption(option);
+    }
+  }
+  return cmd;
+}
+
+/** Loads the backend module named by `--backend`. */
+export async function chooseBackend(name: string): Promise<BackendModule> {
+  const backend = backendByName(name);
+  if (!backend) throw new InvalidArgumentError(`--backend ${JSON.stringify(name)} is not one of ${backends.map((b) => b.name).join(', ')}`);
+  return backend.load();
+}

@@ -16,6 +16,8 @@ export interface VerifyOptions {
   /** Which resources to look at. */
   selects(gr: GroupResource): boolean;
   pageSize?: number;
+  /** Called with every value that decrypted: its storage key and writer label (`atrest rotate` names leftovers with it). */
+  onValue?(key: string, writer: string): void;
 }
 
 export interface ResourceReport {
@@ -96,6 +98,7 @@ export async function verifyStore(options: VerifyOptions): Promise<VerifyReport>
         const read = await options.transformers.forResource(gr).fromStorage(kv.value, Buffer.from(kv.key));
         const label = writerLabel(read.origin);
         report.writers[label] = (report.writers[label] ?? 0) + 1;
+        options.onValue?.(kv.key, label);
         if (read.origin.provider === 'identity') report.plaintext++;
         if (read.stale) report.stale++;
       } catch (err) {

@@ -1,0 +1,95 @@
+// The setting of the `atrest rotate` tests: a real etcd, the KMS plugin (local backend) in this
+// process refreshing every 100 ms, `atrest serve` in this process on that etcd with kms v2 for
+// secrets (KMS probe timings shortened so it hears a new key_id within a second instead of 20 s),
+// and `atrest rotate` run as a child process the way an operator runs it.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startApiServer, type RunningApiServer } from '../../src/api/index.js';
+import { parseEncryptionConfig } from '../../src/config/load.js';
+import { createKmsProviders, type KmsProviders } from '../../src/kms/factory.js';
+import type { KekBackend } from '../../src/plugin/backend.js';
+import { localBackend } from '../../src/plugin/backends/local.js';
+import { startPluginServer, type PluginServer } from '../../src/plugin/server.js';
+import { EncryptedStore } from '../../src/storage/encrypted-store.js';
+import { openStore } from '../../src/storage/open.js';
+import { parseStorageKey } from '../../src/storage/keys.js';
+import type { Store } from '../../src/storage/types.js';
+import { buildTransformers } from '../../src/transform/build.js';
+import { startEtcdCluster, type EtcdCluster } from '../helpers/etcd.js';
+import { makeTempDir, runAtrest, type CliRun } from '../helpers/plugin.js';
+import { writeKmsV2Config } from '../helpers/server.js';
+import { inProcessLogger } from '../helpers/test-log.js';
+
+export const PREFIX = '/registry';
+export const FAST_KMS = { statusHealthyMs: 500, statusUnhealthyMs: 500, probePositiveTtlMs: 300, probeNegativeTtlMs: 300 };
+
+export interface RotateWorld {
+  dir: string;
+  keyFile: string;
+  configPath: string;
+  etcd: EtcdCluster;
+  endpoint: string;
+  plugin: PluginServer;
+  backend: KekBackend;
+  api: RunningApiServer;
+  /** `atrest rotate` with the world's flags and `extra`. */
+  rotate(extra?: string[]): Promise<CliRun>;
+  /** The raw store (etcd) for planting and reading values. */
+  store(): Promise<Store>;
+  close(): Promise<void>;
+}
+
+export async function startRotateWorld(prefix = 'atrest-rotate-'): Promise<RotateWorld> {
+  const tmp = await makeTempDir(prefix);
+  const keyFile = join(tmp.dir, 'kek.json');
+  const ctx = { log: inProcessLogger('kms-plugin') };
+  await localBackend.initKey({ keyFile }, ctx);
+  const backend = await localBackend.open({ keyFile }, ctx);
+  const socket = join(tmp.dir, 'kms.sock');
+  const [plugin, etcd] = await Promise.all([
+    startPluginServer({ listen: `unix://${socket}`, backend, refreshIntervalMs: 100, log: ctx.log }),
+    startEtcdCluster(1),
+  ]);
+  const endpoint = etcd.endpoints[0] as string;
+  const configPath = writeKmsV2Config(tmp.dir, socket);
+  const api = await startApiServer({
+    log: inProcessLogger('api-server'), securePort: 0, dataDir: join(tmp.dir, 'data'), etcdServers: endpoint,
+    encryptionProviderConfig: configPath, kmsIntervals: FAST_KMS,
+  });
+  const stores: Store[] = [];
+  return {
+    dir: tmp.dir, keyFile, configPath, etcd, endpoint, plugin, backend, api,
+    rotate: (extra = []) => runAtrest(['rotate', '--encryption-provider-config', configPath, '--etcd-servers', endpoint, '--key-file', keyFile,
+      '--kubeconfig', api.kubeconfigPath, '--poll-interval', '200ms', '--timeout', '60s', ...extra]),
+    async store() {
+      const s = await openStore({ etcdServers: endpoint, dataDir: join(tmp.dir, 'unused') });
+      stores.push(s);
+      return s;
+    },
+    async close() {
+      for (const s of stores) await s.close();
+      await api.close();
+      await plugin.close();
+      await backend.close();
+      await etcd.cleanup();
+      await tmp.cleanup();
+    },
+  };
+}
+
+/** The configuration's transformers in this process, over the plugin socket (as the server encrypts). */
+export async function kmsTransformers(configPath: string): Promise<{ store: (raw: Store) => EncryptedStore; kms: KmsProviders; close(): Promise<void> }> {
+  const kms = createKmsProviders({ log: inProcessLogger('rotate-fixture'), intervals: FAST_KMS });
+  const transformers = buildTransformers(parseEncryptionConfig(readFileSync(configPath, 'utf8'), configPath).config, { kms: kms.factory });
+  await kms.ready();
+  return { store: (raw) => new EncryptedStore(raw, (key) => transformers.forResource(parseStorageKey(PREFIX, key).groupResource)), kms, close: async () => { await transformers.close(); await kms.close(); } };
+}
+
+/** A Secret object as the API server stores it (JSON). */
+export function secretJson(name: string, value: string): Buffer {
+  return Buffer.from(JSON.stringify({
+    kind: 'Secret', apiVersion: 'v1',
+    metadata: { name, namespace: 'default', uid: crypto.randomUUID(), creationTimestamp: new Date().toISOString().replace(/\.\d+Z$/, 'Z') },
+    type: 'Opaque', data: { v: Buffer.from(value).toString('base64') },
+  }));
+}

@@ -1,0 +1,86 @@
+// `atrest rotate` against a real etcd, the local-backend plugin and `atrest serve`: the whole
+// lifecycle with --migrate-with rewrite, a restored backup that makes retirement refuse, and a rerun
+// after an interruption (see rotate-fixture.ts for the setting).
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { localBackend } from '../../src/plugin/backends/local.js';
+import { etcdAvailable } from '../helpers/etcd.js';
+import { apiRequest } from '../helpers/server.js';
+import { inProcessLogger } from '../helpers/test-log.js';
+import { kmsTransformers, PREFIX, secretJson, startRotateWorld, type RotateWorld } from './rotate-fixture.js';
+
+const ctx = { log: inProcessLogger('rotate-test') };
+
+describe('atrest rotate', { skip: !etcdAvailable() && 'needs etcd' }, () => {
+  let w: RotateWorld;
+  before(async () => {
+    w = await startRotateWorld();
+    const { store, close } = await kmsTransformers(w.configPath);
+    const encrypted = store(await w.store());
+    for (let i = 0; i < 40; i++) await encrypted.create(`${PREFIX}/secrets/default/s${i}`, secretJson(`s${i}`, `value-${i}`));
+    await close();
+  });
+  after(async () => {
+    await w?.close();
+  });
+
+  const states = async (): Promise<string[]> => (await localBackend.listKeys!({ keyFile: w.keyFile }, ctx)).map((v) => `v${v.version}:${v.state}`);
+
+  it('--migrate-with rewrite: new version, servers on it, values re-encrypted, old version retired; a rerun with --finish has nothing to do', async () => {
+    const r = await w.rotate(['--migrate-with', 'rewrite']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^rotation complete: current KEK version local:v2:[0-9a-f]{16}; retired local:v1:[0-9a-f]{16}\n$/);
+    for (const n of ['1/5', '2/5', '3/5', '4/5', '5/5']) assert.match(r.stderr, new RegExp(`\\[${n}\\]`));
+    assert.deepEqual(await states(), ['v1:retired', 'v2:current']);
+    const v2 = (await localBackend.listKeys!({ keyFile: w.keyFile }, ctx))[1]!.keyId;
+    const v = await apiRequest(w.api, 'GET', '/api/v1/namespaces/default/secrets/s7');
+    assert.equal(Buffer.from(v.json<{ data: { v: string } }>().data.v, 'base64').toString(), 'value-7');
+    assert.match(await readFile(w.keyFile, 'utf8'), /"retired"/);
+    const raw = await (await w.store()).get(`${PREFIX}/secrets/default/s7`);
+    assert.ok(raw?.value.includes(Buffer.from(v2)), 'the stored value names the new key_id');
+
+    const again = await w.rotate(['--finish']);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /^nothing to do: local:v2:/);
+    assert.deepEqual(await states(), ['v1:retired', 'v2:current']);
+  });
+
+  it('a value under the old key restored from a backup makes retirement refuse; each step run alone and a rerun finish the job', async () => {
+    const store = await w.store();
+    const key = `${PREFIX}/secrets/default/s3`;
+    const backup = (await store.get(key))!.value; // under v2, the current version
+    // Interrupted after step 1: only the new version exists.
+    const first = await w.rotate(['--step', 'rotate-kek']);
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stdout, /^step rotate-kek done; current KEK version local:v3:/);
+    assert.deepEqual(await states(), ['v1:retired', 'v2:active', 'v3:current']);
+    // A rerun of step 1 does not make another version: the rotation is in progress.
+    const again = await w.rotate(['--step', 'rotate-kek']);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stderr, /a rotation is in progress: local:v2:\S+ still active/);
+    assert.deepEqual(await states(), ['v1:retired', 'v2:active', 'v3:current']);
+    for (const step of ['wait', 'migrate']) {
+      const r = await w.rotate(['--step', step, '--migrate-with', 'rewrite']);
+      assert.equal(r.code, 0, `${step}: ${r.stderr}`);
+    }
+    // The backup is restored over s3: a value under v2 again.
+    const now = (await store.get(key))!;
+    await store.update(key, backup, now.modRevision);
+    const refused = await w.rotate(['--step', 'retire']);
+    assert.equal(refused.code, 1, refused.stderr);
+    assert.match(refused.stderr, new RegExp(`1 stored values are still under local:v2:\\S+ \\(secrets: 1\\), e\\.g\\. ${key}: not retiring`));
+    assert.match(refused.stderr, /what to do: .*restored from a backup: run atrest rotate again/);
+    assert.deepEqual(await states(), ['v1:retired', 'v2:active', 'v3:current'], 'nothing retired');
+    // The API server still reads it (v2 is active).
+    const read = await apiRequest(w.api, 'GET', '/api/v1/namespaces/default/secrets/s3');
+    assert.equal(Buffer.from(read.json<{ data: { v: string } }>().data.v, 'base64').toString(), 'value-3');
+
+    const finish = await w.rotate(['--migrate-with', 'rewrite']);
+    assert.equal(finish.code, 0, finish.stderr);
+    assert.match(finish.stderr, /a rotation is in progress/);
+    assert.match(finish.stderr, /1 values under an old key_id \(secrets: 1\)/);
+    assert.match(finish.stdout, /^rotation complete: current KEK version local:v3:\S+; retired local:v2:/);
+    assert.deepEqual(await states(), ['v1:retired', 'v2:retired', 'v3:current']);
+  });
+});

@@ -36,6 +36,14 @@ export default tseslint.config(
     },
   },
   {
+    // Controllers (the background work of serve) sit between api and storage: api starts them and
+    // implements the small interfaces they own; they never import api (nor tools, plugin, cli).
+    files: ['src/controllers/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [{ group: ['../api/*', '../../api/*', '../tools/*', '../../tools/*', '../plugin/*', '../../plugin/*', '../cli/*', '**/cli/*'], message: 'controllers may import storage, transform, config, k8s-objects and the leaves, not api, tools, plugin or cli (ARCHITECTURE.md)' }] }],
+    },
+  },
+  {
     // Operator tools work on stored data through storage/transform/config; they never import the API server.
     files: ['src/tools/**/*.ts'],
     rules: {

@@ -80,22 +80,23 @@ export function decodeBody(body: Buffer, contentType: string | undefined): Json 
  * version; types must fit; unknown fields are removed (returned as warnings, or a 400 when Strict).
  */
 export function checkObject(rt: ResourceType, value: Json, validation: FieldValidation, warnings: string[]): KubeObject {
-  if (!isPlainObject(value)) throw badRequest(`${rt.kind} in version "v1" cannot be handled as a ${rt.kind}: the body is not a JSON object`);
+  const v = rt.version;
+  if (!isPlainObject(value)) throw badRequest(`${rt.kind} in version "${v}" cannot be handled as a ${rt.kind}: the body is not a JSON object`);
   const obj = value as JsonObject;
-  if (obj['apiVersion'] !== undefined && obj['apiVersion'] !== 'v1') {
-    throw badRequest(`the API version in the data (${oneLine(obj['apiVersion'])}) does not match the expected API version (v1)`);
+  if (obj['apiVersion'] !== undefined && obj['apiVersion'] !== rt.apiVersion) {
+    throw badRequest(`the API version in the data (${oneLine(obj['apiVersion'])}) does not match the expected API version (${rt.apiVersion})`);
   }
   if (obj['kind'] !== undefined && obj['kind'] !== rt.kind) {
-    throw badRequest(`${oneLine(obj['kind'])} in version "v1" cannot be handled as a ${rt.kind}: the object provided is unrecognized (must be of type ${rt.kind})`);
+    throw badRequest(`${oneLine(obj['kind'])} in version "${v}" cannot be handled as a ${rt.kind}: the object provided is unrecognized (must be of type ${rt.kind})`);
   }
-  obj['apiVersion'] = 'v1';
+  obj['apiVersion'] = rt.apiVersion;
   obj['kind'] = rt.kind;
   if (obj['metadata'] === undefined || obj['metadata'] === null) obj['metadata'] = {};
-  const unknown = checkAndPrune(obj, rt.schema, rt.kind);
+  const unknown = checkAndPrune(obj, rt.schema, rt.kind, v);
   if (unknown.length > 0) {
     const texts = unknown.map((f) => `unknown field ${JSON.stringify(f)}`);
     if (validation === 'Strict') {
-      throw badRequest(`${rt.kind} in version "v1" cannot be handled as a ${rt.kind}: strict decoding error: ${texts.join(', ')}`);
+      throw badRequest(`${rt.kind} in version "${v}" cannot be handled as a ${rt.kind}: strict decoding error: ${texts.join(', ')}`);
     }
     if (validation === 'Warn') warnings.push(...texts);
   }

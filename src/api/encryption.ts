@@ -80,6 +80,15 @@ export class EncryptionState {
     return this.wrap(this.gen.transformers.forResource(parseStorageKey(this.etcdPrefix, key).groupResource));
   };
 
+  /**
+   * The resource transformers of whichever generation is current when each is asked for (bulk
+   * re-encryption: a StorageVersionMigration). Closing it closes nothing: generations are closed here.
+   */
+  readonly transformers: TransformerSet = {
+    forResource: (gr) => this.wrap(this.gen.transformers.forResource(gr)),
+    close: async () => {},
+  };
+
   /** The current KMS health checks (kube's names), for /healthz and /readyz. */
   healthChecks(): HealthCheck[] {
     return this.gen.kms?.healthChecks() ?? [];

@@ -37,20 +37,23 @@ export class ApiError extends AtrestError {
   }
 }
 
-export const notFound = (resource: string, name: string): ApiError =>
-  new ApiError(404, 'NotFound', `${resource} "${name}" not found`, { name, kind: resource });
+/** `resource.group` in messages, as kube names a resource of a named group. */
+const qualified = (resource: string, group: string | undefined): string => (group ? `${resource}.${group}` : resource);
+
+export const notFound = (resource: string, name: string, group?: string): ApiError =>
+  new ApiError(404, 'NotFound', `${qualified(resource, group)} "${name}" not found`, { name, ...(group ? { group } : {}), kind: resource });
 
 export const pathNotFound = (): ApiError => new ApiError(404, 'NotFound', 'the server could not find the requested resource');
 
-export const alreadyExists = (resource: string, name: string): ApiError =>
-  new ApiError(409, 'AlreadyExists', `${resource} "${name}" already exists`, { name, kind: resource });
+export const alreadyExists = (resource: string, name: string, group?: string): ApiError =>
+  new ApiError(409, 'AlreadyExists', `${qualified(resource, group)} "${name}" already exists`, { name, ...(group ? { group } : {}), kind: resource });
 
-export const conflict = (resource: string, name: string): ApiError =>
+export const conflict = (resource: string, name: string, group?: string): ApiError =>
   new ApiError(
     409,
     'Conflict',
-    `Operation cannot be fulfilled on ${resource} "${name}": the object has been modified; please apply your changes to the latest version and try again`,
-    { name, kind: resource },
+    `Operation cannot be fulfilled on ${qualified(resource, group)} "${name}": the object has been modified; please apply your changes to the latest version and try again`,
+    { name, ...(group ? { group } : {}), kind: resource },
   );
 
 export const badRequest = (message: string): ApiError => new ApiError(400, 'BadRequest', message);
@@ -60,11 +63,11 @@ export const forbidden = (resource: string, name: string, why: string): ApiError
 
 export const gone = (message: string): ApiError => new ApiError(410, 'Gone', message);
 
-/** 422 Invalid: `<Kind> "<name>" is invalid: <field>: <message>, ...` with one cause per field error. */
-export function invalid(kind: string, name: string, causes: StatusCause[]): ApiError {
+/** 422 Invalid: `<Kind>[.<group>] "<name>" is invalid: <field>: <message>, ...` with one cause per field error. */
+export function invalid(kind: string, name: string, causes: StatusCause[], group?: string): ApiError {
   const text = causes.map((c) => (c.field ? `${c.field}: ${c.message}` : c.message));
   const joined = text.length === 1 ? text[0] : `[${text.join(', ')}]`;
-  return new ApiError(422, 'Invalid', `${kind} "${name}" is invalid: ${joined}`, { name, kind, causes });
+  return new ApiError(422, 'Invalid', `${qualified(kind, group)} "${name}" is invalid: ${joined}`, { name, ...(group ? { group } : {}), kind, causes });
 }
 
 export const unsupportedMediaType = (message: string): ApiError => new ApiError(415, 'UnsupportedMediaType', message);

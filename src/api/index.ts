@@ -1,11 +1,15 @@
 // startApiServer: builds and runs the API server in-process (`atrest serve`, `atrest dev`, tests).
 // Store (etcd or embedded SQLite) → EncryptedStore (transformers of the current encryption
 // generation, AAD = full key) → ObjectRepository → REST handlers → node:https listener (TLS only).
+// Beside the handlers, on the same repository and store: the StorageVersionMigration controller
+// (src/controllers), run by whichever replica holds its Lease.
 import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
+import { DEFAULT_LEADER_ELECTION, type LeaderElectionTimings } from '../controllers/leader-election.js';
+import { StorageVersionMigrationController } from '../controllers/storage-version-migration/controller.js';
 import { AtrestError } from '../errors.js';
 import type { KmsIntervals } from '../kms/factory.js';
 import { createLogger, type Logger } from '../log.js';
@@ -21,10 +25,12 @@ import { defaultFeatureGates, type FeatureGates } from './feature-gates.js';
 import { writeKubeconfig } from './kubeconfig.js';
 import { NamespaceCache } from './namespace-cache.js';
 import { bootstrapNamespaces } from './namespaces.js';
+import { migrationObjects } from './migration-objects.js';
 import { ObjectRepository } from './object-repository.js';
 import { ensureGeneratedPki, loadServingPki } from './pki.js';
 import { RequestMetrics } from './request-metrics.js';
 import { ResourceHandlers } from './resource-handlers.js';
+import { RESOURCE_TYPES } from './resource-types.js';
 import { createRequestListener } from './server.js';
 import { DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT, DEFAULT_MAX_REQUESTS_INFLIGHT } from './inflight-limit.js';
 import { transformationRecorder } from './transformation-metrics.js';
@@ -74,6 +80,14 @@ export interface ApiServerOptions {
   maxWatchTimeoutSeconds?: number;
   /** BOOKMARK interval of watches that allow them (default 60 s). */
   watchBookmarkIntervalMs?: number;
+  /**
+   * Leader election of the controllers (kube-controller-manager's --leader-elect-lease-duration,
+   * --leader-elect-renew-deadline, --leader-elect-retry-period; default 15 s, 10 s, 2 s); `false`
+   * (--leader-elect=false): this server runs them without a lease (only when it is the only one).
+   */
+  leaderElection?: LeaderElectionTimings | false;
+  /** StorageVersionMigrations: values per batch (default 500) and writes per second (0: unlimited). */
+  storageVersionMigration?: { batchSize?: number; rate?: number };
   log?: Logger;
   /** Registry for request, KMS and transformation metrics (a new one when absent). */
   metrics?: Registry;
@@ -116,6 +130,10 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ru
   }
   if (Boolean(options.tlsCertFile) !== Boolean(options.tlsPrivateKeyFile)) {
     throw new ApiServerConfigError('--tls-cert-file and --tls-private-key-file must be given together');
+  }
+  const election = options.leaderElection;
+  if (election && election.renewDeadlineMs >= election.leaseDurationMs) {
+    throw new ApiServerConfigError('--leader-elect-renew-deadline must be less than --leader-elect-lease-duration');
   }
   const dataDir = resolve(options.dataDir ?? DEFAULT_DATA_DIR);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
@@ -255,6 +273,23 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ru
       const r = reloader;
       cleanups.push(() => r.stop());
     }
+    // Controllers last: they act on what the handlers serve, through the same repository and store.
+    const migrations = new StorageVersionMigrationController({
+      objects: migrationObjects(repo),
+      store,
+      encryptedStore: encrypted,
+      transformers: state.transformers,
+      etcdPrefix,
+      serves: (gr) => Object.values(RESOURCE_TYPES).some((rt) => rt.group === gr.group && rt.resource === gr.resource),
+      log,
+      registry,
+      leaderElection: options.leaderElection ?? DEFAULT_LEADER_ELECTION,
+      ...(options.storageVersionMigration?.batchSize ? { batchSize: options.storageVersionMigration.batchSize } : {}),
+      ...(options.storageVersionMigration?.rate ? { rate: options.storageVersionMigration.rate } : {}),
+      now,
+    });
+    migrations.start();
+    cleanups.push(() => migrations.stop());
     log.info({ url, kubeconfig: kubeconfigPath }, 'serving');
 
     let closing: Promise<void> | undefined;

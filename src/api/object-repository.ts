@@ -57,7 +57,7 @@ export class ObjectRepository {
   serialize(rt: ResourceType, obj: KubeObject): Buffer {
     const { apiVersion: _a, kind: _k, metadata, ...rest } = obj;
     const { resourceVersion: _rv, ...meta } = metadata;
-    return Buffer.from(JSON.stringify({ kind: rt.kind, apiVersion: 'v1', metadata: meta, ...rest }), 'utf8');
+    return Buffer.from(JSON.stringify({ kind: rt.kind, apiVersion: rt.apiVersion, metadata: meta, ...rest }), 'utf8');
   }
 
   private decode(rt: ResourceType, dv: DecryptedValue): StoredObject {
@@ -73,7 +73,7 @@ export class ObjectRepository {
     if (!isPlainObject(parsed)) throw new UndecodableObjectError(dv.kv.key, 'is not a JSON object', rt.resource);
     const obj = parsed as unknown as KubeObject;
     obj.kind = rt.kind;
-    obj.apiVersion = 'v1';
+    obj.apiVersion = rt.apiVersion;
     if (!isPlainObject(obj.metadata)) obj.metadata = {};
     obj.metadata.resourceVersion = String(dv.kv.modRevision);
     return { obj, revision: dv.kv.modRevision, stale: dv.stale, plaintext: dv.plaintext };

@@ -1,12 +1,13 @@
-// The REST verbs for the three kinds: get, list, create, update (PUT), patch (merge, strategic,
-// JSON, apply), delete. Pure request → reply functions over the ObjectRepository; the HTTP layer
-// (server.ts) does bodies, auth and encoding, and watch.ts does streams.
+// The REST verbs for every kind: get, list, create, update (PUT), patch (merge, strategic, JSON,
+// apply), delete, and get/update/patch of the `status` subresource of a kind that has one. Pure
+// request → reply functions over the ObjectRepository; the HTTP layer (server.ts) does bodies, auth
+// and encoding, and watch.ts does streams.
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log.js';
 import { isStoreError } from '../storage/errors.js';
 import { decodeContinue, encodeContinue, type ContinueToken } from './continue-token.js';
 import { checkObject, decodeBody, fieldValidationOf, mediaType, parseDocument, type FieldValidation } from './decode.js';
-import { ApiError, badRequest, conflict, forbidden, invalid, notFound, unsupportedMediaType } from './errors.js';
+import { ApiError, badRequest, conflict, forbidden, invalid, notFound, unsupportedMediaType, type StatusCause } from './errors.js';
 import { corruptCauses, CorruptObjects, corruptListError } from './corrupt-objects.js';
 import { defaultFeatureGates, type FeatureGates } from './feature-gates.js';
 import type { NamespaceLookup } from './namespace-cache.js';
@@ -18,7 +19,7 @@ import { trackUpdate } from './patch/managed-fields.js';
 import { applyJsonPatch } from './patch/json-patch.js';
 import { applyMergePatch } from './patch/json-merge-patch.js';
 import { applyStrategicMergePatch } from './patch/strategic-merge-patch.js';
-import { namespaces, type ResourceType } from './resource-types.js';
+import { namespaces, qualifiedResource, type ResourceType } from './resource-types.js';
 import { parseFieldSelector, parseLabelSelector, type Matcher } from './selectors.js';
 import { tableOf } from './table.js';
 
@@ -27,6 +28,8 @@ export interface ResourceRequest {
   /** URL namespace (namespaced kinds; undefined for an all-namespaces list). */
   namespace?: string;
   name?: string;
+  /** `status`: the request is on the object's status subresource (the kind has one). */
+  subresource?: 'status';
   query: URLSearchParams;
   body: Buffer;
   contentType?: string;
@@ -135,7 +138,7 @@ export class ResourceHandlers {
   async get(req: ResourceRequest): Promise<Reply> {
     const name = req.name as string;
     const cur = await this.repo.get(req.rt, req.namespace, name);
-    if (!cur) throw notFound(req.rt.resource, name);
+    if (!cur) throw notFound(req.rt.resource, name, req.rt.group);
     return this.objectReply(req, 200, cur.obj);
   }
 
@@ -151,7 +154,7 @@ export class ResourceHandlers {
       return { code: 200, body: tableOf(rt.columns, (o) => rt.cells(o, now), items, listMeta), contentType: TABLE_CONTENT_TYPE };
     }
     const bare = items.map(listItem);
-    return { code: 200, body: { kind: rt.listKind, apiVersion: 'v1', metadata: listMeta, items: bare } };
+    return { code: 200, body: { kind: rt.listKind, apiVersion: rt.apiVersion, metadata: listMeta, items: bare } };
   }
 
   /** Every object `matches` accepts, at one revision (a watch's initial state; the watch parsed its selectors). */
@@ -262,7 +265,7 @@ export class ResourceHandlers {
     if (corrupt.size > 0) throw corruptListError(rt.resource, corrupt);
     const body = new StreamedBody(async (write) => {
       // Same document as the buffered path: kind, apiVersion, metadata, items (without kind/apiVersion).
-      await write(`{"kind":${JSON.stringify(rt.listKind)},"apiVersion":"v1","metadata":{"resourceVersion":${JSON.stringify(String(revision))}},"items":[`);
+      await write(`{"kind":${JSON.stringify(rt.listKind)},"apiVersion":${JSON.stringify(rt.apiVersion)},"metadata":{"resourceVersion":${JSON.stringify(String(revision))}},"items":[`);
       while (buffered.length > 0) await write(buffered.shift() as string);
       const pending: string[] = [];
       for (let after = resumeAfter; after !== undefined;) {
@@ -304,6 +307,7 @@ export class ResourceHandlers {
     meta.uid = randomUUID();
     meta.creationTimestamp = rfc3339Seconds(this.now());
     rt.normalize(obj);
+    rt.prepareForCreate?.(obj);
     if (op === 'Update') trackUpdate(undefined, obj, req.fieldManager, meta.creationTimestamp);
     this.validate(rt, obj);
     const nsRevision = rt.namespaced ? await checkNamespace(this.repo, this.namespaceCache, req.namespace as string) : 0;
@@ -327,7 +331,7 @@ export class ResourceHandlers {
     }
     const wanted = obj.metadata.resourceVersion;
     const result = await this.guaranteedUpdate(req, (cur) => {
-      if (wanted && wanted !== String(cur.revision)) throw conflict(rt.resource, name);
+      if (wanted && wanted !== String(cur.revision)) throw conflict(rt.resource, name, rt.group);
       return obj;
     });
     return this.objectReply(req, 200, result);
@@ -358,7 +362,7 @@ export class ResourceHandlers {
       const warnings: string[] = [];
       const patched = checkObject(rt, patchFn(cloneJson(cur.obj) as unknown as Json), validation, warnings);
       if (patched.metadata.name !== name) throw badRequest(`the name of the object (${patched.metadata.name ?? ''}) does not match the name on the URL (${name})`);
-      if (patched.metadata.resourceVersion && patched.metadata.resourceVersion !== String(cur.revision)) throw conflict(rt.resource, name);
+      if (patched.metadata.resourceVersion && patched.metadata.resourceVersion !== String(cur.revision)) throw conflict(rt.resource, name, rt.group);
       req.warnings.splice(0, req.warnings.length, ...warnings);
       return patched;
     });
@@ -386,6 +390,7 @@ export class ResourceHandlers {
     for (let attempt = 0; ; attempt++) {
       const cur = await this.repo.get(rt, req.namespace, name);
       if (!cur) {
+        if (req.subresource) throw notFound(rt.resource, name, rt.group); // a subresource is never created
         try {
           return await this.createObject(req, serverSideApply(undefined, applied, manager, now, force), 'Apply');
         } catch (err) {
@@ -412,12 +417,12 @@ export class ResourceHandlers {
     const name = req.name as string;
     for (let attempt = 0; ; attempt++) {
       const cur = await this.repo.get(rt, req.namespace, name);
-      if (!cur) throw notFound(rt.resource, name);
+      if (!cur) throw notFound(rt.resource, name, rt.group);
       try {
         return await this.writeUpdate(req, cur, mutate(cur));
       } catch (err) {
         if (isStoreError(err, 'CONFLICT') && attempt < MAX_UPDATE_RETRIES) continue;
-        if (isStoreError(err, 'NOT_FOUND')) throw notFound(rt.resource, name);
+        if (isStoreError(err, 'NOT_FOUND')) throw notFound(rt.resource, name, rt.group);
         throw err;
       }
     }
@@ -426,7 +431,8 @@ export class ResourceHandlers {
   /**
    * Carries the server-owned metadata over, normalises and validates, then writes unless nothing
    * changed and the stored value is current (an unchanged object keeps its resourceVersion; a stale
-   * one is rewritten with the current write provider: that is how `replace` re-encrypts).
+   * one is rewritten with the current write provider: that is how `replace` re-encrypts). On the
+   * status subresource only the status is taken from `next` and the status rules validate it.
    */
   private async writeUpdate(req: ResourceRequest, cur: StoredObject, next: KubeObject, op: 'Update' | 'Apply' = 'Update'): Promise<KubeObject> {
     const { rt } = req;
@@ -444,9 +450,12 @@ export class ResourceHandlers {
     delete meta.generation;
     delete meta.selfLink;
     rt.normalize(obj);
-    if (rt.resource === 'namespaces' && isPlainObject(cur.obj['status'])) obj['status'] = cur.obj['status'];
+    const status = req.subresource === 'status' ? rt.status : undefined;
+    if (status) status.prepareForUpdate(obj, cur.obj);
+    else rt.prepareForUpdate?.(obj, cur.obj);
     if (op === 'Update') trackUpdate(cur.obj, obj, req.fieldManager, rfc3339Seconds(this.now()));
-    this.validate(rt, obj, cur.obj);
+    if (status) this.throwInvalid(rt, obj, status.validate(obj, cur.obj));
+    else this.validate(rt, obj, cur.obj);
     const ordered = orderMetadata(obj);
     const unchanged = jsonEqual(JSON.parse(cur.plaintext.toString('utf8')), JSON.parse(this.repo.serialize(rt, ordered).toString('utf8')));
     if (unchanged && !cur.stale) return cur.obj;
@@ -466,13 +475,13 @@ export class ResourceHandlers {
       return this.unsafeDelete(req, dryRun);
     }
     const cur = await this.repo.get(rt, req.namespace, name);
-    if (!cur) throw notFound(rt.resource, name);
+    if (!cur) throw notFound(rt.resource, name, rt.group);
     const pre = isPlainObject(options['preconditions']) ? options['preconditions'] : {};
     if (typeof pre['uid'] === 'string' && pre['uid'] !== cur.obj.metadata.uid) {
-      throw new ApiError(409, 'Conflict', `Operation cannot be fulfilled on ${rt.resource} "${name}": Precondition failed: UID in precondition: ${pre['uid']}, UID in object meta: ${cur.obj.metadata.uid ?? ''}`, { name, kind: rt.resource });
+      throw new ApiError(409, 'Conflict', `Operation cannot be fulfilled on ${qualifiedResource(rt)} "${name}": Precondition failed: UID in precondition: ${pre['uid']}, UID in object meta: ${cur.obj.metadata.uid ?? ''}`, { name, ...groupOf(rt), kind: rt.resource });
     }
     if (typeof pre['resourceVersion'] === 'string' && pre['resourceVersion'] !== String(cur.revision)) {
-      throw new ApiError(409, 'Conflict', `Operation cannot be fulfilled on ${rt.resource} "${name}": Precondition failed: ResourceVersion in precondition: ${pre['resourceVersion']}, ResourceVersion in object meta: ${cur.revision}`, { name, kind: rt.resource });
+      throw new ApiError(409, 'Conflict', `Operation cannot be fulfilled on ${qualifiedResource(rt)} "${name}": Precondition failed: ResourceVersion in precondition: ${pre['resourceVersion']}, ResourceVersion in object meta: ${cur.revision}`, { name, ...groupOf(rt), kind: rt.resource });
     }
     if (rt.resource === 'namespaces') return this.deleteNamespace(req, cur, dryRun);
     if (!dryRun) {
@@ -485,7 +494,7 @@ export class ResourceHandlers {
     }
     return {
       code: 200,
-      body: { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', details: { name, kind: rt.resource, uid: cur.obj.metadata.uid } },
+      body: { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', details: { name, ...groupOf(rt), kind: rt.resource, uid: cur.obj.metadata.uid } },
     };
   }
 
@@ -503,7 +512,7 @@ export class ResourceHandlers {
     const name = req.name as string;
     for (let attempt = 0; ; attempt++) {
       const read = await this.repo.read(rt, req.namespace, name);
-      if (read.state === 'missing') throw notFound(rt.resource, name);
+      if (read.state === 'missing') throw notFound(rt.resource, name, rt.group);
       if (read.state === 'ok') {
         throw invalid(rt.resource, name, [{
           reason: 'FieldValueInvalid',
@@ -617,8 +626,11 @@ export class ResourceHandlers {
   }
 
   private validate(rt: ResourceType, obj: KubeObject, old?: KubeObject): void {
-    const causes = rt.validate(obj, old);
-    if (causes.length > 0) throw invalid(rt.kind, obj.metadata.name ?? obj.metadata.generateName ?? '', causes);
+    this.throwInvalid(rt, obj, rt.validate(obj, old));
+  }
+
+  private throwInvalid(rt: ResourceType, obj: KubeObject, causes: StatusCause[]): void {
+    if (causes.length > 0) throw invalid(rt.kind, obj.metadata.name ?? obj.metadata.generateName ?? '', causes, rt.group);
   }
 
   objectReply(req: ResourceRequest, code: number, obj: KubeObject): Reply {
@@ -632,6 +644,11 @@ export class ResourceHandlers {
     }
     return { code, body: obj };
   }
+}
+
+/** `group` of a Status's details, for a kind of a named group. */
+function groupOf(rt: ResourceType): { group?: string } {
+  return rt.group ? { group: rt.group } : {};
 }
 
 export function isDryRun(query: URLSearchParams): boolean {

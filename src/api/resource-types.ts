@@ -1,14 +1,22 @@
-// The three kinds served: Secret, ConfigMap, Namespace. For each, what discovery, tables, strict
-// decoding, defaulting (Secret stringData → data, Namespace spec/status/label) and validation need.
+// The kinds served: core/v1 Secret, ConfigMap, Namespace, and storagemigration.k8s.io/v1beta1
+// StorageVersionMigration (its own module). For each, what discovery, tables, strict decoding,
+// defaulting (Secret stringData → data, Namespace spec/status/label), validation and, for a kind with
+// a status subresource, the status rules need.
 import { type StatusCause } from './errors.js';
 import { isPlainObject, type KubeObject } from './objects.js';
 import { configMapSchema, namespaceSchema, secretSchema, type FieldSchema } from './schema.js';
 import { AGE_COLUMN, NAME_COLUMN, ageOf, type ColumnDefinition } from './table.js';
-import { base64ErrorOffset, validateAnnotations, validateDataKey, validateLabels, validateObjectName } from './validation.js';
+import { STORAGE_MIGRATION_GROUP, STORAGE_MIGRATION_VERSION, storageversionmigrations } from './storage-version-migration-type.js';
+import { base64ErrorOffset, metadataCauses, validateDataKey } from './validation.js';
 
-export type ResourceName = 'secrets' | 'configmaps' | 'namespaces';
+export type ResourceName = 'secrets' | 'configmaps' | 'namespaces' | 'storageversionmigrations';
 
 export interface ResourceType {
+  /** The API group ('' for core). */
+  group: string;
+  version: string;
+  /** `v1` (core) or `<group>/<version>`. */
+  apiVersion: string;
   resource: ResourceName;
   kind: string;
   listKind: string;
@@ -25,6 +33,32 @@ export interface ResourceType {
   validate(obj: KubeObject, old?: KubeObject): StatusCause[];
   /** Decoding errors of the wire form (Secret base64), as a 400 message, or undefined. */
   decodeError?(obj: KubeObject): string | undefined;
+  /** Create: server-owned fields cleared after normalisation (kube's PrepareForCreate: a new object has no status). */
+  prepareForCreate?(obj: KubeObject): void;
+  /** Update of the main resource: what it may not change is taken from `old` (kube's PrepareForUpdate: the status). */
+  prepareForUpdate?(obj: KubeObject, old: KubeObject): void;
+  /** The `status` subresource, when the kind has one. */
+  status?: StatusSubresource;
+}
+
+/** How the `/status` subresource writes: everything but the status is kept from the stored object. */
+export interface StatusSubresource {
+  /** Takes spec and metadata (but the server-owned fields the caller restores) from `old` (kube's status PrepareForUpdate). */
+  prepareForUpdate(obj: KubeObject, old: KubeObject): void;
+  /** The status update's own validation (kube's ValidateStatusUpdate). */
+  validate(obj: KubeObject, old: KubeObject): StatusCause[];
+}
+
+const CORE = { group: '', version: 'v1', apiVersion: 'v1' } as const;
+
+/** `secrets`, `storageversionmigrations.storagemigration.k8s.io`: how kube names a resource in messages. */
+export function qualifiedResource(rt: Pick<ResourceType, 'resource' | 'group'>): string {
+  return rt.group ? `${rt.resource}.${rt.group}` : rt.resource;
+}
+
+/** `Secret`, `StorageVersionMigration.storagemigration.k8s.io`: how kube names a kind in Invalid messages. */
+export function qualifiedKind(rt: Pick<ResourceType, 'kind' | 'group'>): string {
+  return rt.group ? `${rt.kind}.${rt.group}` : rt.kind;
 }
 
 const MAX_SECRET_BYTES = 1024 * 1024;
@@ -41,14 +75,6 @@ function dropEmptyMap(obj: KubeObject, field: string): void {
     for (const [k, x] of Object.entries(v)) if (x === null) v[k] = '';
     if (Object.keys(v).length === 0) delete obj[field];
   }
-}
-
-function metadataCauses(obj: KubeObject, rule: 'subdomain' | 'label'): StatusCause[] {
-  return [
-    ...validateObjectName(obj.metadata.name, obj.metadata.generateName, rule),
-    ...validateLabels(obj.metadata.labels),
-    ...validateAnnotations(obj.metadata.annotations),
-  ];
 }
 
 function immutableCauses(obj: KubeObject, old: KubeObject | undefined, fields: string[]): StatusCause[] {
@@ -102,7 +128,7 @@ function secretTypeCauses(obj: KubeObject): StatusCause[] {
 const VERBS_NAMESPACED = ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'];
 
 export const secrets: ResourceType = {
-  resource: 'secrets', kind: 'Secret', listKind: 'SecretList', singular: 'secret', namespaced: true, shortNames: [],
+  ...CORE, resource: 'secrets', kind: 'Secret', listKind: 'SecretList', singular: 'secret', namespaced: true, shortNames: [],
   verbs: VERBS_NAMESPACED, schema: secretSchema,
   columns: [
     NAME_COLUMN,
@@ -150,7 +176,7 @@ export const secrets: ResourceType = {
 };
 
 export const configmaps: ResourceType = {
-  resource: 'configmaps', kind: 'ConfigMap', listKind: 'ConfigMapList', singular: 'configmap', namespaced: true, shortNames: ['cm'],
+  ...CORE, resource: 'configmaps', kind: 'ConfigMap', listKind: 'ConfigMapList', singular: 'configmap', namespaced: true, shortNames: ['cm'],
   verbs: VERBS_NAMESPACED, schema: configMapSchema,
   columns: [
     NAME_COLUMN,
@@ -194,7 +220,7 @@ export const configmaps: ResourceType = {
 export const NAMESPACE_NAME_LABEL = 'kubernetes.io/metadata.name';
 
 export const namespaces: ResourceType = {
-  resource: 'namespaces', kind: 'Namespace', listKind: 'NamespaceList', singular: 'namespace', namespaced: false, shortNames: ['ns'],
+  ...CORE, resource: 'namespaces', kind: 'Namespace', listKind: 'NamespaceList', singular: 'namespace', namespaced: false, shortNames: ['ns'],
   verbs: VERBS_NAMESPACED, schema: namespaceSchema,
   columns: [
     NAME_COLUMN,
@@ -212,13 +238,40 @@ export const namespaces: ResourceType = {
     obj['status'] = status;
     if (obj.metadata.name) obj.metadata.labels = { ...obj.metadata.labels, [NAMESPACE_NAME_LABEL]: obj.metadata.name };
   },
+  // The namespace controller owns the status (phase, conditions): an update keeps the stored one.
+  prepareForUpdate(obj, old) {
+    if (isPlainObject(old['status'])) obj['status'] = old['status'];
+  },
   validate(obj) {
     return metadataCauses(obj, 'label');
   },
 };
 
-export const RESOURCE_TYPES: Record<ResourceName, ResourceType> = { secrets, configmaps, namespaces };
+/** The core/v1 kinds (served under /api/v1). */
+export const CORE_RESOURCE_TYPES = { secrets, configmaps, namespaces } as const;
 
+/** Every kind served, core and grouped. */
+export const RESOURCE_TYPES: Record<ResourceName, ResourceType> = { ...CORE_RESOURCE_TYPES, storageversionmigrations };
+
+/** A core/v1 kind by its resource name. */
 export function resourceTypeOf(resource: string): ResourceType | undefined {
-  return Object.prototype.hasOwnProperty.call(RESOURCE_TYPES, resource) ? RESOURCE_TYPES[resource as ResourceName] : undefined;
+  return Object.prototype.hasOwnProperty.call(CORE_RESOURCE_TYPES, resource) ? CORE_RESOURCE_TYPES[resource as keyof typeof CORE_RESOURCE_TYPES] : undefined;
+}
+
+/** One served group version of a named API group (discovery and routes under /apis). */
+export interface GroupVersion {
+  group: string;
+  version: string;
+  resources: ResourceType[];
+}
+
+/** The named API groups served under /apis, each with its versions, preferred first. */
+export const API_GROUPS: ReadonlyArray<{ group: string; versions: GroupVersion[] }> = [
+  { group: STORAGE_MIGRATION_GROUP, versions: [{ group: STORAGE_MIGRATION_GROUP, version: STORAGE_MIGRATION_VERSION, resources: [storageversionmigrations] }] },
+];
+
+/** A kind of a named group version by its resource name. */
+export function groupResourceTypeOf(group: string, version: string, resource: string): ResourceType | undefined {
+  const gv = API_GROUPS.find((g) => g.group === group)?.versions.find((v) => v.version === version);
+  return gv?.resources.find((rt) => rt.resource === resource);
 }

@@ -1,6 +1,6 @@
 // URL paths → routes. Paths are split on `/` only (names may contain dots, kubectl.md §10).
 import type { HealthEndpoint } from './health-endpoints.js';
-import { resourceTypeOf, type ResourceType } from './resource-types.js';
+import { API_GROUPS, groupResourceTypeOf, resourceTypeOf, type GroupVersion, type ResourceType } from './resource-types.js';
 
 /** Namespaced kinds kubectl asks about that we answer with empty lists (describe: events, quotas, limit ranges). */
 const EMPTY_LISTS: Record<string, string> = { events: 'EventList', resourcequotas: 'ResourceQuotaList', limitranges: 'LimitRangeList' };
@@ -12,10 +12,17 @@ export type Route =
   | { kind: 'api' }
   | { kind: 'apis' }
   | { kind: 'apiV1' }
+  /** GET /apis/<group>: the APIGroup. */
+  | { kind: 'apiGroup'; group: string }
+  /** GET /apis/<group>/<version>: its APIResourceList. */
+  | { kind: 'apiGroupVersion'; groupVersion: GroupVersion }
   | { kind: 'openapi'; version: 'v2' | 'v3' }
   | { kind: 'emptyList'; listKind: string }
-  /** `name` absent: the collection (in `namespace`, or all namespaces when namespace is absent for a namespaced kind). */
-  | { kind: 'resource'; rt: ResourceType; namespace?: string; name?: string }
+  /**
+   * `name` absent: the collection (in `namespace`, or all namespaces when namespace is absent for a
+   * namespaced kind). `subresource`: the object's status subresource (kinds that have one).
+   */
+  | { kind: 'resource'; rt: ResourceType; namespace?: string; name?: string; subresource?: 'status' }
   | { kind: 'notFound' };
 
 /** Paths kube-apiserver serves to anonymous clients too (system:public-info-viewer). */
@@ -43,7 +50,7 @@ export function route(pathname: string): Route {
       if (parts.length === 2 && (b === 'v2' || b === 'v3')) return { kind: 'openapi', version: b };
       return { kind: 'notFound' };
     case 'apis':
-      return parts.length === 1 ? { kind: 'apis' } : { kind: 'notFound' };
+      return parts.length === 1 ? { kind: 'apis' } : groupRoute(parts.slice(1));
     case 'api':
       break;
     default:
@@ -70,4 +77,20 @@ export function route(pathname: string): Route {
     if (rt && rt.namespaced) return { kind: 'resource', rt };
   }
   return { kind: 'notFound' };
+}
+
+/** Paths under /apis/<group>/<version>: cluster-scoped kinds only so far (StorageVersionMigration). */
+function groupRoute(parts: string[]): Route {
+  const [group, version, resource, name, sub] = parts;
+  const versions = API_GROUPS.find((g) => g.group === group)?.versions;
+  if (!versions) return { kind: 'notFound' };
+  if (parts.length === 1) return { kind: 'apiGroup', group: group as string };
+  const groupVersion = versions.find((v) => v.version === version);
+  if (!groupVersion) return { kind: 'notFound' };
+  if (parts.length === 2) return { kind: 'apiGroupVersion', groupVersion };
+  const rt = groupResourceTypeOf(group as string, version as string, resource as string);
+  if (!rt || rt.namespaced || parts.length > 5) return { kind: 'notFound' };
+  if (parts.length === 3) return { kind: 'resource', rt };
+  if (parts.length === 4) return { kind: 'resource', rt, name: name as string };
+  return sub === 'status' && rt.status ? { kind: 'resource', rt, name: name as string, subresource: 'status' } : { kind: 'notFound' };
 }

@@ -1,4 +1,4 @@
-// The shapes of the three kinds, for strict decoding (unknown fields) and type checks, like the
+// The shapes of the core kinds (and the ObjectMeta every kind shares), for strict decoding (unknown fields) and type checks, like the
 // json decoding of kube's generated Go types. `map` = string-keyed map of strings; `any` = opaque.
 import { badRequest } from './errors.js';
 import { isPlainObject, type Json, type JsonObject } from './objects.js';
@@ -54,10 +54,10 @@ function jsonTypeName(v: Json): string {
  * unknown fields are collected as dotted paths and removed from `value` (kube drops them unless
  * fieldValidation=Strict, in which case the caller turns them into a 400).
  */
-export function checkAndPrune(value: JsonObject, schema: FieldSchema, kind: string): string[] {
+export function checkAndPrune(value: JsonObject, schema: FieldSchema, kind: string, version = 'v1'): string[] {
   const unknown: string[] = [];
   const fail = (path: string, v: Json, want: string): never => {
-    throw badRequest(`${kind} in version "v1" cannot be handled as a ${kind}: json: cannot unmarshal ${jsonTypeName(v)} into Go struct field ${kind}.${path} of type ${want}`);
+    throw badRequest(`${kind} in version "${version}" cannot be handled as a ${kind}: json: cannot unmarshal ${jsonTypeName(v)} into Go struct field ${kind}.${path} of type ${want}`);
   };
   const walk = (v: Json, s: FieldSchema, path: string): void => {
     if (v === null) return; // null is the zero value for every field

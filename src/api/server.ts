@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { HealthCheck } from '../health.js';
 import type { Logger } from '../log.js';
 import type { Registry } from '../metrics.js';
-import { aggregatedCore, aggregatedGroups, AGGREGATED_CONTENT_TYPE, apiGroupList, apiResourceList, legacyApiVersions, wantsAggregated } from './discovery.js';
+import { aggregatedCore, aggregatedGroups, AGGREGATED_CONTENT_TYPE, apiGroupList, apiGroupOf, apiResourceList, legacyApiVersions, wantsAggregated } from './discovery.js';
 import type { TokenAuthenticator } from './auth.js';
 import { ApiError, badRequest, methodNotAllowed, pathNotFound, tooLarge, tooManyRequests, unauthorized } from './errors.js';
 import { logCheck, pingCheck, runHealth } from './health-endpoints.js';
@@ -215,6 +215,12 @@ export function createRequestListener(deps: RequestListenerDeps): (req: Incoming
       case 'apiV1':
         onlyGet();
         return reply({ code: 200, body: apiResourceList() });
+      case 'apiGroup':
+        onlyGet();
+        return reply({ code: 200, body: apiGroupOf(r.group) });
+      case 'apiGroupVersion':
+        onlyGet();
+        return reply({ code: 200, body: apiResourceList(r.groupVersion) });
       case 'emptyList':
         onlyGet();
         return reply({ code: 200, body: { kind: r.listKind, apiVersion: 'v1', metadata: { resourceVersion: '' }, items: [] } });
@@ -223,6 +229,7 @@ export function createRequestListener(deps: RequestListenerDeps): (req: Incoming
           rt: r.rt,
           ...(r.namespace !== undefined ? { namespace: r.namespace } : {}),
           ...(r.name !== undefined ? { name: r.name } : {}),
+          ...(r.subresource ? { subresource: r.subresource } : {}),
           query,
           body,
           ...(req.headers['content-type'] ? { contentType: req.headers['content-type'] } : {}),
@@ -250,6 +257,7 @@ export function createRequestListener(deps: RequestListenerDeps): (req: Incoming
           case 'PATCH':
             return reply(await h.patch(rr));
           case 'DELETE':
+            if (rr.subresource) throw methodNotAllowed(method);
             return reply(await h.delete(rr));
           default:
             throw methodNotAllowed(method);

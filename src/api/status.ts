@@ -22,17 +22,17 @@ export function failureStatus(code: number, reason: string, message: string, det
   return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, ...(details ? { details } : {}), code };
 }
 
-/** Storage keys name the resource and object; used to word store errors like kube does. */
-function describeKey(prefix: string, key: string | undefined): { resource: string; name: string } {
+/** Storage keys name the resource and object; used to word store errors like kube does (`resource.group` for a named group). */
+function describeKey(prefix: string, key: string | undefined): { resource: string; qualified: string; group?: string; name: string } {
   if (key !== undefined) {
     try {
-      const parsed = parseStorageKey(prefix, key);
-      return { resource: parsed.groupResource.resource, name: parsed.name };
+      const { groupResource: { group, resource }, name } = parseStorageKey(prefix, key);
+      return { resource, name, ...(group ? { group, qualified: `${resource}.${group}` } : { qualified: resource }) };
     } catch {
       // fall through
     }
   }
-  return { resource: 'objects', name: key ?? '' };
+  return { resource: 'objects', qualified: 'objects', name: key ?? '' };
 }
 
 export function statusFromError(err: unknown, etcdPrefix: string, log?: Logger): Status {
@@ -47,18 +47,19 @@ export function statusFromError(err: unknown, etcdPrefix: string, log?: Logger):
     });
   }
   if (isStoreError(err)) {
-    const { resource, name } = describeKey(etcdPrefix, err.key);
+    const { resource, qualified, group, name } = describeKey(etcdPrefix, err.key);
+    const details = { name, ...(group ? { group } : {}), kind: resource };
     switch (err.code) {
       case 'KEY_EXISTS':
-        return failureStatus(409, 'AlreadyExists', `${resource} "${name}" already exists`, { name, kind: resource });
+        return failureStatus(409, 'AlreadyExists', `${qualified} "${name}" already exists`, details);
       case 'NOT_FOUND':
-        return failureStatus(404, 'NotFound', `${resource} "${name}" not found`, { name, kind: resource });
+        return failureStatus(404, 'NotFound', `${qualified} "${name}" not found`, details);
       case 'CONFLICT':
         return failureStatus(
           409,
           'Conflict',
-          `Operation cannot be fulfilled on ${resource} "${name}": the object has been modified; please apply your changes to the latest version and try again`,
-          { name, kind: resource },
+          `Operation cannot be fulfilled on ${qualified} "${name}": the object has been modified; please apply your changes to the latest version and try again`,
+          details,
         );
       case 'COMPACTED':
         return failureStatus(410, 'Expired', `The resourceVersion for the provided list is too old.`);

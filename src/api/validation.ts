@@ -1,6 +1,7 @@
 // Field validation with kube-apiserver's texts (apimachinery validation.IsDNS1123Subdomain,
 // IsDNS1123Label, IsConfigMapKey, label keys and values). Each returns StatusCauses naming the field.
 import type { StatusCause } from './errors.js';
+import type { KubeObject } from './objects.js';
 
 const DNS1123_LABEL = '[a-z0-9]([-a-z0-9]*[a-z0-9])?';
 const DNS1123_SUBDOMAIN = `${DNS1123_LABEL}(\\.${DNS1123_LABEL})*`;
@@ -13,7 +14,7 @@ const LABEL_VALUE_RE = new RegExp(`^(${QUALIFIED_NAME_PART})?$`);
 
 const goQuote = (s: string): string => JSON.stringify(s);
 
-function invalidValue(field: string, value: string, detail: string): StatusCause {
+export function invalidValue(field: string, value: string, detail: string): StatusCause {
   return { reason: 'FieldValueInvalid', message: `Invalid value: ${goQuote(value)}: ${detail}`, field };
 }
 
@@ -45,6 +46,22 @@ export function dns1123LabelErrors(value: string): string[] {
   return errs;
 }
 
+const DNS1035_LABEL = '[a-z]([-a-z0-9]*[a-z0-9])?';
+const DNS1035_RE = new RegExp(`^${DNS1035_LABEL}$`);
+
+/** apimachinery's IsDNS1035Label (resource names). */
+export function dns1035LabelErrors(value: string): string[] {
+  const errs: string[] = [];
+  if (value.length > 63) errs.push('must be no more than 63 characters');
+  if (!DNS1035_RE.test(value)) {
+    errs.push(
+      "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '" +
+        DNS1035_LABEL + "')",
+    );
+  }
+  return errs;
+}
+
 /** metadata.name (or generateName) of a namespaced object (subdomain) or a namespace (label). */
 export function validateObjectName(name: string | undefined, generateName: string | undefined, rule: 'subdomain' | 'label'): StatusCause[] {
   if (!name) {
@@ -68,7 +85,8 @@ export function validateDataKey(field: string, key: string): StatusCause[] {
   return errs.map((e) => invalidValue(`${field}[${key}]`, key, e));
 }
 
-function qualifiedNameErrors(value: string): string[] {
+/** apimachinery's IsQualifiedName (label keys, condition types). */
+export function qualifiedNameErrors(value: string): string[] {
   const errs: string[] = [];
   const parts = value.split('/');
   let name = value;
@@ -126,4 +144,13 @@ export function base64ErrorOffset(s: string): number {
     return bad ? bad.index : 0;
   }
   return -1;
+}
+
+/** The metadata every kind validates: name (a DNS subdomain or label), labels, annotations. */
+export function metadataCauses(obj: KubeObject, rule: 'subdomain' | 'label'): StatusCause[] {
+  return [
+    ...validateObjectName(obj.metadata.name, obj.metadata.generateName, rule),
+    ...validateLabels(obj.metadata.labels),
+    ...validateAnnotations(obj.metadata.annotations),
+  ];
 }

@@ -46,7 +46,7 @@ export async function serveWatch(req: ResourceRequest, res: ServerResponse, deps
     // Initial state as synthetic ADDED events, then changes after the list's revision.
     const all = await deps.handlers.listAll(req, matches);
     start = all.revision;
-    for (const item of all.items) initial.push({ kind: rt.kind, apiVersion: 'v1', ...item } as KubeObject);
+    for (const item of all.items) initial.push({ kind: rt.kind, apiVersion: rt.apiVersion, ...item } as KubeObject);
   } else {
     start = Number(rvRaw);
     if (!Number.isInteger(start) || start < 0) throw badRequest(`invalid resourceVersion ${JSON.stringify(rvRaw)}`);
@@ -89,11 +89,11 @@ export async function serveWatch(req: ResourceRequest, res: ServerResponse, deps
   let reached = start;
   if (req.query.get('allowWatchBookmarks') === 'true') {
     handles.bookmarks = setInterval(() => {
-      send('BOOKMARK', { kind: rt.kind, apiVersion: 'v1', metadata: { resourceVersion: String(reached) } });
+      send('BOOKMARK', { kind: rt.kind, apiVersion: rt.apiVersion, metadata: { resourceVersion: String(reached) } });
     }, deps.bookmarkIntervalMs ?? 60_000);
     handles.bookmarks.unref();
   }
-  const withKind = (o: KubeObject): KubeObject => ({ ...o, kind: rt.kind, apiVersion: 'v1' });
+  const withKind = (o: KubeObject): KubeObject => ({ ...o, kind: rt.kind, apiVersion: rt.apiVersion });
   const watch = deps.repo.watch(rt, req.namespace, start, {
     onEvent: (e) => {
       if (finished) return;

@@ -5,6 +5,8 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { featureGatesOption } from './feature-gates-option.js';
 import type { FeatureGates } from '../api/feature-gates.js';
 import { DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT, DEFAULT_MAX_REQUESTS_INFLIGHT, DEFAULT_RELOAD_INTERVAL_MS } from '../api/defaults.js';
+import { formatGoDuration, millisToNanos, nanosToMillis, parseGoDuration } from '../config/go-duration.js';
+import { DEFAULT_LEADER_ELECTION, DEFAULT_MIGRATION_BATCH_SIZE } from '../controllers/defaults.js';
 import { DEFAULT_DATA_DIR } from '../storage/defaults.js';
 import { DEFAULT_ETCD_PREFIX } from '../storage/keys.js';
 
@@ -28,7 +30,36 @@ interface ServeOptions {
   maxRequestsInflight: number;
   maxMutatingRequestsInflight: number;
   featureGates?: FeatureGates;
+  leaderElect: boolean;
+  leaderElectLeaseDuration: number;
+  leaderElectRenewDeadline: number;
+  leaderElectRetryPeriod: number;
+  storageVersionMigrationBatchSize: number;
+  storageVersionMigrationRate: number;
 }
+
+/** A Go duration (`15s`, `1m30s`) in milliseconds, at least `minMs`. */
+function duration(minMs: number): (v: string) => number {
+  return (v) => {
+    let ms: number;
+    try {
+      ms = nanosToMillis(parseGoDuration(v));
+    } catch (err) {
+      throw new InvalidArgumentError(err instanceof Error ? err.message : String(err));
+    }
+    if (ms < minMs) throw new InvalidArgumentError(`must be at least ${formatGoDuration(millisToNanos(minMs))}`);
+    return ms;
+  };
+}
+
+/** Go's strconv.ParseBool, for `--leader-elect=false`. */
+function goBool(v: string): boolean {
+  if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(v)) return true;
+  if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(v)) return false;
+  throw new InvalidArgumentError('must be true or false');
+}
+
+const goDurationText = (ms: number): string => formatGoDuration(millisToNanos(ms));
 
 function integer(min: number, max: number): (v: string) => number {
   return (v) => {
@@ -64,6 +95,12 @@ export function registerServe(program: Command): void {
     .addOption(new Option('--max-requests-inflight <n>', 'read-only requests served at once; more get 429 (0: no limit)').default(DEFAULT_MAX_REQUESTS_INFLIGHT).argParser(integer(0, 1_000_000)).env('ATREST_MAX_REQUESTS_INFLIGHT'))
     .addOption(new Option('--max-mutating-requests-inflight <n>', 'mutating requests served at once; more get 429 (0: no limit)').default(DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT).argParser(integer(0, 1_000_000)).env('ATREST_MAX_MUTATING_REQUESTS_INFLIGHT'))
     .addOption(featureGatesOption())
+    .addOption(new Option('--leader-elect [bool]', 'run the controllers (StorageVersionMigration) only on the replica holding their Lease; false: run them here without one (a single server only)').argParser(goBool).default(true).env('ATREST_LEADER_ELECT'))
+    .addOption(new Option('--leader-elect-lease-duration <duration>', 'how long a holder\'s Lease must stay unrenewed before another replica takes it over').argParser(duration(1000)).default(DEFAULT_LEADER_ELECTION.leaseDurationMs, goDurationText(DEFAULT_LEADER_ELECTION.leaseDurationMs)).env('ATREST_LEADER_ELECT_LEASE_DURATION'))
+    .addOption(new Option('--leader-elect-renew-deadline <duration>', 'the leader stops when it could not renew its Lease for this long (less than the lease duration)').argParser(duration(100)).default(DEFAULT_LEADER_ELECTION.renewDeadlineMs, goDurationText(DEFAULT_LEADER_ELECTION.renewDeadlineMs)).env('ATREST_LEADER_ELECT_RENEW_DEADLINE'))
+    .addOption(new Option('--leader-elect-retry-period <duration>', 'how often to try to acquire or renew the Lease').argParser(duration(10)).default(DEFAULT_LEADER_ELECTION.retryPeriodMs, goDurationText(DEFAULT_LEADER_ELECTION.retryPeriodMs)).env('ATREST_LEADER_ELECT_RETRY_PERIOD'))
+    .addOption(new Option('--storage-version-migration-batch-size <n>', 'objects a StorageVersionMigration lists and writes per batch (its progress is recorded after each)').argParser(integer(1, 100_000)).default(DEFAULT_MIGRATION_BATCH_SIZE).env('ATREST_STORAGE_VERSION_MIGRATION_BATCH_SIZE'))
+    .addOption(new Option('--storage-version-migration-rate <n>', 'writes per second of a StorageVersionMigration (0: unlimited)').argParser(integer(0, 1_000_000)).default(0).env('ATREST_STORAGE_VERSION_MIGRATION_RATE'))
     .action(async (opts: ServeOptions) => {
       const { startApiServer } = await import('../api/index.js');
       const { createLogger } = await import('../log.js');
@@ -89,6 +126,10 @@ export function registerServe(program: Command): void {
         maxRequestsInflight: opts.maxRequestsInflight,
         maxMutatingRequestsInflight: opts.maxMutatingRequestsInflight,
         ...(opts.featureGates ? { featureGates: opts.featureGates } : {}),
+        leaderElection: opts.leaderElect
+          ? { leaseDurationMs: opts.leaderElectLeaseDuration, renewDeadlineMs: opts.leaderElectRenewDeadline, retryPeriodMs: opts.leaderElectRetryPeriod }
+          : false,
+        storageVersionMigration: { batchSize: opts.storageVersionMigrationBatchSize, rate: opts.storageVersionMigrationRate },
       });
       // One machine-readable line on stdout (the port matters with --secure-port 0).
       process.stdout.write(`${JSON.stringify({ url: server.url, port: server.port, kubeconfig: server.kubeconfigPath })}\n`);

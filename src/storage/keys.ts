@@ -1,5 +1,6 @@
 // Storage keys as kube-apiserver lays them out (format.md §6): `<prefix>/<resource>/<namespace>/<name>`
-// for namespaced objects and `<prefix>/<resource>/<name>` for cluster-scoped ones (namespaces).
+// for namespaced objects and `<prefix>/<resource>/<name>` for cluster-scoped ones (namespaces,
+// storageversionmigrations).
 // The prefix (`--etcd-prefix`, default `/registry`) is normalised to start with `/` and have no
 // trailing `/`. The full key string is the authenticated data of aesgcm, kms v1 and kms v2.
 import { AtrestError } from '../errors.js';
@@ -8,7 +9,7 @@ import type { GroupResource } from '../config/types.js';
 export const DEFAULT_ETCD_PREFIX = '/registry';
 
 /** Cluster-scoped core resources whose keys have no namespace segment. */
-const CLUSTER_SCOPED = new Set(['namespaces', 'nodes', 'persistentvolumes', 'clusterroles', 'clusterrolebindings']);
+const CLUSTER_SCOPED = new Set(['namespaces', 'nodes', 'persistentvolumes', 'clusterroles', 'clusterrolebindings', 'storageversionmigrations']);
 
 /**
  * The API group of resources as kube-apiserver stores them: the etcd key holds only the resource
@@ -22,6 +23,7 @@ const GROUP_OF: Record<string, string> = {
   roles: 'rbac.authorization.k8s.io', rolebindings: 'rbac.authorization.k8s.io',
   customresourcedefinitions: 'apiextensions.k8s.io',
   leases: 'coordination.k8s.io',
+  storageversionmigrations: 'storagemigration.k8s.io',
 };
 
 export class StorageKeyError extends AtrestError {

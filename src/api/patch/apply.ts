@@ -90,7 +90,7 @@ export function serverSideApply(live: KubeObject | undefined, applied: KubeObjec
       if (!appliedLeaves.has(k) && !ownedByOthers.has(k)) removePath(merged as unknown as JsonObject, k.split('\u0000'));
     }
   } else {
-    mine = { entry: { manager, operation: 'Apply', apiVersion: 'v1' }, fields: new Set() };
+    mine = { entry: { manager, operation: 'Apply', apiVersion: applied.apiVersion ?? 'v1' }, fields: new Set() };
     entries.push(mine);
   }
   const next = new Set(appliedLeaves.keys());

@@ -85,7 +85,7 @@ export function trackUpdate(old: KubeObject | undefined, next: KubeObject, manag
   for (const e of entries) for (const k of gone) e.fields.delete(k);
   let mine = entries.find((e) => e.entry['manager'] === manager && e.entry['operation'] === 'Update');
   if (!mine) {
-    mine = { entry: { manager, operation: 'Update', apiVersion: 'v1' }, fields: new Set() };
+    mine = { entry: { manager, operation: 'Update', apiVersion: next.apiVersion ?? 'v1' }, fields: new Set() };
     entries.push(mine);
   }
   for (const k of changed) mine.fields.add(k);

@@ -1,0 +1,190 @@
+// One StorageVersionMigration, start to finish (or to the next stop): set status.resourceVersion
+// (the store's revision: what kube's resource-version controller records), mark it Running, re-encrypt
+// every stored object of spec.resource with the current write provider through the engine `atrest
+// rewrite` uses (src/storage/reencrypt.ts: compare-and-swap writes, a conflicting client write never
+// overwritten, re-read and rewritten only if still stale), persisting the progress after every
+// batch, then Succeeded or Failed with kube's reasons. A run stopped by a lost lease, a shutdown or a
+// crash resumes after the last key it recorded; one that cannot write (the KMS plugin down, the store
+// unavailable) is retried later and stays Running.
+//
+// "Succeeded" means: every object of the resource that existed at status.resourceVersion has been
+// read and is now written by the current write provider (re-encrypted by the migration, found
+// current, rewritten by a client meanwhile) or was deleted. Objects that cannot be decrypted fail the
+// migration (after the others are migrated), naming their keys: kube's migrator fails on an object it
+// cannot update too, and a rotation must not retire a key that such an object may still need.
+import { messageOf } from '../../errors.js';
+import {
+  findCondition, groupResourceString, isFinished, MIGRATION_REASONS, migrationResource, setCondition, statusOf,
+} from '../../k8s-objects/storage-version-migration.js';
+import type { KubeObject } from '../../k8s-objects/object-model.js';
+import { storagePrefix } from '../../storage/keys.js';
+import { RewriteError, rewriteStore, type RewriteProgress, type RewriteSummary } from '../../storage/reencrypt.js';
+import type { MigrationMetrics } from './metrics.js';
+import { addCounts, describeCounts, readProgress, writeProgress, ZERO_COUNTS, type MigrationCounts } from './progress.js';
+import type { MigrationControllerOptions } from './types.js';
+
+/** `done`: finished or nothing to do; `retry`: try again later; `stopped`: the run was stopped (lease lost, shutdown). */
+export type RunResult = 'done' | 'retry' | 'stopped';
+
+/** Keys named in a Failed message at most (the rest are counted; the log has them all). */
+const MAX_KEYS_IN_MESSAGE = 10;
+/** A progress log line at most this often. */
+const LOG_EVERY_MS = 5000;
+
+function countsOf(p: RewriteProgress): MigrationCounts {
+  return {
+    scanned: p.scanned, rewritten: p.rewritten, alreadyCurrent: p.alreadyCurrent, conflictsRetried: p.conflictsRetried,
+    deletedMeanwhile: p.deletedMeanwhile, undecryptable: p.undecryptable,
+  };
+}
+
+function minus(a: MigrationCounts, b: MigrationCounts): MigrationCounts {
+  return {
+    scanned: a.scanned - b.scanned, rewritten: a.rewritten - b.rewritten, alreadyCurrent: a.alreadyCurrent - b.alreadyCurrent,
+    conflictsRetried: a.conflictsRetried - b.conflictsRetried, deletedMeanwhile: a.deletedMeanwhile - b.deletedMeanwhile,
+    undecryptable: a.undecryptable - b.undecryptable,
+  };
+}
+
+function keyList(keys: string[]): string {
+  const shown = keys.slice(0, MAX_KEYS_IN_MESSAGE).join(', ');
+  return keys.length > MAX_KEYS_IN_MESSAGE ? `${shown} and ${keys.length - MAX_KEYS_IN_MESSAGE} more` : shown;
+}
+
+/** kube's failMigration message. */
+const unhandled = (detail: string): string => `migration encountered unhandled error: ${detail}`;
+
+export class MigrationRunner {
+  private readonly now: () => number;
+
+  constructor(
+    private readonly options: MigrationControllerOptions,
+    private readonly metrics: MigrationMetrics,
+  ) {
+    this.now = options.now ?? Date.now;
+  }
+
+  async run(name: string, signal: AbortSignal): Promise<RunResult> {
+    const { objects, log } = this.options;
+    let obj = await objects.get(name);
+    if (!obj || isFinished(obj)) return 'done';
+    const uid = obj.metadata.uid ?? '';
+    const gr = migrationResource(obj);
+    const resource = groupResourceString(gr);
+    if (!this.options.serves(gr)) {
+      log.warn({ migration: name, resource }, 'storage version migration failed: the resource is not served');
+      await this.finish(name, uid, resource, 'Failed', unhandled('unable to obtain GVR from discovery'));
+      return 'done';
+    }
+    if (!statusOf(obj)['resourceVersion']) {
+      const revision = await this.options.store.revision();
+      obj = await objects.update(name, uid, (o) => { statusOf(o)['resourceVersion'] = String(revision); });
+      if (!obj) return 'done';
+    }
+    const startRevision = Number(statusOf(obj)['resourceVersion']);
+    const progress = readProgress(obj);
+    const base: MigrationCounts = { ...ZERO_COUNTS, ...progress };
+    const resumeAfter = progress.continue;
+    const listPrefix = storagePrefix(this.options.etcdPrefix, gr.resource);
+    const runningMessage = (counts: MigrationCounts) => `migrating ${resource}: ${describeCounts(counts)}`;
+    obj = await objects.update(name, uid, (o) => {
+      setCondition(o, { type: 'Running', status: 'True', reason: MIGRATION_REASONS.Running, message: runningMessage(base) }, this.now());
+    });
+    if (!obj) return 'done';
+    log.info({ migration: name, resource, startRevision, ...(resumeAfter !== undefined ? { resumeAfter, ...base } : {}) },
+      resumeAfter !== undefined ? 'storage version migration resumed' : 'storage version migration started');
+
+    // The run stops when the lease is lost or the server stops (signal), or when the object is deleted.
+    const local = new AbortController();
+    const onAbort = () => local.abort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    if (signal.aborted) local.abort();
+    let gone = false;
+    let runCounts = ZERO_COUNTS;
+    let reported = ZERO_COUNTS;
+    let lastLog = this.now();
+    const report = () => {
+      this.metrics.objects(resource, minus(runCounts, reported));
+      reported = runCounts;
+    };
+    this.metrics.running(resource, 1);
+    let summary: RewriteSummary;
+    try {
+      summary = await rewriteStore({
+        store: this.options.store,
+        transformers: this.options.transformers,
+        etcdPrefix: this.options.etcdPrefix,
+        selects: (g) => g.group === gr.group && g.resource === gr.resource,
+        listPrefix,
+        ...(resumeAfter !== undefined ? { startAfter: listPrefix + resumeAfter } : {}),
+        revision: progress.revision ?? startRevision,
+        ...(this.options.batchSize ? { batchSize: this.options.batchSize } : {}),
+        ...(this.options.rate ? { rate: this.options.rate } : {}),
+        signal: local.signal,
+        onProgress: (p) => { runCounts = countsOf(p); },
+        afterBatch: async (_batch, position) => {
+          report();
+          const total = addCounts(base, runCounts);
+          const written = await objects.update(name, uid, (o) => {
+            writeProgress(o, { ...total, continue: position.lastKey.slice(listPrefix.length), revision: position.revision });
+            setCondition(o, { type: 'Running', status: 'True', reason: MIGRATION_REASONS.Running, message: runningMessage(total) }, this.now());
+          });
+          if (!written) {
+            gone = true;
+            local.abort();
+          }
+          if (this.now() - lastLog >= LOG_EVERY_MS) {
+            lastLog = this.now();
+            log.info({ migration: name, resource, ...total }, 'storage version migration progress');
+          }
+        },
+      });
+    } catch (err) {
+      report();
+      if (err instanceof RewriteError && err.code === 'REWRITE_ABORTED') {
+        log.info({ migration: name, resource, why: gone ? 'deleted' : 'stopped' }, gone ? 'storage version migration deleted while running' : 'storage version migration stopped; it resumes where it stopped');
+        return gone ? 'done' : 'stopped';
+      }
+      // The write provider cannot encrypt (KMS plugin down), the store fails: nothing was written
+      // wrongly (fail closed); stay Running and try again later from the last recorded batch.
+      log.warn({ migration: name, resource, err: messageOf(err) }, 'storage version migration paused; retrying later');
+      await objects.update(name, uid, (o) => {
+        const total = addCounts(base, runCounts);
+        setCondition(o, { type: 'Running', status: 'True', reason: MIGRATION_REASONS.Running, message: `${runningMessage(total)}; waiting to retry: ${messageOf(err)}` }, this.now());
+      }).catch((e: unknown) => log.warn({ migration: name, err: messageOf(e) }, 'could not record the retry on the StorageVersionMigration'));
+      return 'retry';
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      this.metrics.running(resource, -1);
+    }
+    report();
+    const total = addCounts(base, countsOf({ ...summary, undecryptable: summary.undecryptable.length }));
+    for (const u of summary.undecryptable) log.warn({ migration: name, key: u.key, err: u.error }, 'storage version migration: a stored object cannot be decrypted');
+    let failure: string | undefined;
+    if (total.undecryptable > 0) {
+      const keys = summary.undecryptable.map((u) => u.key);
+      failure = unhandled(`${total.undecryptable} stored objects of ${resource} cannot be decrypted with this server's encryption configuration` +
+        (keys.length ? `: ${keyList(keys)}` : ' (found before a restart: see the log)') +
+        '; restore the key they were written with, or delete them (atrest verify lists them), then create a new StorageVersionMigration');
+    } else if (summary.retriesExhausted.length > 0) {
+      failure = unhandled(`${summary.retriesExhausted.length} objects were written with a stale provider again and again during the migration ` +
+        `(an API server with an older encryption configuration?): ${keyList(summary.retriesExhausted)}; create a new StorageVersionMigration once every server has the same configuration`);
+    }
+    const done = await this.finish(name, uid, resource, failure ? 'Failed' : 'Succeeded', failure ?? describeCounts(total), total);
+    if (done) log.info({ migration: name, resource, result: failure ? 'Failed' : 'Succeeded', ...total }, failure ? 'storage version migration failed' : 'storage version migration succeeded');
+    return 'done';
+  }
+
+  /** Running → False and Succeeded or Failed → True (kube's setStatusConditions), with the final counts. */
+  private async finish(name: string, uid: string, resource: string, type: 'Succeeded' | 'Failed', message: string, counts?: MigrationCounts): Promise<KubeObject | undefined> {
+    const written = await this.options.objects.update(name, uid, (o) => {
+      const running = findCondition(o, 'Running');
+      if (running) setCondition(o, { type: 'Running', status: 'False', reason: running.reason, message: running.message }, this.now());
+      setCondition(o, { type, status: 'True', reason: MIGRATION_REASONS[type], message }, this.now());
+      if (counts) writeProgress(o, { ...counts });
+    });
+    if (written) this.metrics.finished(resource, type === 'Succeeded' ? 'succeeded' : 'failed');
+    return written;
+  }
+}
+

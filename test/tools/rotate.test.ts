@@ -83,4 +83,17 @@ describe('atrest rotate', { skip: !etcdAvailable() && 'needs etcd' }, () => {
     assert.match(finish.stdout, /^rotation complete: current KEK version local:v3:\S+; retired local:v2:/);
     assert.deepEqual(await states(), ['v1:retired', 'v2:retired', 'v3:current']);
   });
+
+  it('with StorageVersionMigration (the default): one per resource with old-key values, waited to Succeeded, then retirement', async () => {
+    const r = await w.rotate([]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^rotation complete: current KEK version local:v4:\S+; retired local:v3:/);
+    const name = /created StorageVersionMigration (atrest-rotate-[0-9a-f]{8}-secrets)/.exec(r.stderr)?.[1];
+    assert.ok(name, r.stderr);
+    assert.match(r.stderr, new RegExp(`StorageVersionMigration ${name} Succeeded`));
+    const svm = (await apiRequest(w.api, 'GET', `/apis/storagemigration.k8s.io/v1beta1/storageversionmigrations/${name}`)).json<{ spec: unknown; status: { conditions: Array<{ type: string; status: string }> } }>();
+    assert.deepEqual(svm.spec, { resource: { group: '', resource: 'secrets' } });
+    assert.ok(svm.status.conditions.some((c) => c.type === 'Succeeded' && c.status === 'True'));
+    assert.deepEqual(await states(), ['v1:retired', 'v2:retired', 'v3:retired', 'v4:current']);
+  });
 });

@@ -7,6 +7,8 @@ import { KubeClientError, type KubeClient } from '../kube-client.js';
 import { pollUntil, RotateError, type RotateReporter } from './types.js';
 
 export const SVM_GROUP = 'storagemigration.k8s.io';
+/** How often a running migration's progress is shown at most. */
+const PROGRESS_EVERY_MS = 2000;
 
 interface Condition {
   type?: string;
@@ -105,6 +107,7 @@ export async function runMigration(client: KubeClient, o: MigrateOptions, again:
   }
   const started = Date.now();
   let last = '';
+  let lastAt = 0;
   const done = await pollUntil(async () => {
     let svm: StorageVersionMigration | undefined;
     try {
@@ -118,8 +121,12 @@ export async function runMigration(client: KubeClient, o: MigrateOptions, again:
     if (s === 'succeeded' || s === 'failed') return { s, svm };
     const running = condition(svm, 'Running');
     const line = `${o.resource}: ${s === 'absent' ? 'gone' : 'Running'}${running?.message ? `: ${running.message}` : ''}`;
-    if (line !== last) o.report.line(line);
-    last = line;
+    // The Running message carries the controller's counts: show it as it moves, every few seconds.
+    if (line !== last && Date.now() - lastAt >= PROGRESS_EVERY_MS) {
+      o.report.line(line);
+      last = line;
+      lastAt = Date.now();
+    }
     return undefined;
   }, {
     timeoutMs: o.timeoutMs,

@@ -2,11 +2,12 @@
 // process refreshing every 100 ms, `atrest serve` in this process on that etcd with kms v2 for
 // secrets (KMS probe timings shortened so it hears a new key_id within a second instead of 20 s),
 // and `atrest rotate` run as a child process the way an operator runs it.
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startApiServer, type RunningApiServer } from '../../src/api/index.js';
+import { startApiServer, type ApiServerOptions, type RunningApiServer } from '../../src/api/index.js';
 import { parseEncryptionConfig } from '../../src/config/load.js';
-import { createKmsProviders, type KmsProviders } from '../../src/kms/factory.js';
+import { createKmsProviders } from '../../src/kms/factory.js';
 import type { KekBackend } from '../../src/plugin/backend.js';
 import { localBackend } from '../../src/plugin/backends/local.js';
 import { startPluginServer, type PluginServer } from '../../src/plugin/server.js';
@@ -15,13 +16,21 @@ import { openStore } from '../../src/storage/open.js';
 import { parseStorageKey } from '../../src/storage/keys.js';
 import type { Store } from '../../src/storage/types.js';
 import { buildTransformers } from '../../src/transform/build.js';
+import type { TransformerSet } from '../../src/transform/types.js';
 import { startEtcdCluster, type EtcdCluster } from '../helpers/etcd.js';
-import { makeTempDir, runAtrest, type CliRun } from '../helpers/plugin.js';
+import { cliSource, makeTempDir, repoRoot, runAtrest, type CliRun } from '../helpers/plugin.js';
 import { writeKmsV2Config } from '../helpers/server.js';
-import { inProcessLogger } from '../helpers/test-log.js';
+import { captureLog, inProcessLogger } from '../helpers/test-log.js';
 
 export const PREFIX = '/registry';
 export const FAST_KMS = { statusHealthyMs: 500, statusUnhealthyMs: 500, probePositiveTtlMs: 300, probeNegativeTtlMs: 300 };
+
+/** A running `atrest rotate` child: its stderr as it comes, and its end. */
+export interface RotateProcess {
+  child: ChildProcess;
+  stderr(): string;
+  done: Promise<CliRun>;
+}
 
 export interface RotateWorld {
   dir: string;
@@ -34,12 +43,14 @@ export interface RotateWorld {
   api: RunningApiServer;
   /** `atrest rotate` with the world's flags and `extra`. */
   rotate(extra?: string[]): Promise<CliRun>;
+  /** The same as a child process one can kill. */
+  spawnRotate(extra?: string[]): RotateProcess;
   /** The raw store (etcd) for planting and reading values. */
   store(): Promise<Store>;
   close(): Promise<void>;
 }
 
-export async function startRotateWorld(prefix = 'atrest-rotate-'): Promise<RotateWorld> {
+export async function startRotateWorld(prefix = 'atrest-rotate-', apiOptions: Partial<ApiServerOptions> = {}): Promise<RotateWorld> {
   const tmp = await makeTempDir(prefix);
   const keyFile = join(tmp.dir, 'kek.json');
   const ctx = { log: inProcessLogger('kms-plugin') };
@@ -54,13 +65,24 @@ export async function startRotateWorld(prefix = 'atrest-rotate-'): Promise<Rotat
   const configPath = writeKmsV2Config(tmp.dir, socket);
   const api = await startApiServer({
     log: inProcessLogger('api-server'), securePort: 0, dataDir: join(tmp.dir, 'data'), etcdServers: endpoint,
-    encryptionProviderConfig: configPath, kmsIntervals: FAST_KMS,
+    encryptionProviderConfig: configPath, kmsIntervals: FAST_KMS, ...apiOptions,
   });
   const stores: Store[] = [];
+  const args = (extra: string[]): string[] => ['rotate', '--encryption-provider-config', configPath, '--etcd-servers', endpoint, '--key-file', keyFile,
+    '--kubeconfig', api.kubeconfigPath, '--poll-interval', '200ms', '--timeout', '120s', ...extra];
   return {
     dir: tmp.dir, keyFile, configPath, etcd, endpoint, plugin, backend, api,
-    rotate: (extra = []) => runAtrest(['rotate', '--encryption-provider-config', configPath, '--etcd-servers', endpoint, '--key-file', keyFile,
-      '--kubeconfig', api.kubeconfigPath, '--poll-interval', '200ms', '--timeout', '60s', ...extra]),
+    rotate: (extra = []) => runAtrest(args(extra)),
+    spawnRotate(extra = []) {
+      const child = spawn(process.execPath, ['--import', 'tsx', cliSource, ...args(extra)], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+      captureLog('atrest-rotate', child.stderr);
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+      child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+      const done = new Promise<CliRun>((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
+      return { child, stderr: () => stderr, done };
+    },
     async store() {
       const s = await openStore({ etcdServers: endpoint, dataDir: join(tmp.dir, 'unused') });
       stores.push(s);
@@ -78,11 +100,18 @@ export async function startRotateWorld(prefix = 'atrest-rotate-'): Promise<Rotat
 }
 
 /** The configuration's transformers in this process, over the plugin socket (as the server encrypts). */
-export async function kmsTransformers(configPath: string): Promise<{ store: (raw: Store) => EncryptedStore; kms: KmsProviders; close(): Promise<void> }> {
+export async function kmsTransformers(configPath: string): Promise<{ transformers: TransformerSet; store: (raw: Store) => EncryptedStore; close(): Promise<void> }> {
   const kms = createKmsProviders({ log: inProcessLogger('rotate-fixture'), intervals: FAST_KMS });
   const transformers = buildTransformers(parseEncryptionConfig(readFileSync(configPath, 'utf8'), configPath).config, { kms: kms.factory });
   await kms.ready();
-  return { store: (raw) => new EncryptedStore(raw, (key) => transformers.forResource(parseStorageKey(PREFIX, key).groupResource)), kms, close: async () => { await transformers.close(); await kms.close(); } };
+  return {
+    transformers,
+    store: (raw) => new EncryptedStore(raw, (key) => transformers.forResource(parseStorageKey(PREFIX, key).groupResource)),
+    close: async () => {
+      await transformers.close();
+      await kms.close();
+    },
+  };
 }
 
 /** A Secret object as the API server stores it (JSON). */

@@ -96,4 +96,22 @@ describe('atrest rotate', { skip: !etcdAvailable() && 'needs etcd' }, () => {
     assert.ok(svm.status.conditions.some((c) => c.type === 'Succeeded' && c.status === 'True'));
     assert.deepEqual(await states(), ['v1:retired', 'v2:retired', 'v3:retired', 'v4:current']);
   });
+
+  it('usage problems exit 2; a wait that cannot finish exits 3 saying what to do, and the rerun finishes the rotation', async () => {
+    const noKubeconfig = await w.rotate(['--kubeconfig', `${w.dir}/missing.kubeconfig`]);
+    assert.equal(noKubeconfig.code, 2, noKubeconfig.stderr);
+    assert.match(noKubeconfig.stderr, /missing\.kubeconfig: does not exist\n  what to do: give --kubeconfig/);
+    const badStep = await w.rotate(['--step', 'everything']);
+    assert.equal(badStep.code, 2, badStep.stderr);
+    assert.deepEqual(await states(), ['v1:retired', 'v2:retired', 'v3:retired', 'v4:current'], 'nothing done');
+
+    // An API server that is not there: the new version is made, the wait gives up.
+    const stuck = await w.rotate(['--server', 'https://127.0.0.1:1', '--timeout', '1s']);
+    assert.equal(stuck.code, 3, stuck.stderr);
+    assert.match(stuck.stderr, /https:\/\/127\.0\.0\.1:1 does not write with the new key_id yet \(not reachable\)\n  what to do: .*then run atrest rotate again/);
+    assert.deepEqual(await states(), ['v1:retired', 'v2:retired', 'v3:retired', 'v4:active', 'v5:current']);
+    const rerun = await w.rotate([]);
+    assert.equal(rerun.code, 0, rerun.stderr);
+    assert.match(rerun.stdout, /^rotation complete: current KEK version local:v5:\S+; retired local:v4:/);
+  });
 });

@@ -181,7 +181,7 @@ scrape_configs:
       const rules = await (await fetch(`http://127.0.0.1:${promPort}/api/v1/rules`)).json() as { data: { groups: Array<{ rules: Array<{ name: string; health: string; lastError?: string }> }> } };
       const all = rules.data.groups.flatMap((g) => g.rules);
       const bad = all.filter((r) => r.health !== 'ok');
-      return all.length === 11 && bad.length === 0;
+      return all.length === 12 && bad.length === 0; // every rule of atrest-rules.yaml
     }, 30_000, 250);
     assert.deepEqual(await promQuery(promPort, 'ALERTS'), []);
 

@@ -15,9 +15,10 @@
 //
 // `id` is random and stored with the key: never derived from key material. The file is written
 // atomically (temp file with mode 0600, fsync, rename; init uses link so an existing file is never
-// replaced) and is refused when group or others may read or write it.
+// replaced), rewrites hold `<file>.lock` so concurrent ones never undo each other, and the file is
+// refused when group or others may read or write it.
 import { createHash, randomBytes } from 'node:crypto';
-import { link, open, realpath, rename, unlink } from 'node:fs/promises';
+import { link, open, realpath, rename, stat, unlink } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { dirname } from 'node:path';
 import { BackendError } from '../backend.js';
@@ -218,14 +219,64 @@ export async function createKeyFile(path: string, first: KekVersion): Promise<vo
 
 /**
  * Rewrites the key file with `change(current)`; nothing is written when it returns undefined.
- * Retired versions past their purgeAfter are dropped from whatever is written. Optimistic: if the
- * file changed between our read and our rename (another rotate-key, a plugin's scheduled
- * rotation), nothing is written and the caller is told to run it again. Key material read here is
- * zeroed before returning (keep the Buffers of versions you add: the caller zeroes those).
+ * Retired versions past their purgeAfter are dropped from whatever is written. Rewrites take turns
+ * through a lock file; if the file still changed between our read and our rename (edited by hand,
+ * or by an atrest without the lock), nothing is written: with `attempts` > 1 the change is made
+ * again on the new content (for changes that mean the same whatever came first: retire, restore,
+ * a rotation that is due), else KeyFileChangedError tells the caller to run it again. Key material
+ * read here is zeroed before returning (keep the Buffers of versions you add: the caller zeroes those).
  */
-export async function updateKeyFile(givenPath: string, change: (current: KeyFileContents) => KeyFileContents | undefined, now = Date.now()): Promise<boolean> {
+export async function updateKeyFile(givenPath: string, change: (current: KeyFileContents) => KeyFileContents | undefined, now = Date.now(), attempts = 1): Promise<boolean> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await updateOnce(givenPath, change, now);
+    } catch (err) {
+      if (!(err instanceof KeyFileChangedError) || attempt >= attempts) throw err;
+    }
+  }
+}
+
+/** A lock older than this was left by a process that died while rewriting: it is broken. */
+const STALE_LOCK_MS = 10_000;
+/** How long a rewrite waits for another process's lock. */
+const LOCK_WAIT_MS = 5_000;
+
+/**
+ * Runs `fn` holding `<path>.lock` (created with O_EXCL, so one process at a time): without it two
+ * processes could both check the file unchanged and both rename, the later one silently undoing
+ * the earlier one's change (a retirement, a rotation).
+ */
+async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
+  const lock = `${path}.lock`;
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  for (;;) {
+    try {
+      const handle = await open(lock, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+      await handle.writeFile(`${process.pid}\n`);
+      await handle.close();
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fail(path, `cannot create the lock file ${lock}: ${(err as Error).message}`, 'CONFIG', err);
+      const since = await stat(lock).then((i) => Date.now() - i.mtimeMs, () => 0);
+      if (since > STALE_LOCK_MS) await unlink(lock).catch(() => undefined);
+      else if (Date.now() > deadline) throw fail(path, `is being rewritten by another process (${lock} exists); nothing written, run it again`);
+      else await new Promise((r) => setTimeout(r, 10 + Math.random() * 40));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await unlink(lock).catch(() => undefined);
+  }
+}
+
+async function updateOnce(givenPath: string, change: (current: KeyFileContents) => KeyFileContents | undefined, now: number): Promise<boolean> {
   // Rewrite the file a symbolic link points at, not the link.
   const path = await realpath(givenPath).catch(() => givenPath);
+  return withLock(path, () => rewrite(path, change, now));
+}
+
+async function rewrite(path: string, change: (current: KeyFileContents) => KeyFileContents | undefined, now: number): Promise<boolean> {
   const { contents, stamp } = await readKeyFile(path);
   const read = contents.versions.map((v) => v.key);
   try {

@@ -7,6 +7,9 @@
 import { BackendError, type KeyVersionInfo } from '../backend.js';
 import { keyIdOf, readKeyFile, updateKeyFile, type KekVersion, type KeyFileContents } from './key-file.js';
 
+/** Retire, restore and purge mean the same whoever rewrote the file first: made again on its new content. */
+const CHANGE_ATTEMPTS = 3;
+
 function toInfo(v: KekVersion, current: boolean): KeyVersionInfo {
   const created = Date.parse(v.created);
   return {
@@ -56,7 +59,7 @@ export async function retireKeyFileVersion(path: string, keyId: string, graceMs:
     const retired = { ...target, retired: new Date(now).toISOString(), purgeAfter: new Date(now + graceMs).toISOString() };
     result = toInfo(retired, false);
     return { versions: contents.versions.map((v) => (v === target ? retired : v)) };
-  }, now);
+  }, now, CHANGE_ATTEMPTS);
   return result as KeyVersionInfo;
 }
 
@@ -76,7 +79,7 @@ export async function restoreKeyFileVersion(path: string, keyId: string, now = D
     const restored: KekVersion = { version: target.version, id: target.id, created: target.created, key: target.key };
     result = toInfo(restored, false);
     return { versions: contents.versions.map((v) => (v === target ? restored : v)) };
-  }, now);
+  }, now, CHANGE_ATTEMPTS);
   return result as KeyVersionInfo;
 }
 
@@ -86,6 +89,6 @@ export async function purgeKeyFileVersions(path: string, now = Date.now()): Prom
   await updateKeyFile(path, (contents) => {
     for (const v of contents.versions) if (v.purgeAfter !== undefined && Date.parse(v.purgeAfter) <= now) dropped.push(keyIdOf(v));
     return dropped.length > 0 ? contents : undefined;
-  }, now);
+  }, now, CHANGE_ATTEMPTS);
   return dropped;
 }

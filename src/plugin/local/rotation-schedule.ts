@@ -9,7 +9,7 @@ import { Counter, Gauge } from 'prom-client';
 import { messageOf } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Registry } from '../../metrics.js';
-import { KeyFileChangedError, keyIdOf, newVersion, updateKeyFile, type KekVersion } from './key-file.js';
+import { keyIdOf, newVersion, updateKeyFile, type KekVersion } from './key-file.js';
 
 /** A failed rotation is tried again after this long (or the period, if shorter). */
 const RETRY_MS = 60_000;
@@ -31,24 +31,25 @@ export interface RotationScheduleOptions {
  * `created`); returns it, or undefined when another process rotated in the meantime.
  */
 export async function rotateIfDue(path: string, periodMs: number, now: number): Promise<KekVersion | undefined> {
-  for (let attempt = 1; ; attempt++) {
-    let added: KekVersion | undefined;
-    try {
-      await updateKeyFile(path, (contents) => {
-        const newest = contents.versions[contents.versions.length - 1];
-        if (!newest) return undefined;
-        const created = Date.parse(newest.created);
-        if (Number.isFinite(created) && created + periodMs > now) return undefined;
-        added = newVersion(newest.version + 1);
-        return { versions: [...contents.versions, added] };
-      }, now);
-      return added;
-    } catch (err) {
+  let added: KekVersion | undefined;
+  // Another plugin on the same file may rotate at the same moment: then the file is read again
+  // (its newest version is young now) and nothing is added.
+  try {
+    await updateKeyFile(path, (contents) => {
       added?.key.fill(0);
-      // Another plugin on the same file rotated at the same moment: read again (it is young now).
-      if (!(err instanceof KeyFileChangedError) || attempt >= 3) throw err;
-    }
+      added = undefined;
+      const newest = contents.versions[contents.versions.length - 1];
+      if (!newest) return undefined;
+      const created = Date.parse(newest.created);
+      if (Number.isFinite(created) && created + periodMs > now) return undefined;
+      added = newVersion(newest.version + 1);
+      return { versions: [...contents.versions, added] };
+    }, now, 3);
+  } catch (err) {
+    added?.key.fill(0);
+    throw err;
   }
+  return added;
 }
 
 export interface RotationSchedule {

@@ -28,7 +28,7 @@ describe('atrest rotate on 10,000 secrets under a steady writer', { skip: !etcdA
 
   before(async () => {
     // Small migration batches at a bounded rate, so that the migration is still running when the tool is killed.
-    w = await startRotateWorld('atrest-rotate-10k-', { storageVersionMigration: { batchSize: 200, rate: 4000 } });
+    w = await startRotateWorld({ prefix: 'atrest-rotate-10k-', apiOptions: { storageVersionMigration: { batchSize: 200, rate: 4000 } } });
     const started = performance.now();
     const { store, close } = await kmsTransformers(w.configPath);
     const encrypted = store(await w.store());

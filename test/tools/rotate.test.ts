@@ -8,18 +8,16 @@ import { localBackend } from '../../src/plugin/backends/local.js';
 import { etcdAvailable } from '../helpers/etcd.js';
 import { apiRequest } from '../helpers/server.js';
 import { inProcessLogger } from '../helpers/test-log.js';
-import { kmsTransformers, PREFIX, secretJson, startRotateWorld, type RotateWorld } from './rotate-fixture.js';
+import { PREFIX, seedSecrets, startRotateWorld, type RotateWorld } from './rotate-fixture.js';
 
 const ctx = { log: inProcessLogger('rotate-test') };
 
 describe('atrest rotate', { skip: !etcdAvailable() && 'needs etcd' }, () => {
   let w: RotateWorld;
   before(async () => {
-    w = await startRotateWorld();
-    const { store, close } = await kmsTransformers(w.configPath);
-    const encrypted = store(await w.store());
-    for (let i = 0; i < 40; i++) await encrypted.create(`${PREFIX}/secrets/default/s${i}`, secretJson(`s${i}`, `value-${i}`));
-    await close();
+    // Two API servers on the etcd: rotate waits for both.
+    w = await startRotateWorld({ servers: 2 });
+    await seedSecrets(w, 40);
   });
   after(async () => {
     await w?.close();
@@ -32,6 +30,7 @@ describe('atrest rotate', { skip: !etcdAvailable() && 'needs etcd' }, () => {
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^rotation complete: current KEK version local:v2:[0-9a-f]{16}; retired local:v1:[0-9a-f]{16}\n$/);
     for (const n of ['1/5', '2/5', '3/5', '4/5', '5/5']) assert.match(r.stderr, new RegExp(`\\[${n}\\]`));
+    assert.match(r.stderr, /every API server \(2\) writes with the new key_id/);
     assert.deepEqual(await states(), ['v1:retired', 'v2:current']);
     const v2 = (await localBackend.listKeys!({ keyFile: w.keyFile }, ctx))[1]!.keyId;
     const v = await apiRequest(w.api, 'GET', '/api/v1/namespaces/default/secrets/s7');
@@ -100,15 +99,15 @@ describe('atrest rotate', { skip: !etcdAvailable() && 'needs etcd' }, () => {
   it('usage problems exit 2; a wait that cannot finish exits 3 saying what to do, and the rerun finishes the rotation', async () => {
     const noKubeconfig = await w.rotate(['--kubeconfig', `${w.dir}/missing.kubeconfig`]);
     assert.equal(noKubeconfig.code, 2, noKubeconfig.stderr);
-    assert.match(noKubeconfig.stderr, /missing\.kubeconfig: does not exist\n  what to do: give --kubeconfig/);
+    assert.match(noKubeconfig.stderr, /missing\.kubeconfig: does not exist\n {2}what to do: give --kubeconfig/);
     const badStep = await w.rotate(['--step', 'everything']);
     assert.equal(badStep.code, 2, badStep.stderr);
     assert.deepEqual(await states(), ['v1:retired', 'v2:retired', 'v3:retired', 'v4:current'], 'nothing done');
 
     // An API server that is not there: the new version is made, the wait gives up.
-    const stuck = await w.rotate(['--server', 'https://127.0.0.1:1', '--timeout', '1s']);
+    const stuck = await w.rotate(['--server', 'https://127.0.0.1:1', '--timeout', '2s']);
     assert.equal(stuck.code, 3, stuck.stderr);
-    assert.match(stuck.stderr, /https:\/\/127\.0\.0\.1:1 does not write with the new key_id yet \(not reachable\)\n  what to do: .*then run atrest rotate again/);
+    assert.match(stuck.stderr, /https:\/\/127\.0\.0\.1:1 does not write with the new key_id yet \(not reachable\)\n {2}what to do: .*then run atrest rotate again/);
     assert.deepEqual(await states(), ['v1:retired', 'v2:retired', 'v3:retired', 'v4:active', 'v5:current']);
     const rerun = await w.rotate([]);
     assert.equal(rerun.code, 0, rerun.stderr);

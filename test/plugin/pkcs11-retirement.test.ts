@@ -1,6 +1,7 @@
 // Retiring and restoring KEK versions of the pkcs11 backend on a real SoftHSM2 token: the token
 // itself refuses the retired version (CKA_DECRYPT/CKA_UNWRAP false), in this process and in a
-// running `atrest kms-plugin` that did not make the change.
+// running `atrest kms-plugin` that did not make the change; and `atrest rotate --backend pkcs11`
+// end to end (etcd, atrest serve, StorageVersionMigration).
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -8,8 +9,11 @@ import { after, before, describe, it } from 'node:test';
 import { BackendError, type BackendOptions } from '../../src/plugin/backend.js';
 import { pkcs11Backend } from '../../src/plugin/backends/pkcs11.js';
 import { PluginProcess, runAtrest, TestKmsClient, waitFor } from '../helpers/plugin.js';
+import { etcdAvailable } from '../helpers/etcd.js';
+import { apiRequest } from '../helpers/server.js';
 import { createSoftHsm, type SoftHsm } from '../helpers/softhsm.js';
 import { inProcessLogger } from '../helpers/test-log.js';
+import { seedSecrets, startRotateWorld } from '../tools/rotate-fixture.js';
 
 const context = { log: inProcessLogger('kms-plugin') };
 let hsm: SoftHsm;
@@ -99,6 +103,25 @@ describe('pkcs11 KEK retirement', () => {
     } finally {
       client.close();
       assert.equal(await plugin.stop(), 0);
+    }
+  });
+
+  it('atrest rotate --backend pkcs11: rotates in the token, migrates, verifies and retires the old version', { skip: !etcdAvailable() && 'needs etcd' }, async () => {
+    const o = opts('kek-rotate');
+    const v1 = await pkcs11Backend.initKey(o, context);
+    const flags = ['--pkcs11-module', hsm.modulePath, '--pkcs11-token-label', hsm.token.label, '--pkcs11-pin-file', hsm.token.pinFile, '--pkcs11-key-label', 'kek-rotate'];
+    const w = await startRotateWorld({ prefix: 'atrest-rotate-pkcs11-', backend: { module: pkcs11Backend, options: o, flags, env: hsm.env } });
+    try {
+      await seedSecrets(w, 20);
+      const r = await w.rotate();
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, new RegExp(`^rotation complete: current KEK version pkcs11:atrest-retire:kek-rotate:00000002[0-9a-f]{16}; retired ${v1}\\n$`));
+      assert.match(r.stderr, /restorable with: atrest kms-plugin restore-key --backend pkcs11 <the same backend flags> --key-id/);
+      assert.deepEqual((await pkcs11Backend.listKeys!(o, context)).map((v) => v.state), ['retired', 'current']);
+      const read = await apiRequest(w.api, 'GET', '/api/v1/namespaces/default/secrets/s5');
+      assert.equal(Buffer.from(read.json<{ data: { v: string } }>().data.v, 'base64').toString(), 'value-5');
+    } finally {
+      await w.close();
     }
   });
 });

@@ -100,6 +100,13 @@ describe('atrest rotate', { skip: !etcdAvailable() && 'needs etcd' }, () => {
     const noKubeconfig = await w.rotate(['--kubeconfig', `${w.dir}/missing.kubeconfig`]);
     assert.equal(noKubeconfig.code, 2, noKubeconfig.stderr);
     assert.match(noKubeconfig.stderr, /missing\.kubeconfig: does not exist\n {2}what to do: give --kubeconfig/);
+    // A key file the plugin does not serve: refused before any version is made.
+    const otherKeyFile = `${w.dir}/other-kek.json`;
+    await localBackend.initKey({ keyFile: otherKeyFile }, ctx);
+    const wrongBackend = await w.rotate(['--key-file', otherKeyFile]);
+    assert.equal(wrongBackend.code, 2, wrongBackend.stderr);
+    assert.match(wrongBackend.stderr, /no kms v2 write provider of the selected resources is served by this local backend \(providers: atrest \(secrets\): sha256:/);
+    assert.deepEqual((await localBackend.listKeys!({ keyFile: otherKeyFile }, ctx)).map((v) => v.state), ['current'], 'no version made');
     const badStep = await w.rotate(['--step', 'everything']);
     assert.equal(badStep.code, 2, badStep.stderr);
     assert.deepEqual(await states(), ['v1:retired', 'v2:retired', 'v3:retired', 'v4:current'], 'nothing done');

@@ -76,6 +76,8 @@ export async function rotate(o: RotateOptions): Promise<RotateResult> {
   if (!current) throw new RotateError('usage', `the ${o.backend.name} backend has no current KEK version`, 'create one with atrest kms-plugin init-key');
   let old = versions.filter((v) => v.state === 'active');
   let rotated = false;
+  // Before anything changes: which providers this backend serves (fails on a wrong backend or a silent plugin).
+  const ours = ourProviders(o, new Set(versions.map((v) => keyIdHash(v.keyId))));
   const result = (nothingToDo: boolean, retired: KeyVersionView[] = []): RotateResult => ({ currentKeyId: current!.keyId, rotated, retired, nothingToDo });
 
   if (runs('rotate-kek')) {
@@ -98,7 +100,6 @@ export async function rotate(o: RotateOptions): Promise<RotateResult> {
   }
   const wantHash = keyIdHash(current.keyId);
   const oldHashes = new Set(old.map((v) => keyIdHash(v.keyId)));
-  const ours = ourProviders(o, new Set([wantHash, ...oldHashes]));
 
   if (runs('wait')) {
     step('wait');
@@ -144,9 +145,14 @@ function ourProviders(o: RotateOptions, hashes: ReadonlySet<string>): WriteProvi
     throw new RotateError('usage', `kms ${v1[0]!.apiVersion} provider ${JSON.stringify(v1[0]!.name)} writes ${v1[0]!.resource}: kms v1 values do not record which KEK version wrapped them, so atrest rotate cannot prove an old version unused`,
       'move to kms v2 first (docs/operator-guide.md), or leave those resources out with --resources');
   }
-  const ours = all.filter((p) => hashes.has(p.keyIdHash() ?? ''));
+  const silent = all.filter((p) => p.keyIdHash() === undefined);
+  if (silent.length > 0) {
+    throw new RotateError('incomplete', `the KMS plugin of provider ${silent.map((p) => JSON.stringify(p.name)).join(', ')} gave no valid Status answer (the socket in the EncryptionConfiguration)`,
+      'start the plugin (or fix the socket path), then run atrest rotate again');
+  }
+  const ours = all.filter((p) => hashes.has(p.keyIdHash()!));
   if (ours.length === 0) {
-    const seen = all.map((p) => `${p.name} (${p.resource}): ${p.keyIdHash() ?? 'no Status answer'}`).join('; ') || 'none';
+    const seen = all.map((p) => `${p.name} (${p.resource}): ${p.keyIdHash()!}`).join('; ') || 'none';
     throw new RotateError('usage', `no kms v2 write provider of the selected resources is served by this ${o.backend.name} backend (providers: ${seen})`,
       'give the backend flags of the plugin the EncryptionConfiguration names (--backend, --key-file, ...), and check that the plugin socket answers');
   }

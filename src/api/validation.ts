@@ -5,8 +5,6 @@ import type { KubeObject } from './objects.js';
 
 const DNS1123_LABEL = '[a-z0-9]([-a-z0-9]*[a-z0-9])?';
 const DNS1123_SUBDOMAIN = `${DNS1123_LABEL}(\\.${DNS1123_LABEL})*`;
-const LABEL_RE = new RegExp(`^${DNS1123_LABEL}$`);
-const SUBDOMAIN_RE = new RegExp(`^${DNS1123_SUBDOMAIN}$`);
 const CONFIG_KEY_RE = /^[-._a-zA-Z0-9]+$/;
 const QUALIFIED_NAME_PART = '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]';
 const QUALIFIED_NAME_RE = new RegExp(`^${QUALIFIED_NAME_PART}$`);
@@ -22,44 +20,37 @@ export function required(field: string, detail: string): StatusCause {
   return { reason: 'FieldValueRequired', message: `Required value: ${detail}`, field };
 }
 
-export function dns1123SubdomainErrors(value: string): string[] {
+/**
+ * apimachinery's pattern checks: MaxLenError past `maxLength`, RegexError (the message, examples and
+ * the regex) when `regex` does not match the whole value.
+ */
+const anchored = new Map<string, RegExp>();
+
+function patternErrors(value: string, maxLength: number, regex: string, message: string, examples: string[]): string[] {
   const errs: string[] = [];
-  if (value.length > 253) errs.push('must be no more than 253 characters');
-  if (!SUBDOMAIN_RE.test(value)) {
-    errs.push(
-      "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '" +
-        DNS1123_SUBDOMAIN + "')",
-    );
+  if (value.length > maxLength) errs.push(`must be no more than ${maxLength} characters`);
+  let re = anchored.get(regex);
+  if (!re) anchored.set(regex, (re = new RegExp(`^${regex}$`)));
+  if (!re.test(value)) {
+    errs.push(`${message} (e.g. ${examples.map((e) => `'${e}'`).join(',  or ')}, regex used for validation is '${regex}')`);
   }
   return errs;
+}
+
+export function dns1123SubdomainErrors(value: string): string[] {
+  return patternErrors(value, 253, DNS1123_SUBDOMAIN,
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character", ['example.com']);
 }
 
 export function dns1123LabelErrors(value: string): string[] {
-  const errs: string[] = [];
-  if (value.length > 63) errs.push('must be no more than 63 characters');
-  if (!LABEL_RE.test(value)) {
-    errs.push(
-      "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '" +
-        DNS1123_LABEL + "')",
-    );
-  }
-  return errs;
+  return patternErrors(value, 63, DNS1123_LABEL,
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character", ['my-name', '123-abc']);
 }
-
-const DNS1035_LABEL = '[a-z]([-a-z0-9]*[a-z0-9])?';
-const DNS1035_RE = new RegExp(`^${DNS1035_LABEL}$`);
 
 /** apimachinery's IsDNS1035Label (resource names). */
 export function dns1035LabelErrors(value: string): string[] {
-  const errs: string[] = [];
-  if (value.length > 63) errs.push('must be no more than 63 characters');
-  if (!DNS1035_RE.test(value)) {
-    errs.push(
-      "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '" +
-        DNS1035_LABEL + "')",
-    );
-  }
-  return errs;
+  return patternErrors(value, 63, '[a-z]([-a-z0-9]*[a-z0-9])?',
+    "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character", ['my-name', 'abc-123']);
 }
 
 /** metadata.name (or generateName) of a namespaced object (subdomain) or a namespace (label). */

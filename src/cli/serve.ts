@@ -1,5 +1,6 @@
 // `atrest serve`: the Kubernetes-compatible API server for core/v1 Namespaces, Secrets and
-// ConfigMaps, encrypted at rest. Flags are named like kube-apiserver's; every flag also reads an
+// ConfigMaps, encrypted at rest, and storagemigration.k8s.io/v1beta1 StorageVersionMigrations, which
+// its controller (on the replica holding the Lease) runs. Flags are named like kube-apiserver's; every flag also reads an
 // ATREST_* environment variable. Thin: parses flags and runs startApiServer (src/api).
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { featureGatesOption } from './feature-gates-option.js';
@@ -72,7 +73,7 @@ function integer(min: number, max: number): (v: string) => number {
 export function registerServe(program: Command): void {
   program
     .command('serve')
-    .description('run the API server (core/v1 Namespaces, Secrets, ConfigMaps) for kubectl, encrypted at rest')
+    .description('run the API server (core/v1 Namespaces, Secrets, ConfigMaps; StorageVersionMigrations, which it runs) for kubectl, encrypted at rest')
     .addOption(new Option('--encryption-provider-config <file>', 'EncryptionConfiguration file; without it everything is stored unencrypted (identity)').env('ATREST_ENCRYPTION_PROVIDER_CONFIG'))
     .addOption(new Option('--experimental-encryption-provider-config <file>', 'old name of --encryption-provider-config').hideHelp())
     .addOption(new Option('--encryption-provider-config-automatic-reload', 'reload the encryption config file when its content changes').env('ATREST_ENCRYPTION_PROVIDER_CONFIG_AUTOMATIC_RELOAD'))

@@ -41,8 +41,12 @@ export interface LeaderElectorOptions extends LeaderElectionTimings {
   identity?: string;
   log: Logger;
   registry?: Registry;
-  /** Called when this replica becomes the leader; the work stops when `signal` aborts (leadership lost or stop()). */
-  onStartedLeading(signal: AbortSignal): void;
+  /**
+   * Called when this replica becomes the leader: the work, which must end soon after `signal` aborts
+   * (leadership lost, or stop()). A new term's work starts only after the previous term's has ended,
+   * and stop() releases the Lease only after the work has ended.
+   */
+  onStartedLeading(signal: AbortSignal): Promise<void> | void;
   /** Wall clock for the Lease's times (ms). */
   now?: () => number;
   /** Monotonic clock for expiry (ms). */
@@ -57,6 +61,9 @@ interface LeaseSpec {
   renewTime?: string;
   leaseTransitions?: number;
 }
+
+/** The holder of a Lease that cannot be read. */
+const UNREADABLE_HOLDER = '(unreadable lease)';
 
 /** metav1.MicroTime: RFC 3339 with microseconds, UTC. */
 function microTime(ms: number): string {
@@ -84,6 +91,8 @@ export class LeaderElector {
   /** The Lease's uid once read or created (kept across renewals). */
   private uid: string | undefined;
   private leading?: { abort: AbortController; renewedAt: number };
+  /** The work of the current (or last) term. */
+  private work: Promise<void> = Promise.resolve();
   private timer?: NodeJS.Timeout;
   private stopped = false;
   private ticking: Promise<void> = Promise.resolve();
@@ -118,8 +127,10 @@ export class LeaderElector {
     await this.ticking;
     if (this.leading) {
       this.stopLeading('stopped');
+      await this.work;
       await this.release();
     }
+    await this.work;
   }
 
   private async tick(): Promise<void> {
@@ -148,11 +159,14 @@ export class LeaderElector {
     this.leading = { abort, renewedAt: at };
     this.gauge?.set({ name: this.options.name }, 1);
     this.options.log.info({ lease: this.leaseName(), identity: this.identity }, 'leader election: became the leader');
-    try {
-      this.options.onStartedLeading(abort.signal);
-    } catch (err) {
-      this.options.log.error({ err: messageOf(err) }, 'leader election: the leader callback failed');
-    }
+    this.work = this.work.then(async () => {
+      if (abort.signal.aborted) return;
+      try {
+        await this.options.onStartedLeading(abort.signal);
+      } catch (err) {
+        this.options.log.error({ err: messageOf(err) }, 'leader election: the leader\'s work failed');
+      }
+    });
   }
 
   private stopLeading(why: string): void {
@@ -175,12 +189,24 @@ export class LeaderElector {
     }));
   }
 
+  /**
+   * The stored Lease. One that cannot be decrypted or parsed (its key was dropped from the
+   * configuration, say) reads as held by an unknown holder: like any other holder's, it is taken over
+   * (overwritten, compare-and-swap) once it has stayed unchanged for the lease duration.
+   */
   private async read(): Promise<{ kv: KeyValue; spec: LeaseSpec; created?: string } | undefined> {
-    const stored = await this.options.store.get(this.options.key);
-    if (!stored) return undefined;
-    const obj = JSON.parse(stored.plaintext.toString('utf8')) as { metadata?: { uid?: string; creationTimestamp?: string }; spec?: LeaseSpec };
+    const kv = await this.options.store.store.get(this.options.key);
+    if (!kv) return undefined;
+    let obj: { metadata?: { uid?: string; creationTimestamp?: string }; spec?: LeaseSpec };
+    try {
+      obj = JSON.parse((await this.options.store.decrypt(kv)).plaintext.toString('utf8')) as typeof obj;
+      if (typeof obj !== 'object' || obj === null) throw new Error('not a JSON object');
+    } catch (err) {
+      if (kv.modRevision !== this.observedRevision) this.options.log.warn({ lease: this.leaseName(), err: messageOf(err) }, 'leader election: the stored lease cannot be read; it is taken over once it expires');
+      return { kv, spec: { holderIdentity: UNREADABLE_HOLDER } };
+    }
     if (obj.metadata?.uid) this.uid = obj.metadata.uid;
-    return { kv: stored.kv, spec: obj.spec ?? {}, ...(obj.metadata?.creationTimestamp ? { created: obj.metadata.creationTimestamp } : {}) };
+    return { kv, spec: obj.spec ?? {}, ...(obj.metadata?.creationTimestamp ? { created: obj.metadata.creationTimestamp } : {}) };
   }
 
   /** client-go's tryAcquireOrRenew: true when this replica holds the Lease afterwards. */

@@ -24,7 +24,6 @@ export class StorageVersionMigrationController {
   private readonly runner: MigrationRunner;
   private elector?: LeaderElector;
   private standalone?: { abort: AbortController; done: Promise<void> };
-  private leading: Promise<void> = Promise.resolve();
 
   constructor(private readonly options: MigrationControllerOptions) {
     this.runner = new MigrationRunner(options, createMigrationMetrics(options.registry));
@@ -45,22 +44,19 @@ export class StorageVersionMigrationController {
       ...(this.options.identity ? { identity: this.options.identity } : {}),
       log: this.options.log,
       registry: this.options.registry,
-      onStartedLeading: (signal) => {
-        this.leading = this.lead(signal);
-      },
+      onStartedLeading: (signal) => this.lead(signal),
       ...(this.options.now ? { now: this.options.now } : {}),
     });
     this.elector.start();
   }
 
-  /** Stops the running migration after its current batch, releases the Lease. */
+  /** Stops the running migration after its current batch (its progress recorded), then releases the Lease. */
   async stop(): Promise<void> {
     if (this.standalone) {
       this.standalone.abort.abort();
       await this.standalone.done;
     }
     await this.elector?.stop();
-    await this.leading;
   }
 
   /** The leader's work until `signal` aborts. */

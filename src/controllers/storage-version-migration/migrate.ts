@@ -51,6 +51,46 @@ function keyList(keys: string[]): string {
   return keys.length > MAX_KEYS_IN_MESSAGE ? `${shown} and ${keys.length - MAX_KEYS_IN_MESSAGE} more` : shown;
 }
 
+/**
+ * Records progress off the migration's critical path: one write at a time, and a snapshot that was
+ * not written yet is replaced by a newer one. The recorded position is always that of a batch whose
+ * writes are done, so at a crash it is at most the last batch or two behind.
+ */
+class ProgressWriter {
+  private next: ((o: KubeObject) => void) | undefined;
+  private running: Promise<void> | undefined;
+
+  constructor(
+    /** Writes; false when the object is gone. */
+    private readonly write: (mutate: (o: KubeObject) => void) => Promise<boolean>,
+    private readonly onGone: () => void,
+    private readonly onError: (err: unknown) => void,
+  ) {}
+
+  push(mutate: (o: KubeObject) => void): void {
+    this.next = mutate;
+    this.running ??= this.loop();
+  }
+
+  private async loop(): Promise<void> {
+    while (this.next) {
+      const mutate = this.next;
+      this.next = undefined;
+      try {
+        if (!(await this.write(mutate))) this.onGone();
+      } catch (err) {
+        this.onError(err);
+      }
+    }
+    this.running = undefined;
+  }
+
+  /** Resolves when everything pushed is written. */
+  async flush(): Promise<void> {
+    while (this.running) await this.running;
+  }
+}
+
 /** kube's failMigration message. */
 const unhandled = (detail: string): string => `migration encountered unhandled error: ${detail}`;
 
@@ -107,6 +147,14 @@ export class MigrationRunner {
       this.metrics.objects(resource, minus(runCounts, reported));
       reported = runCounts;
     };
+    const progressWriter = new ProgressWriter(
+      async (mutate) => (await objects.update(name, uid, mutate)) !== undefined,
+      () => {
+        gone = true;
+        local.abort();
+      },
+      (err) => log.warn({ migration: name, err: messageOf(err) }, 'storage version migration: could not record progress'),
+    );
     this.metrics.running(resource, 1);
     let summary: RewriteSummary;
     try {
@@ -122,17 +170,13 @@ export class MigrationRunner {
         ...(this.options.rate ? { rate: this.options.rate } : {}),
         signal: local.signal,
         onProgress: (p) => { runCounts = countsOf(p); },
-        afterBatch: async (_batch, position) => {
+        afterBatch: (_batch, position) => {
           report();
           const total = addCounts(base, runCounts);
-          const written = await objects.update(name, uid, (o) => {
+          progressWriter.push((o) => {
             writeProgress(o, { ...total, continue: position.lastKey.slice(listPrefix.length), revision: position.revision });
             setCondition(o, { type: 'Running', status: 'True', reason: MIGRATION_REASONS.Running, message: runningMessage(total) }, this.now());
           });
-          if (!written) {
-            gone = true;
-            local.abort();
-          }
           if (this.now() - lastLog >= LOG_EVERY_MS) {
             lastLog = this.now();
             log.info({ migration: name, resource, ...total }, 'storage version migration progress');
@@ -141,9 +185,12 @@ export class MigrationRunner {
       });
     } catch (err) {
       report();
+      await progressWriter.flush();
       if (err instanceof RewriteError && err.code === 'REWRITE_ABORTED') {
-        log.info({ migration: name, resource, why: gone ? 'deleted' : 'stopped' }, gone ? 'storage version migration deleted while running' : 'storage version migration stopped; it resumes where it stopped');
-        return gone ? 'done' : 'stopped';
+        // Not the controller's signal: the object was deleted (seen by the watch, or by a progress write).
+        const deleted = gone || !signal.aborted;
+        log.info({ migration: name, resource }, deleted ? 'storage version migration deleted while running' : 'storage version migration stopped; it resumes where it stopped');
+        return deleted ? 'done' : 'stopped';
       }
       // The write provider cannot encrypt (KMS plugin down), the store fails: nothing was written
       // wrongly (fail closed); stay Running and try again later from the last recorded batch.
@@ -158,6 +205,8 @@ export class MigrationRunner {
       this.metrics.running(resource, -1);
     }
     report();
+    await progressWriter.flush();
+    if (gone) return 'done';
     const total = addCounts(base, countsOf({ ...summary, undecryptable: summary.undecryptable.length }));
     for (const u of summary.undecryptable) log.warn({ migration: name, key: u.key, err: u.error }, 'storage version migration: a stored object cannot be decrypted');
     let failure: string | undefined;

@@ -1,8 +1,9 @@
-// Re-encrypting through the API server with StorageVersionMigration (storagemigration.k8s.io, as
-// kube-apiserver 1.30+ and atrest serve serve it): one per resource, named after the rotation's
-// new key_id so a rerun finds its own. An existing one is waited for while it runs, and created
-// again when it ended Failed, or Succeeded while values under the old key remain (written later,
-// or restored from a backup): a migration that finished cannot be run twice.
+// Re-encrypting through the API server with StorageVersionMigration (storagemigration.k8s.io as
+// kube-apiserver 1.30+ and atrest serve serve it, in the version discovery prefers: v1beta1 of 1.35,
+// or v1alpha1 of 1.30–1.34, whose spec.resource also names a version): one per resource, named
+// after the rotation's new key_id so a rerun finds its own. An existing one is waited for while it
+// runs, and created again when it ended Failed, or Succeeded while values under the old key remain
+// (written later, or restored from a backup): a migration that finished cannot be run twice.
 import { KubeClientError, type KubeClient } from '../kube-client.js';
 import { pollUntil, RotateError, type RotateReporter } from './types.js';
 
@@ -28,7 +29,7 @@ export async function svmGroupVersion(client: KubeClient): Promise<string> {
   const gv = group?.preferredVersion?.groupVersion;
   if (!gv) {
     throw new RotateError('incomplete', `${client.url} does not serve ${SVM_GROUP} (StorageVersionMigration)`,
-      'enable it (kube-apiserver 1.30-1.34: --feature-gates=StorageVersionMigrator=true and --runtime-config=storagemigration.k8s.io/v1alpha1=true; 1.35+: v1beta1), or run atrest rotate --migrate-with rewrite');
+      'enable it on kube-apiserver (--feature-gates=StorageVersionMigrator=true and --runtime-config=storagemigration.k8s.io/v1alpha1=true on 1.30–1.34, .../v1beta1=true on 1.35), or run atrest rotate --migrate-with rewrite');
   }
   return gv;
 }
@@ -68,12 +69,22 @@ const path = (gv: string, name?: string): string => `/apis/${gv}/storageversionm
 async function create(client: KubeClient, o: MigrateOptions): Promise<void> {
   const dot = o.resource.indexOf('.');
   const [resource, group] = dot < 0 ? [o.resource, ''] : [o.resource.slice(0, dot), o.resource.slice(dot + 1)];
+  // v1alpha1 (kube 1.30–1.34) names a version too: the group's preferred one, as kubectl would use.
+  const version = o.groupVersion.endsWith('/v1alpha1') ? await preferredVersion(client, group) : undefined;
   await client.json('POST', path(o.groupVersion), {
     apiVersion: o.groupVersion,
     kind: 'StorageVersionMigration',
     metadata: { name: o.name, labels: { 'app.kubernetes.io/managed-by': 'atrest-rotate' } },
-    spec: { resource: { group, resource } },
+    spec: { resource: version === undefined ? { group, resource } : { group, version, resource } },
   });
+}
+
+async function preferredVersion(client: KubeClient, group: string): Promise<string> {
+  if (group === '') return 'v1';
+  const found = await client.json<{ preferredVersion?: { version?: string } }>('GET', `/apis/${group}`, undefined, true);
+  const version = found?.preferredVersion?.version;
+  if (!version) throw new RotateError('incomplete', `${client.url} does not serve the API group ${group}`, 'leave that resource out with --resources, or check the API server');
+  return version;
 }
 
 async function remove(client: KubeClient, o: MigrateOptions): Promise<void> {

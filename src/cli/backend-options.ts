@@ -4,13 +4,14 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import type { BackendModule } from '../plugin/backend.js';
 import { backendByName, backends } from '../plugin/backends/index.js';
 
-/** `--backend <name>` (default local) and the flags of every backend. */
-export function addBackendFlags(cmd: Command): Command {
+/** `--backend <name>` (default local) and the flags of every backend, but those in `omit` (e.g. `--rotation-period`). */
+export function addBackendFlags(cmd: Command, omit: readonly string[] = []): Command {
   cmd.addOption(new Option('--backend <name>', 'where the key-encryption key lives').choices(backends.map((b) => b.name)).default('local').env('ATREST_KMS_PLUGIN_BACKEND'));
   const seen = new Set<string>();
   for (const backend of backends) {
     for (const flag of backend.flags) {
       const option = new Option(flag.flags, flag.description).env(flag.env);
+      if (omit.includes(option.long ?? '')) continue;
       if (flag.defaultValue !== undefined) option.default(flag.defaultValue);
       if (seen.has(option.attributeName())) continue; // two backends sharing a flag name share the option
       seen.add(option.attributeName());

@@ -51,7 +51,8 @@ export function registerRotate(program: Command): void {
     .description('rotate the KEK end to end: new version, every API server on it, StorageVersionMigrations, verify, retire the old version; safe to rerun')
     .exitOverride((err) => process.exit(err.exitCode === 0 ? EXIT.ok : EXIT.usage));
   addEngineOptions(command);
-  addBackendFlags(command)
+  // The same backend flags as kms-plugin, but the serving plugin's schedule.
+  addBackendFlags(command, ['--rotation-period'])
     .addOption(new Option('--kubeconfig <file>', 'credentials for the API servers (default: $KUBECONFIG, else ~/.kube/config)').env('KUBECONFIG'))
     .addOption(new Option('--context <name>', 'kubeconfig context (default: its current-context)'))
     .addOption(new Option('--server <url...>', 'every API server (each one, not a load balancer); default: the kubeconfig\'s server').env('ATREST_ROTATE_SERVERS').argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), ...v.split(',').filter((s) => s !== '')]))
@@ -60,6 +61,15 @@ export function registerRotate(program: Command): void {
     .addOption(new Option('--step <name>', 'run one step alone (retire always verifies first)').choices(['rotate-kek', 'wait', 'migrate', 'verify', 'retire']))
     .addOption(new Option('--timeout <duration>', 'how long each wait may take (plugins, API servers, each migration)').default(15 * 60_000, '15m').argParser(duration('--timeout')))
     .addOption(new Option('--poll-interval <duration>', 'how often waits look again').default(1000, '1s').argParser(duration('--poll-interval')))
+    .addHelpText('after', [
+      '',
+      'Exit codes:',
+      '  0  done (or nothing to do)',
+      '  1  a check found values that still need an old KEK version: nothing was retired',
+      '  2  usage or configuration error (flags, kubeconfig, a kms v1 provider, a backend the plugin does not serve)',
+      '  3  could not complete (a wait timed out, a migration failed, a server or the store failed, interrupted):',
+      '     fix what the message says and run it again; it continues where it stopped',
+    ].join('\n'))
     .action(async (flags: RotateFlags) => {
       process.exitCode = await runRotate(flags);
     });

@@ -9,6 +9,7 @@ import { registerDev } from './dev.js';
 import { registerVerify } from './verify.js';
 import { registerRewrite } from './rewrite.js';
 import { registerStatus } from './status.js';
+import { registerRotate } from './rotate.js';
 import { registerEncrypt, registerDecrypt } from './transform-value.js';
 import { registerVersion } from './version.js';
 
@@ -21,6 +22,7 @@ export const commands: Array<(program: Command) => void> = [
   registerVerify,
   registerRewrite,
   registerStatus,
+  registerRotate,
   registerServe,
   registerDev,
   registerVersion,

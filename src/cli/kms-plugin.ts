@@ -5,15 +5,19 @@
 //   atrest kms-plugin --listen unix:///var/run/atrest/kms.sock --backend local --key-file /etc/atrest/kek.json
 //   atrest kms-plugin init-key --backend local --key-file /etc/atrest/kek.json
 //   atrest kms-plugin rotate-key --key-file /etc/atrest/kek.json
+//   atrest kms-plugin list-keys --key-file /etc/atrest/kek.json
+//   atrest kms-plugin restore-key --key-file /etc/atrest/kek.json --key-id local:v1:0123456789abcdef
+// Retiring a version is `atrest rotate`'s last step (src/cli/rotate.ts), which first proves that no
+// stored value needs it.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { AtrestError, messageOf } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Registry } from '../metrics.js';
-import type { BackendModule, BackendOptions, KekBackend } from '../plugin/backend.js';
-import { backendByName, backends } from '../plugin/backends/index.js';
+import type { BackendModule, BackendOptions, KekBackend, KeyVersionInfo } from '../plugin/backend.js';
 import { hierarchyFlags } from '../plugin/hierarchy/config.js';
 import type { HealthServer } from '../plugin/health-server.js';
 import type { PluginServer, StatusVersion } from '../plugin/server.js';
+import { addBackendFlags, chooseBackend } from './backend-options.js';
 
 interface KmsPluginOptions extends BackendOptions {
   listen?: string;
@@ -32,37 +36,18 @@ function milliseconds(flag: string, min: number) {
   };
 }
 
-function addBackendFlags(cmd: Command): void {
-  const seen = new Set<string>();
-  for (const flags of [...backends.map((b) => b.flags), hierarchyFlags]) {
-    for (const flag of flags) {
-      const option = new Option(flag.flags, flag.description).env(flag.env);
-      if (flag.defaultValue !== undefined) option.default(flag.defaultValue);
-      if (seen.has(option.attributeName())) continue; // two backends sharing a flag name share the option
-      seen.add(option.attributeName());
-      cmd.addOption(option);
-    }
-  }
-}
-
-async function chooseBackend(name: string): Promise<BackendModule> {
-  const backend = backendByName(name);
-  if (!backend) throw new InvalidArgumentError(`--backend ${JSON.stringify(name)} is not one of ${backends.map((b) => b.name).join(', ')}`);
-  return backend.load();
-}
-
 export function registerKmsPlugin(program: Command): void {
   const cmd = program
     .command('kms-plugin')
     .description('serve the KMS plugin gRPC API (v1beta1 and v2) on a UNIX socket for kube-apiserver; init-key / rotate-key manage the KEK')
     .addOption(new Option('--listen <endpoint>', 'UNIX socket to serve on: unix:///path/kms.sock or unix:///@abstract-name').env('ATREST_KMS_PLUGIN_LISTEN'))
-    .addOption(new Option('--backend <name>', 'where the key-encryption key lives').choices(backends.map((b) => b.name)).default('local').env('ATREST_KMS_PLUGIN_BACKEND'))
     .addOption(new Option('--health-listen <host:port>', 'also serve /healthz, /livez and /metrics over HTTP, e.g. 127.0.0.1:8081').env('ATREST_KMS_PLUGIN_HEALTH_LISTEN'))
     .addOption(new Option('--refresh-interval <ms>', 'how often to look for a rotated KEK').default('5000').argParser(milliseconds('--refresh-interval', 50)).env('ATREST_KMS_PLUGIN_REFRESH_INTERVAL'))
     .addOption(new Option('--status-version <version>', 'version in v2 Status answers (v2beta1: kube-apiserver 1.27+; v2: 1.29+)').choices(['v2beta1', 'v2']).default('v2beta1').env('ATREST_KMS_PLUGIN_STATUS_VERSION'))
     .addOption(new Option('--shutdown-grace <ms>', 'on SIGTERM, how long in-flight calls may take to finish').default('10000').argParser(milliseconds('--shutdown-grace', 0)).env('ATREST_KMS_PLUGIN_SHUTDOWN_GRACE'))
     .configureHelp({ showGlobalOptions: true });
-  addBackendFlags(cmd);
+  // The key hierarchy's flags apply to the remote backends (kmip, pkcs11) a serving plugin wraps.
+  addBackendFlags(cmd, [], [hierarchyFlags]);
   cmd.action(async (opts: KmsPluginOptions) => {
     const { createLogger } = await import('../log.js');
     const log = createLogger('kms-plugin');
@@ -80,6 +65,48 @@ export function registerKmsPlugin(program: Command): void {
   cmd.command('rotate-key')
     .description('add a KEK version that becomes current (running plugins switch within --refresh-interval); prints its key_id')
     .action(async (_opts: unknown, sub: Command) => keyCommand(sub, 'rotate'));
+  cmd.command('list-keys')
+    .description('list the KEK versions: current, active (still unwraps) or retired, with their dates')
+    .addOption(new Option('-o, --output <format>', 'table or json').choices(['table', 'json']).default('table'))
+    .action(async (opts: { output: 'table' | 'json' }, sub: Command) => listKeys(sub, opts.output));
+  cmd.command('restore-key')
+    .description('let a retired KEK version unwrap again (local: within its grace period; pkcs11: sets CKA_DECRYPT back; kmip: not possible)')
+    .requiredOption('--key-id <key_id>', 'the key_id of the retired version (see list-keys)')
+    .action(async (opts: { keyId: string }, sub: Command) => restoreKey(sub, opts.keyId));
+}
+
+const time = (ms: number | undefined): string => (ms === undefined ? '-' : new Date(ms).toISOString());
+
+async function listKeys(sub: Command, output: 'table' | 'json'): Promise<void> {
+  const opts = sub.optsWithGlobals<KmsPluginOptions>();
+  const { createLogger } = await import('../log.js');
+  const backend = await chooseBackend(opts.backend);
+  if (!backend.listKeys) throw new InvalidArgumentError(`--backend ${backend.name} cannot list its key versions`);
+  const versions = await backend.listKeys(opts, { log: createLogger('kms-plugin') });
+  if (output === 'json') {
+    process.stdout.write(JSON.stringify(versions.map((v) => ({ ...v, createdAt: time(v.createdAt), retiredAt: time(v.retiredAt), purgeAfter: time(v.purgeAfter) })), null, 2) + '\n');
+    return;
+  }
+  const rows = [['VERSION', 'STATE', 'KEY ID', 'CREATED', 'RETIRED', 'PURGE AFTER'], ...versions.map((v: KeyVersionInfo) => [String(v.version), v.state, v.keyId, time(v.createdAt), time(v.retiredAt), time(v.purgeAfter)])];
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  process.stdout.write(rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n') + '\n');
+}
+
+async function restoreKey(sub: Command, keyId: string): Promise<void> {
+  const opts = sub.optsWithGlobals<KmsPluginOptions>();
+  const { createLogger } = await import('../log.js');
+  const log = createLogger('kms-plugin');
+  const backend = await chooseBackend(opts.backend);
+  if (!backend.restoreKey) {
+    throw new InvalidArgumentError(`--backend ${backend.name}: a retired version cannot be restored (KMIP has no way back from Deactivated)`);
+  }
+  try {
+    const v = await backend.restoreKey(opts, { log }, keyId);
+    process.stdout.write(`${v.keyId} ${v.state}\n`);
+  } catch (err) {
+    log.error({ event: 'restore-key-failed', backend: backend.name, err: messageOf(err) }, 'restore-key failed');
+    throw err;
+  }
 }
 
 async function keyCommand(sub: Command, action: 'init' | 'rotate'): Promise<void> {

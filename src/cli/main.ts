@@ -8,12 +8,20 @@ import { EXIT_BROKEN_PIPE, exitCodeFor, isBrokenPipe } from './exit-codes.js';
 import { configureKubeFlags, kubeArgv } from './flags.js';
 import { versionText } from './version.js';
 
+/** Set once commander has printed a usage error itself (a parse error; not one an action threw). */
+let usageErrorShown = false;
+
 export function buildProgram(): Command {
   const program = new Command('atrest')
     .description('Kubernetes encryption at rest with KMS envelope encryption: engine, KMS plugin, API server and operator tools')
     .version(versionText(), '-V, --version', 'print the version (as atrest version)')
     .showHelpAfterError('(run with --help for usage)')
-    .configureOutput({ outputError: (str, write) => write(str) })
+    .configureOutput({
+      outputError: (str, write) => {
+        usageErrorShown = true;
+        write(str);
+      },
+    })
     // Usage errors reach main's catch as CommanderErrors (exit 2); subcommands inherit this.
     .exitOverride((err) => {
       throw err;
@@ -50,8 +58,10 @@ export async function main(argv: string[]): Promise<void> {
     await program.parseAsync(kubeArgv(program, argv));
   } catch (err) {
     const code = exitCodeFor(err);
-    // commander has printed its own message (usage errors, --help, --version); a closed pipe shows nothing.
-    if (!(err instanceof CommanderError) && code !== EXIT_BROKEN_PIPE) {
+    // commander has printed its own message for parse errors (and --help, --version exit 0); an
+    // InvalidArgumentError an action threw is not printed by commander; a closed pipe shows nothing.
+    const shown = err instanceof CommanderError && (usageErrorShown || err.exitCode === 0);
+    if (!shown && code !== EXIT_BROKEN_PIPE) {
       process.stderr.write(`atrest: ${messageOf(err).replace(/\s*\n\s*/g, ' ')}\n`);
     }
     process.exit(code);

@@ -72,6 +72,23 @@ export interface BackendContext {
   metrics?: Registry;
 }
 
+/**
+ * One KEK version as `kms-plugin list-keys` and `atrest rotate` see it. `current` wraps new
+ * ciphertexts; `active` is an earlier version that still unwraps (a rotation not finished: values
+ * may still need it); `retired` no longer unwraps (docs/operator-guide.md, "Retiring a KEK version").
+ */
+export interface KeyVersionInfo {
+  keyId: string;
+  version: number;
+  state: 'current' | 'active' | 'retired';
+  /** Epoch ms, when the backend records it. */
+  createdAt?: number;
+  /** Epoch ms of the retirement, when the backend records it. */
+  retiredAt?: number;
+  /** local: when a retired version leaves the key file for good; restore-key works until then. */
+  purgeAfter?: number;
+}
+
 /** What `atrest kms-plugin --backend <name>` and its `init-key` / `rotate-key` subcommands use. */
 export interface BackendModule {
   readonly name: string;
@@ -87,6 +104,15 @@ export interface BackendModule {
    * server host:port`), and `atrest kms-plugin` puts the key hierarchy in front of the backend.
    */
   describeRemote?(options: BackendOptions): string;
+  /** Every KEK version, oldest first (`kms-plugin list-keys`; `atrest rotate` finds old versions with it). */
+  listKeys?(options: BackendOptions, context: BackendContext): Promise<KeyVersionInfo[]>;
+  /**
+   * Retires a version that is not current: it no longer unwraps. Only `atrest rotate` calls it, after
+   * proving that no stored value needs the version. Retiring a retired version changes nothing.
+   */
+  retireKey?(options: BackendOptions, context: BackendContext, keyId: string): Promise<KeyVersionInfo>;
+  /** Makes a retired version unwrap again (`kms-plugin restore-key`); absent where retirement is final (kmip). */
+  restoreKey?(options: BackendOptions, context: BackendContext, keyId: string): Promise<KeyVersionInfo>;
 }
 
 export class BackendError extends AtrestError {

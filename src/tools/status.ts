@@ -4,6 +4,7 @@
 // holds the report shape, the plugin probe and the table; src/cli/status.ts gathers the parts with
 // the engine (config, KMS health checks) and verifyStore. Never prints a key or a value.
 import type { ProviderConfiguration } from '../config/types.js';
+import { samples } from './prometheus-text.js';
 import { notCheckedLines, type VerifyReport } from './verify.js';
 
 export interface KmsProviderStatus {
@@ -95,20 +96,6 @@ export function providerLabel(p: ProviderConfiguration): string {
   if ('kms' in p) return `kms ${p.kms.apiVersion ?? 'v1'}:${p.kms.name}`;
   const [type, keys] = 'aesgcm' in p ? ['aesgcm', p.aesgcm] : 'aescbc' in p ? ['aescbc', p.aescbc] : ['secretbox', p.secretbox];
   return `${type}:${keys.keys.map((k) => k.name).join(',')}`;
-}
-
-/** A sample of a Prometheus text exposition: `name{labels} value`. */
-function samples(text: string, name: string): Array<{ labels: Record<string, string>; value: number }> {
-  const out: Array<{ labels: Record<string, string>; value: number }> = [];
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name) || (line[name.length] !== '{' && line[name.length] !== ' ')) continue;
-    const m = /^[^{\s]+(?:\{(.*)\})?\s+(\S+)/.exec(line);
-    if (!m) continue;
-    const labels: Record<string, string> = {};
-    for (const l of (m[1] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!;
-    out.push({ labels, value: Number(m[2]) });
-  }
-  return out;
 }
 
 /** Reads a plugin's /healthz and /metrics (`kms-plugin --health-listen host:port`). */

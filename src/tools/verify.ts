@@ -23,6 +23,8 @@ export interface VerifyOptions {
   /** Reads through this (it knows the kms providers and which are down); default: one without kms providers. */
   reader?: CheckedReader;
   pageSize?: number;
+  /** Called with every value that decrypted: its storage key and writer label (`atrest rotate` names leftovers with it). */
+  onValue?(key: string, writer: string): void;
 }
 
 export interface ResourceReport {
@@ -124,6 +126,7 @@ export async function verifyStore(options: VerifyOptions): Promise<VerifyReport>
       if (outcome.kind === 'read') {
         const label = writerLabel(outcome.result.origin);
         report.writers[label] = (report.writers[label] ?? 0) + 1;
+        options.onValue?.(kv.key, label);
         if (outcome.result.origin.provider === 'identity') report.plaintext++;
         if (outcome.result.stale) report.stale++;
       } else if (outcome.kind === 'unchecked') {

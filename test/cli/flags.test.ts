@@ -128,7 +128,7 @@ test('every boolean flag: --flag, --flag=true|false, its variable as true/false;
 test('the built CLI: a typo\'d flag exits 2 for every command; atrest version and --version; a kube-style boolean is taken', async () => {
   const commands = allCommands(buildProgram()).filter((c) => c.parent !== null && c.commands.length === 0).map(pathOf);
   // With the mandatory flags given by their variable, the typo is the one error.
-  const typos = await Promise.all(commands.map((path) => runCli([...path, '--no-such-flag'], { env: { ATREST_ENCRYPTION_PROVIDER_CONFIG: '/dev/null', ATREST_KEY: '/registry/secrets/a/b' } })));
+  const typos = await Promise.all(commands.map((path) => runCli([...path, '--no-such-flag'], { env: { ATREST_ENCRYPTION_PROVIDER_CONFIG: '/dev/null', ATREST_KEY: '/registry/secrets/a/b', ATREST_KEY_ID: 'local:v1:0123456789abcdef' } })));
   typos.forEach((r, i) => {
     assert.equal(r.code, 2, `${commands[i]!.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, /unknown option '--no-such-flag'/);

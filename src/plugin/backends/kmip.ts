@@ -1,9 +1,11 @@
 // The kmip KEK backend: the key-encryption key lives on a KMIP server (OASIS KMIP 1.x over mutual
 // TLS); DEKs are wrapped and unwrapped there by server-side Encrypt/Decrypt. The client, the
-// ciphertext format and the key-version handling live in src/plugin/kmip/.
+// ciphertext format and the key-version handling live in src/plugin/kmip/. Retiring a version
+// revokes it (final in KMIP: no restore-key; src/plugin/kmip/retirement.ts).
 import { BackendError, type BackendModule } from '../backend.js';
 import { kmipFlags, readKmipSettings } from '../kmip/config.js';
 import { KmipKek, createVersion, keyIdOf, listVersions, newKmipClient, toBackendError } from '../kmip/kek.js';
+import { listKmipVersions, retireKmipVersion } from '../kmip/retirement.js';
 
 export const kmipBackend: BackendModule = {
   name: 'kmip',
@@ -51,4 +53,6 @@ export const kmipBackend: BackendModule = {
       client.close();
     }
   },
+  listKeys: async (options, context) => listKmipVersions(await readKmipSettings(options), context),
+  retireKey: async (options, context, keyId) => retireKmipVersion(await readKmipSettings(options), context, keyId),
 };

@@ -2,26 +2,30 @@
 // HSM (any PKCS#11 module; tested with SoftHSM2), and DEKs/seeds are wrapped inside the HSM.
 // The pieces live in src/plugin/pkcs11/: flags and PIN file (config), module loading (library),
 // sessions and login (token, session-pool), key objects (key-objects), ciphertext layout
-// (ciphertext), serving (kek) and init-key/rotate-key (admin).
+// (ciphertext), serving (kek), init-key/rotate-key (admin) and list/retire/restore of versions
+// (retirement).
 import { basename } from 'node:path';
 import type { BackendContext, BackendModule, BackendOptions, KekBackend } from '../backend.js';
 import { readHierarchySettings } from '../hierarchy/config.js';
 import { createKeyVersion, type KeyVersionAction } from '../pkcs11/admin.js';
-import { loadPkcs11Config, pkcs11Flags } from '../pkcs11/config.js';
+import { loadPkcs11Config, pkcs11Flags, type Pkcs11Config } from '../pkcs11/config.js';
 import { Pkcs11Kek } from '../pkcs11/kek.js';
-import { processPkcs11Loader, type Pkcs11Loader } from '../pkcs11/library.js';
+import { processPkcs11Loader, type Pkcs11Library, type Pkcs11Loader } from '../pkcs11/library.js';
+import { listPkcs11Versions, restorePkcs11Version, retirePkcs11Version } from '../pkcs11/retirement.js';
 
 /** `--backend pkcs11` with its own module loader (tests); the CLI uses `pkcs11Backend`. */
 export function createPkcs11Backend(loader: Pkcs11Loader = processPkcs11Loader): BackendModule {
-  async function keyVersion(options: BackendOptions, context: BackendContext, action: KeyVersionAction): Promise<string> {
+  async function withLibrary<T>(options: BackendOptions, fn: (library: Pkcs11Library, config: Pkcs11Config) => T): Promise<T> {
     const config = await loadPkcs11Config(options);
     const library = await loader.acquire(config.modulePath);
     try {
-      return createKeyVersion(library, config, action, context.log);
+      return fn(library, config);
     } finally {
       library.release();
     }
   }
+  const keyVersion = (options: BackendOptions, context: BackendContext, action: KeyVersionAction): Promise<string> =>
+    withLibrary(options, (library, config) => createKeyVersion(library, config, action, context.log));
   return {
     name: 'pkcs11',
     flags: pkcs11Flags,
@@ -38,6 +42,9 @@ export function createPkcs11Backend(loader: Pkcs11Loader = processPkcs11Loader):
     describeRemote,
     initKey: (options, context) => keyVersion(options, context, 'init'),
     rotateKey: (options, context) => keyVersion(options, context, 'rotate'),
+    listKeys: (options) => withLibrary(options, (library, config) => listPkcs11Versions(library, config)),
+    retireKey: (options, context, keyId) => withLibrary(options, (library, config) => retirePkcs11Version(library, config, keyId, context.log)),
+    restoreKey: (options, context, keyId) => withLibrary(options, (library, config) => restorePkcs11Version(library, config, keyId, context.log)),
   };
 }
 

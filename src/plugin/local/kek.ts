@@ -2,7 +2,9 @@
 // wrapping, any one unwrapping. refresh() re-reads the file when it was rewritten (device, inode,
 // size or mtime changed) and swaps the whole set at once; a bad rewrite leaves the loaded keys in
 // place and fails the refresh with the reason. A ciphertext naming a version not loaded yet makes
-// it look at the file once more (another process may just have rotated).
+// it look at the file once more (another process may just have rotated). Retired versions
+// (retirement.ts) are not loaded: a ciphertext naming one fails with an error that says how to
+// restore it, and the first such call per version is logged (`retired-key-used`).
 import { createSecretKey, type KeyObject } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import type { Logger } from '../../log.js';
@@ -20,8 +22,17 @@ interface LoadedVersion {
   prefix: SealPrefix;
 }
 
+/** A retired version: no key material in memory, only what its error message says. */
+interface RetiredVersion {
+  version: number;
+  keyId: string;
+  retired: string;
+  purgeAfter: string;
+}
+
 interface Loaded {
   byRef: Map<string, LoadedVersion>;
+  retired: Map<string, RetiredVersion>;
   current: LoadedVersion;
   stamp: KeyFileStamp;
 }
@@ -32,9 +43,15 @@ function refKey(version: number, id: string): string {
 
 function load(contents: KeyFileContents, stamp: KeyFileStamp): Loaded {
   const byRef = new Map<string, LoadedVersion>();
+  const retired = new Map<string, RetiredVersion>();
   let current: LoadedVersion | undefined;
   for (const v of contents.versions) {
     const keyId = keyIdOf(v);
+    if (v.retired !== undefined) {
+      v.key.fill(0);
+      retired.set(refKey(v.version, v.id), { version: v.version, keyId, retired: v.retired, purgeAfter: v.purgeAfter ?? '' });
+      continue;
+    }
     const created = Date.parse(v.created);
     const loaded: LoadedVersion = {
       version: v.version, id: v.id, keyId, ...(Number.isFinite(created) ? { createdAt: created } : {}), key: createSecretKey(v.key), prefix: sealPrefix(v, keyId),
@@ -44,13 +61,16 @@ function load(contents: KeyFileContents, stamp: KeyFileStamp): Loaded {
     if (!current || loaded.version > current.version) current = loaded;
   }
   if (!current) throw new BackendError('CONFIG', 'key file has no versions');
-  return { byRef, current, stamp };
+  return { byRef, retired, current, stamp };
 }
 
 export class LocalKek implements KekBackend {
   readonly kind = 'local';
   private state: Loaded | undefined;
   private refreshing: Promise<void> | undefined;
+  /** Retired versions a ciphertext asked for (logged once each). */
+  private readonly retiredAsked = new Set<string>();
+  private readonly closers: Array<() => void> = [];
 
   private constructor(readonly path: string, private readonly log: Logger, state: Loaded) {
     this.state = state;
@@ -97,9 +117,27 @@ export class LocalKek implements KekBackend {
       entry = this.loaded().byRef.get(refKey(ref.version, ref.id));
     }
     if (!entry) {
+      const retired = this.loaded().retired.get(refKey(ref.version, ref.id));
+      if (retired) throw this.retiredError(retired);
       throw new BackendError('INVALID_CIPHERTEXT', `ciphertext names key version ${ref.version} (id ${ref.id}), which key file ${this.path} does not hold`);
     }
     return openCiphertext(entry.prefix, entry.keyId, entry.key, ciphertext);
+  }
+
+  /** Something still needs a retired version: say so loudly, and how to bring it back. */
+  private retiredError(v: RetiredVersion): BackendError {
+    if (!this.retiredAsked.has(v.keyId)) {
+      this.retiredAsked.add(v.keyId);
+      this.log.warn({ event: 'retired-key-used', keyFile: this.path, version: v.version, keyId: v.keyId, retired: v.retired, purgeAfter: v.purgeAfter },
+        'a ciphertext needs a retired key version: restore it with `atrest kms-plugin restore-key` before its grace period ends');
+    }
+    return new BackendError('KEY_NOT_FOUND',
+      `ciphertext needs key version ${v.version} (key_id ${v.keyId}), retired at ${v.retired}: restore it with \`atrest kms-plugin restore-key --backend local --key-file ${this.path} --key-id ${v.keyId}\` (possible until ${v.purgeAfter})`);
+  }
+
+  /** Runs `close` when the backend closes (the rotation schedule's timer). */
+  onClose(close: () => void): void {
+    this.closers.push(close);
   }
 
   refresh(): Promise<void> {
@@ -124,8 +162,14 @@ export class LocalKek implements KekBackend {
       return;
     }
     const next = load(contents, stamp);
-    const dropped = [...before.byRef.values()].filter((v) => !next.byRef.has(refKey(v.version, v.id)));
+    const gone = [...before.byRef.values()].filter((v) => !next.byRef.has(refKey(v.version, v.id)));
+    const retired = gone.filter((v) => next.retired.has(refKey(v.version, v.id)));
+    const dropped = gone.filter((v) => !next.retired.has(refKey(v.version, v.id)));
     if (this.state) this.state = next;
+    for (const v of next.byRef.values()) this.retiredAsked.delete(v.keyId);
+    if (retired.length > 0) {
+      this.log.info({ event: 'key-versions-retired', keyFile: this.path, versions: retired.map((v) => v.version) }, 'key versions retired: they no longer unwrap');
+    }
     if (dropped.length > 0) {
       this.log.warn({ event: 'key-versions-removed', keyFile: this.path, versions: dropped.map((v) => v.version) },
         'key file no longer holds some versions: ciphertexts wrapped by them cannot be decrypted');
@@ -135,6 +179,7 @@ export class LocalKek implements KekBackend {
   }
 
   async close(): Promise<void> {
+    for (const close of this.closers.splice(0)) close();
     this.state = undefined;
   }
 }

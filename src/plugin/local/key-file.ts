@@ -8,11 +8,17 @@
 //     ]
 //   }
 //
+// A retired version (`atrest rotate` retires versions nothing needs any more) carries
+// `"retired": "<RFC 3339>"` and `"purgeAfter": "<RFC 3339>"`: it no longer unwraps, `restore-key`
+// brings it back until purgeAfter, and the first rewrite of the file after that drops it. The
+// highest version is never retired. Older atrest versions ignore both fields.
+//
 // `id` is random and stored with the key: never derived from key material. The file is written
 // atomically (temp file with mode 0600, fsync, rename; init uses link so an existing file is never
-// replaced) and is refused when group or others may read or write it.
+// replaced), rewrites hold `<file>.lock` so concurrent ones never undo each other, and the file is
+// refused when group or others may read or write it.
 import { createHash, randomBytes } from 'node:crypto';
-import { link, open, realpath, rename, unlink } from 'node:fs/promises';
+import { link, open, realpath, rename, stat, unlink } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { dirname } from 'node:path';
 import { BackendError } from '../backend.js';
@@ -29,6 +35,10 @@ export interface KekVersion {
   created: string;
   /** 32 bytes of key material (never logged, never in errors). */
   key: Buffer;
+  /** RFC 3339 time of the retirement; absent while the version unwraps. */
+  retired?: string;
+  /** RFC 3339; with `retired`: when the version may be dropped from the file. */
+  purgeAfter?: string;
 }
 
 export interface KeyFileContents {
@@ -43,6 +53,13 @@ export interface KeyFileStamp {
   mtimeMs: number;
   /** SHA-256 of the file bytes (to ignore rewrites that change nothing). */
   sha256: string;
+}
+
+/** The key file changed between our read and our rename: nothing was written; reading again and retrying is safe. */
+export class KeyFileChangedError extends BackendError {
+  constructor(path: string) {
+    super('CONFIG', `key file ${path}: changed while it was being rewritten (another rotation?); nothing written, run it again`);
+  }
 }
 
 export function keyIdOf(v: Pick<KekVersion, 'version' | 'id'>): string {
@@ -116,19 +133,36 @@ export function parseKeyFile(path: string, bytes: Buffer): KeyFileContents {
     if (seenIds.has(id)) throw fail(path, `${field}.id appears twice`);
     seenIds.add(id);
     const created = typeof e['created'] === 'string' ? e['created'] : '';
+    const retirement = parseRetirement(path, field, e);
     const keyText = e['key'];
     const key = typeof keyText === 'string' && /^[A-Za-z0-9+/]+={0,2}$/.test(keyText) ? Buffer.from(keyText, 'base64') : undefined;
     if (!key || key.length !== KEK_BYTES) throw fail(path, `${field}.key must be ${KEK_BYTES} bytes in standard base64`);
-    return { version, id, created, key };
+    return { version, id, created, key, ...retirement };
   });
   versions.sort((a, b) => a.version - b.version);
+  const newest = versions[versions.length - 1];
+  if (newest?.retired !== undefined) throw fail(path, `version ${newest.version}, the highest, is retired: the current version must not be (restore it, or add a version with rotate-key)`);
   return { versions };
+}
+
+/** `retired` and `purgeAfter`: both RFC 3339 times, or neither. */
+function parseRetirement(path: string, field: string, e: Record<string, unknown>): Pick<KekVersion, 'retired' | 'purgeAfter'> {
+  const { retired, purgeAfter } = e;
+  if (retired === undefined && purgeAfter === undefined) return {};
+  const isTime = (v: unknown): v is string => typeof v === 'string' && Number.isFinite(Date.parse(v));
+  if (!isTime(retired)) throw fail(path, `${field}.retired must be an RFC 3339 time`);
+  if (!isTime(purgeAfter)) throw fail(path, `${field}.purgeAfter must be an RFC 3339 time (a retired version needs both)`);
+  return { retired, purgeAfter };
 }
 
 function serialize(contents: KeyFileContents): Buffer {
   const doc = {
     format: KEY_FILE_FORMAT,
-    versions: contents.versions.map((v) => ({ version: v.version, id: v.id, created: v.created, key: v.key.toString('base64') })),
+    versions: contents.versions.map((v) => ({
+      version: v.version, id: v.id, created: v.created,
+      ...(v.retired !== undefined ? { retired: v.retired, purgeAfter: v.purgeAfter } : {}),
+      key: v.key.toString('base64'),
+    })),
   };
   return Buffer.from(JSON.stringify(doc, null, 2) + '\n', 'utf8');
 }
@@ -184,27 +218,96 @@ export async function createKeyFile(path: string, first: KekVersion): Promise<vo
 }
 
 /**
- * Adds `next(existing)` as a new version. Optimistic: if the file changed between our read and our
- * rename (another rotate-key), nothing is written and the caller is told to run it again.
+ * Rewrites the key file with `change(current)`; nothing is written when it returns undefined.
+ * Retired versions past their purgeAfter are dropped from whatever is written. Rewrites take turns
+ * through a lock file; if the file still changed between our read and our rename (edited by hand,
+ * or by an atrest without the lock), nothing is written: with `attempts` > 1 the change is made
+ * again on the new content (for changes that mean the same whatever came first: retire, restore,
+ * a rotation that is due), else KeyFileChangedError tells the caller to run it again. Key material
+ * read here is zeroed before returning (keep the Buffers of versions you add: the caller zeroes those).
  */
-export async function appendKeyVersion(givenPath: string, next: (current: KeyFileContents) => KekVersion): Promise<KekVersion> {
+export async function updateKeyFile(givenPath: string, change: (current: KeyFileContents) => KeyFileContents | undefined, now = Date.now(), attempts = 1): Promise<boolean> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await updateOnce(givenPath, change, now);
+    } catch (err) {
+      if (!(err instanceof KeyFileChangedError) || attempt >= attempts) throw err;
+    }
+  }
+}
+
+/** A lock older than this was left by a process that died while rewriting: it is broken. */
+const STALE_LOCK_MS = 10_000;
+/** How long a rewrite waits for another process's lock. */
+const LOCK_WAIT_MS = 5_000;
+
+/**
+ * Runs `fn` holding `<path>.lock` (created with O_EXCL, so one process at a time): without it two
+ * processes could both check the file unchanged and both rename, the later one silently undoing
+ * the earlier one's change (a retirement, a rotation).
+ */
+async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
+  const lock = `${path}.lock`;
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  for (;;) {
+    try {
+      const handle = await open(lock, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+      await handle.writeFile(`${process.pid}\n`);
+      await handle.close();
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fail(path, `cannot create the lock file ${lock}: ${(err as Error).message}`, 'CONFIG', err);
+      const since = await stat(lock).then((i) => Date.now() - i.mtimeMs, () => 0);
+      if (since > STALE_LOCK_MS) await unlink(lock).catch(() => undefined);
+      else if (Date.now() > deadline) throw fail(path, `is being rewritten by another process (${lock} exists); nothing written, run it again`);
+      else await new Promise((r) => setTimeout(r, 10 + Math.random() * 40));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await unlink(lock).catch(() => undefined);
+  }
+}
+
+async function updateOnce(givenPath: string, change: (current: KeyFileContents) => KeyFileContents | undefined, now: number): Promise<boolean> {
   // Rewrite the file a symbolic link points at, not the link.
   const path = await realpath(givenPath).catch(() => givenPath);
+  return withLock(path, () => rewrite(path, change, now));
+}
+
+async function rewrite(path: string, change: (current: KeyFileContents) => KeyFileContents | undefined, now: number): Promise<boolean> {
   const { contents, stamp } = await readKeyFile(path);
-  const added = next(contents);
-  const tmp = await writeTemp(path, serialize({ versions: [...contents.versions, added] })).catch((err: unknown) => {
-    throw fail(path, `cannot be written: ${(err as Error).message}`, 'CONFIG', err);
-  });
-  for (const v of contents.versions) v.key.fill(0);
+  const read = contents.versions.map((v) => v.key);
   try {
-    const again = await readKeyFile(path);
-    for (const v of again.contents.versions) v.key.fill(0);
-    if (again.stamp.sha256 !== stamp.sha256) throw fail(path, 'changed while rotate-key ran (another rotation?); nothing written, run it again');
-    await rename(tmp, path);
-  } catch (err) {
-    await unlink(tmp).catch(() => undefined);
-    throw err;
+    const next = change(contents);
+    if (next === undefined) return false;
+    const kept = { versions: next.versions.filter((v) => v.purgeAfter === undefined || Date.parse(v.purgeAfter) > now) };
+    const tmp = await writeTemp(path, serialize(kept)).catch((err: unknown) => {
+      throw fail(path, `cannot be written: ${(err as Error).message}`, 'CONFIG', err);
+    });
+    try {
+      const again = await readKeyFile(path);
+      for (const v of again.contents.versions) v.key.fill(0);
+      if (again.stamp.sha256 !== stamp.sha256) throw new KeyFileChangedError(path);
+      await rename(tmp, path);
+    } catch (err) {
+      await unlink(tmp).catch(() => undefined);
+      throw err;
+    }
+    await syncDir(path);
+    return true;
+  } finally {
+    for (const key of read) key.fill(0);
   }
-  await syncDir(path);
-  return added;
+}
+
+/** Adds `next(existing)` as a new version (rotate-key); see updateKeyFile. */
+export async function appendKeyVersion(givenPath: string, next: (current: KeyFileContents) => KekVersion): Promise<KekVersion> {
+  let added: KekVersion | undefined;
+  await updateKeyFile(givenPath, (current) => {
+    added = next(current);
+    return { versions: [...current.versions, added] };
+  });
+  return added as KekVersion;
 }

@@ -17,7 +17,7 @@ import {
   parseCiphertext,
   type WrapMechanism,
 } from './ciphertext.js';
-import { backendErrorFrom, describePkcs11Error, isConnectionLost, isHandleInvalid, mayBeBadCiphertext } from './ckr.js';
+import { CKR, backendErrorFrom, ckrOf, describePkcs11Error, isConnectionLost, isHandleInvalid, mayBeBadCiphertext } from './ckr.js';
 import type { MechanismChoice, Pkcs11Config } from './config.js';
 import { listKeyVersions, type KeyUsage, type KeyVersion } from './key-objects.js';
 import type { Handle, Pkcs11Library } from './library.js';
@@ -171,6 +171,10 @@ export class Pkcs11Kek implements KekBackend {
           inner.fill(0);
         }
       } catch (err) {
+        if (ckrOf(err) === CKR.KEY_FUNCTION_NOT_PERMITTED) {
+          // What a retired version answers (retirement.ts): say how to bring it back.
+          throw new BackendError('KEY_NOT_FOUND', `pkcs11 key version ${version.keyId} may not decrypt (retired?): restore it with \`atrest kms-plugin restore-key --backend pkcs11 ... --key-id ${version.keyId}\``, { cause: err });
+        }
         if (mayBeBadCiphertext(err)) {
           // SoftHSM reports a failed tag check as CKR_GENERAL_ERROR: only blame the ciphertext when
           // the session demonstrably still works.

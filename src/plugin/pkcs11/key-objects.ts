@@ -139,8 +139,13 @@ const START_DATE_UNREADABLE = new Set<number>([CKR.GENERAL_ERROR, CKR.ATTRIBUTE_
  * CKR_GENERAL_ERROR for a date on a private object (see the top of this file).
  */
 export function startDateOf(lib: Pkcs11Library, session: Handle, handle: Handle): number | undefined {
+  return dateAttributeOf(lib, session, handle, lib.k.CKA_START_DATE);
+}
+
+/** A CK_DATE attribute (CKA_START_DATE, CKA_END_DATE) as epoch ms, or undefined, read as startDateOf does. */
+export function dateAttributeOf(lib: Pkcs11Library, session: Handle, handle: Handle, type: number): number | undefined {
   try {
-    return parseCkDate(lib.api.C_GetAttributeValue(session, handle, [{ type: lib.k.CKA_START_DATE }])[0]?.value);
+    return parseCkDate(lib.api.C_GetAttributeValue(session, handle, [{ type }])[0]?.value);
   } catch (err) {
     const ckr = ckrOf(err);
     if (err instanceof TypeError || (ckr !== undefined && START_DATE_UNREADABLE.has(ckr))) return undefined;

@@ -26,10 +26,12 @@ import { ensureGeneratedPki, loadServingPki } from './pki.js';
 import { RequestMetrics } from './request-metrics.js';
 import { ResourceHandlers } from './resource-handlers.js';
 import { createRequestListener } from './server.js';
+import { YamlDecoder, type YamlDecoderOptions } from './yaml/decoder.js';
+import { DEFAULT_MAX_BODY_BYTES, MAX_NESTING_DEPTH } from './body-limits.js';
 import { DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT, DEFAULT_MAX_REQUESTS_INFLIGHT } from './inflight-limit.js';
 import { transformationRecorder } from './transformation-metrics.js';
 
-export { DEFAULT_MAX_BODY_BYTES } from './server.js';
+export { DEFAULT_MAX_BODY_BYTES } from './body-limits.js';
 export { DEFAULT_RELOAD_INTERVAL_MS } from './encryption-reload.js';
 
 export interface ApiServerOptions {
@@ -62,6 +64,8 @@ export interface ApiServerOptions {
   tokenAuthFile?: string;
   /** Request body limit (default 3 MiB); larger bodies get 413. */
   maxRequestBodyBytes?: number;
+  /** Bounds of the YAML body decoder (tests make them small); depth and expansion follow the body limits. */
+  yamlDecoder?: Pick<YamlDecoderOptions, 'timeoutMs' | 'maxHeapMb' | 'maxQueue' | 'maxAliases'>;
   /** `--max-requests-inflight` (default 400 like kube; 0 = no limit): more read-only requests at once get 429. */
   maxRequestsInflight?: number;
   /** `--max-mutating-requests-inflight` (default 200 like kube; 0 = no limit). */
@@ -183,8 +187,12 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ru
     const openWatches = new Set<() => void>();
     const featureGates = options.featureGates ?? defaultFeatureGates();
     if (featureGates.AllowUnsafeMalformedObjectDeletion) log.warn('feature gate AllowUnsafeMalformedObjectDeletion is on: DELETE with ignoreStoreReadErrorWithClusterBreakingPotential removes corrupt objects unread');
+    const maxBodyBytes = options.maxRequestBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+    // A YAML body may expand (aliases) to at most twice the body limit of JSON.
+    const yamlDecoder = new YamlDecoder({ maxDepth: MAX_NESTING_DEPTH, maxJsonChars: 2 * maxBodyBytes, log, ...options.yamlDecoder });
+    cleanups.push(() => yamlDecoder.close());
     const handlers = new ResourceHandlers({
-      repo, log, now, featureGates,
+      repo, log, now, featureGates, yamlDecoder,
       ...(options.listBufferChars ? { listBufferChars: options.listBufferChars } : {}),
       ...(namespaceCache ? { namespaceCache } : {}),
     });
@@ -206,7 +214,7 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ru
       etcdPrefix,
       storeCheck: storeHealthCheck(store),
       kmsChecks: () => state.healthChecks(),
-      ...(options.maxRequestBodyBytes ? { maxBodyBytes: options.maxRequestBodyBytes } : {}),
+      maxBodyBytes,
       inflight: {
         maxRequestsInflight: options.maxRequestsInflight ?? DEFAULT_MAX_REQUESTS_INFLIGHT,
         maxMutatingRequestsInflight: options.maxMutatingRequestsInflight ?? DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT,

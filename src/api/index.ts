@@ -2,16 +2,17 @@
 // Store (etcd or embedded SQLite) → EncryptedStore (transformers of the current encryption
 // generation, AAD = full key) → ObjectRepository → REST handlers → node:https listener (TLS only).
 import { randomUUID } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { AtrestError } from '../errors.js';
+import { describeListenError } from '../listen-error.js';
 import type { KmsIntervals } from '../kms/factory.js';
 import { createLogger, type Logger } from '../log.js';
 import { newRegistry, type Registry } from '../metrics.js';
-import { EncryptedStore, storeHealthCheck } from '../storage/encrypted-store.js';
+import { EncryptedStore, storeHealthCheck, storeWritableCheck } from '../storage/encrypted-store.js';
 import { DEFAULT_ETCD_PREFIX, normalizePrefix } from '../storage/keys.js';
+import { inDataDir, makeDataDir } from '../storage/disk-errors.js';
 import { DEFAULT_DATA_DIR, describeStoreLocation, openStore, type StoreLocation } from '../storage/open.js';
 import type { Store } from '../storage/types.js';
 import { ensureGeneratedTokenFile, loadTokenFile, TokenAuthenticator } from './auth.js';
@@ -122,7 +123,7 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ru
     throw new ApiServerConfigError('--tls-cert-file and --tls-private-key-file must be given together');
   }
   const dataDir = resolve(options.dataDir ?? DEFAULT_DATA_DIR);
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  makeDataDir(dataDir);
   const etcdPrefix = normalizePrefix(options.etcdPrefix ?? DEFAULT_ETCD_PREFIX);
   const registry = options.metrics ?? newRegistry();
   const reload = options.encryptionProviderConfigAutomaticReload ?? false;
@@ -153,7 +154,7 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ru
       ...(options.etcdCertFile ? { etcdCertFile: options.etcdCertFile } : {}),
       ...(options.etcdKeyFile ? { etcdKeyFile: options.etcdKeyFile } : {}),
     };
-    const store = options.store ?? (await openStore(location));
+    const store = options.store ?? (await inDataDir(dataDir, 'open the embedded store', () => openStore(location)));
     cleanups.push(() => store.close());
     log.info({ store: options.store ? 'injected' : describeStoreLocation(location), etcdPrefix }, 'storage opened');
     const encrypted = new EncryptedStore(store, state.transformerFor);
@@ -171,8 +172,10 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ru
 
     const pki = options.tlsCertFile
       ? await loadServingPki(options.tlsCertFile, options.tlsPrivateKeyFile as string)
-      : await ensureGeneratedPki(dataDir, [options.bindAddress ?? '127.0.0.1']);
-    const tokens = options.tokenAuthFile ? await loadTokenFile(options.tokenAuthFile) : await ensureGeneratedTokenFile(join(dataDir, 'tokens.csv'));
+      : await inDataDir(dataDir, 'write the generated CA and serving certificate', () => ensureGeneratedPki(dataDir, [options.bindAddress ?? '127.0.0.1']));
+    const tokens = options.tokenAuthFile
+      ? await loadTokenFile(options.tokenAuthFile)
+      : await inDataDir(dataDir, 'write the generated token file', () => ensureGeneratedTokenFile(join(dataDir, 'tokens.csv')));
     const authenticator = new TokenAuthenticator(tokens);
 
     // Creates check their namespace in a watch-fed cache and guard the create by its revision (both backends).
@@ -213,6 +216,7 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ru
       log,
       etcdPrefix,
       storeCheck: storeHealthCheck(store),
+      storeWritableCheck: storeWritableCheck(store),
       kmsChecks: () => state.healthChecks(),
       maxBodyBytes,
       inflight: {
@@ -228,10 +232,13 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ru
     // as it closes fails with a connection reset.
     server.keepAliveTimeout = 90_000;
     const bind = options.bindAddress ?? '127.0.0.1';
+    const securePort = options.securePort ?? 6443;
     await new Promise<void>((resolveListen, reject) => {
-      server.once('error', reject);
-      server.listen(options.securePort ?? 6443, bind, () => {
-        server.off('error', reject);
+      const where = `${bind.includes(':') ? `[${bind}]` : bind}:${securePort}`;
+      const onError = (err: Error): void => reject(new ApiServerConfigError(describeListenError(err, where, { port: '--secure-port', address: '--bind-address' })));
+      server.once('error', onError);
+      server.listen(securePort, bind, () => {
+        server.off('error', onError);
         resolveListen();
       });
     });
@@ -247,7 +254,7 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ru
 
     const token = (tokens[0] as { token: string }).token;
     const kubeconfigPath = join(dataDir, 'admin.kubeconfig');
-    await writeKubeconfig(kubeconfigPath, { server: url, caPem: pki.caPem, token, user: tokens[0]?.name ?? 'admin' });
+    await inDataDir(dataDir, 'write admin.kubeconfig', () => writeKubeconfig(kubeconfigPath, { server: url, caPem: pki.caPem, token, user: tokens[0]?.name ?? 'admin' }));
 
     let reloader: EncryptionConfigReloader | undefined;
     if (reload && options.encryptionProviderConfig) {

@@ -34,6 +34,8 @@ export interface RequestListenerDeps {
   etcdPrefix: string;
   /** The store check (`etcd`). */
   storeCheck: HealthCheck;
+  /** Whether the store can write (`storage-writable`; /healthz and /readyz, not /livez). */
+  storeWritableCheck?: HealthCheck;
   /** The current KMS checks (they change on reload). */
   kmsChecks(): HealthCheck[];
   maxBodyBytes?: number;
@@ -190,7 +192,8 @@ export function createRequestListener(deps: RequestListenerDeps): (req: Incoming
         return reply({ code: 200, body: versionInfo() });
       case 'health': {
         onlyGet();
-        const checks = r.endpoint === 'livez' ? [pingCheck, logCheck, deps.storeCheck] : [pingCheck, logCheck, deps.storeCheck, ...deps.kmsChecks()];
+        const writable = deps.storeWritableCheck ? [deps.storeWritableCheck] : [];
+        const checks = r.endpoint === 'livez' ? [pingCheck, logCheck, deps.storeCheck] : [pingCheck, logCheck, deps.storeCheck, ...writable, ...deps.kmsChecks()];
         if (r.endpoint === 'readyz') checks.push({ name: 'shutdown', check: async () => {} });
         const result = await runHealth(r.endpoint, checks, r.check, query, deps.log);
         if (!result) throw pathNotFound();

@@ -81,7 +81,8 @@ async function runRewrite(flags: RewriteFlags): Promise<number> {
         await writer.health.check();
       } catch (err) {
         process.stderr.write(
-          `atrest rewrite: refusing to start: the write provider of ${writer.resource}, kms ${writer.apiVersion} "${writer.name}", is not healthy: ${messageOf(err)}\n`,
+          // The probe's error names the provider, its plugin endpoint and "plugin unreachable" (src/kms/naming.ts).
+          `atrest rewrite: refusing to start: the write provider of ${writer.resource} is not healthy: ${messageOf(err)}\n`,
         );
         return 1;
       }

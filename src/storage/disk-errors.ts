@@ -3,7 +3,7 @@
 // NO_SPACE, READ_ONLY, IO_ERROR instead of a retryable UNAVAILABLE) and for `atrest serve`'s start-up
 // on a data directory it cannot write: the message says what is wrong and what to do, instead of a
 // bare `EROFS: read-only file system, open '…'`.
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { AtrestError } from '../errors.js';
 
@@ -27,6 +27,24 @@ export function classifyDiskError(err: unknown): DiskErrorClass | undefined {
   if (code === 'EIO' || code.startsWith('SQLITE_IOERR')) return { problem: 'IO_ERROR', cause: `the disk reported an I/O error (${code})` };
   return undefined;
 }
+
+/**
+ * An I/O error on a file system with no room left is a full disk: SQLite reports the -shm file it
+ * could not grow on a full tmpfs as SQLITE_IOERR_SHMSIZE, not SQLITE_FULL.
+ */
+export function refineByFreeSpace(c: DiskErrorClass, dir: string): DiskErrorClass {
+  if (c.problem !== 'IO_ERROR') return c;
+  try {
+    const fs = statfsSync(dir);
+    if (fs.bavail * fs.bsize < MIN_FREE_BYTES) return { problem: 'NO_SPACE', cause: c.cause.replace('the disk reported an I/O error', 'no space left on the device') };
+  } catch {
+    // the file system cannot even be asked: keep the I/O error
+  }
+  return c;
+}
+
+/** Below this much free space a file system counts as full (a few SQLite pages and WAL frames). */
+export const MIN_FREE_BYTES = 64 * 1024;
 
 /** What an operator does about `problem` for the directory `dir` given by `flag`. */
 export function diskAdvice(problem: DiskProblem, dir: string, flag = '--data-dir'): string {
@@ -53,8 +71,9 @@ export class DataDirError extends AtrestError {
  */
 export function dataDirError(err: unknown, dir: string, action: string): unknown {
   if (err instanceof DataDirError) return err;
-  const c = classifyDiskError(err) ?? classifyDiskError((err as { cause?: unknown } | null)?.cause);
-  if (!c) return err;
+  const found = classifyDiskError(err) ?? classifyDiskError((err as { cause?: unknown } | null)?.cause);
+  if (!found) return err;
+  const c = refineByFreeSpace(found, dir);
   const what = action === 'create' ? `cannot create the data directory ${dir} (--data-dir)` : `cannot ${action} in the data directory ${dir} (--data-dir)`;
   return new DataDirError(c.problem, `${what}: ${c.cause}. To fix: ${diskAdvice(c.problem, dir)}`, err);
 }

@@ -18,7 +18,7 @@ import Database from 'better-sqlite3';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from '../log.js';
-import { classifyDiskError, diskAdvice } from './disk-errors.js';
+import { classifyDiskError, diskAdvice, refineByFreeSpace } from './disk-errors.js';
 import { guardChanged, keyExists, StoreError } from './errors.js';
 import { asBuffer, prefixEndString } from './prefix.js';
 import type { CreateGuard, KeyValue, ListOptions, ListResult, Store, UpdateOp, UpdateOutcome, Watch, WatchEvent, WatchOptions } from './types.js';
@@ -176,7 +176,8 @@ class SqliteStore implements Store, SqliteStoreExtras {
       }
     } catch (err) {
       // Opened read-only (the tools), a missing or unreadable file is a store that is not there.
-      const disk = this.readonly ? undefined : classifyDiskError(err);
+      const classified = this.readonly ? undefined : classifyDiskError(err);
+      const disk = classified && file !== ':memory:' ? refineByFreeSpace(classified, dirname(file)) : classified;
       throw new StoreError(disk?.problem ?? 'UNAVAILABLE', `cannot open the embedded store ${file}: ${disk?.cause ?? (err as Error).message}`, { cause: err });
     }
     if (this.readonly && !this.db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'kv'`).get()) {
@@ -604,7 +605,8 @@ class SqliteStore implements Store, SqliteStoreExtras {
   private unavailable(key: string | undefined, err: unknown): StoreError {
     if (err instanceof StoreError) return err;
     const where = key === undefined ? '' : ` (key ${key})`;
-    const disk = classifyDiskError(err);
+    const classified = classifyDiskError(err);
+    const disk = classified && this.file !== ':memory:' ? refineByFreeSpace(classified, dirname(this.file)) : classified;
     if (disk) return new StoreError(disk.problem, `the embedded store ${this.file} failed${where}: ${disk.cause}. To fix: ${diskAdvice(disk.problem, dirname(this.file))}`, { key, cause: err });
     return new StoreError('UNAVAILABLE', `embedded store error${where}: ${(err as Error).message}`, { key, cause: err });
   }

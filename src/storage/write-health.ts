@@ -6,11 +6,9 @@
 import { constants } from 'node:fs';
 import { access, statfs } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { classifyDiskError } from './disk-errors.js';
+import { classifyDiskError, MIN_FREE_BYTES } from './disk-errors.js';
 import { isLastingWriteFailure, StoreError } from './errors.js';
 
-/** Below this much free space the embedded store reports itself unable to write (a few WAL frames). */
-export const MIN_FREE_BYTES = 64 * 1024;
 /** A failure older than this no longer fails the check by itself once the backend's probe passes. */
 const FAILURE_MEMORY_MS = 30_000;
 

@@ -342,7 +342,7 @@ describe('atrest rewrite on the embedded store', () => {
     const down = await writeConfigs(downDir, join(tmp.dir, 'no-such-plugin.sock'));
     const r = await runCli(['rewrite', '--encryption-provider-config', down.newPath, '--data-dir', dataDir]);
     assert.equal(r.code, 1, r.stdout + r.stderr);
-    assert.match(r.stderr, new RegExp(`refusing to start: the write provider of (secrets|configmaps) is not healthy: kms v2 provider "${KMS_NAME}" \\(plugin unix://[^)]+\\): plugin unreachable: `));
+    assert.match(r.stderr, new RegExp(`refusing to start: the write provider of (secrets|configmaps) is not healthy: (kms-providers?(-\\d+)?: )?kms v2 provider "${KMS_NAME}" \\(plugin unix://[^)]+\\): plugin unreachable: `));
     const check = openSqliteStore(join(dataDir, 'store.db'), { readonly: true });
     assert.equal(await check.revision(), revision, 'nothing was written');
     await check.close();

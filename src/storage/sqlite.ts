@@ -165,16 +165,19 @@ class SqliteStore implements Store, SqliteStoreExtras {
     this.file = file;
     this.readonly = options.readonly ?? false;
     this.logger = options.logger;
+    let db: Database.Database | undefined;
     try {
       if (file !== ':memory:' && !this.readonly) prepareFile(file);
-      this.db = new Database(file, { readonly: this.readonly, fileMustExist: this.readonly });
-      this.db.pragma('busy_timeout = 5000');
+      db = new Database(file, { readonly: this.readonly, fileMustExist: this.readonly });
+      db.pragma('busy_timeout = 5000');
       if (!this.readonly) {
-        this.db.pragma('journal_mode = WAL');
-        this.db.pragma(`synchronous = ${options.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
-        this.db.exec(SCHEMA);
+        db.pragma('journal_mode = WAL');
+        db.pragma(`synchronous = ${options.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
+        db.exec(SCHEMA);
       }
+      this.db = db;
     } catch (err) {
+      db?.close();
       // Opened read-only (the tools), a missing or unreadable file is a store that is not there.
       const classified = this.readonly ? undefined : classifyDiskError(err);
       const disk = classified && file !== ':memory:' ? refineByFreeSpace(classified, dirname(file)) : classified;

@@ -35,6 +35,8 @@ const DEFAULT_MAX_QUEUE = 16;
 /** Enough stack for the library's recursion at MAX_NESTING_DEPTH (it needs ~2.5 KB a level) many times over. */
 const WORKER_STACK_MB = 16;
 const RETRY_AFTER_SECONDS = 1;
+/** A worker that has not loaded its code by then is given up on (the body gets a 500). */
+const WORKER_STARTUP_MS = 30_000;
 
 interface Job {
   id: number;
@@ -67,7 +69,9 @@ export class YamlDecoder {
   private readonly maxQueue: number;
   private readonly log: Logger | undefined;
   private worker: Worker | undefined;
-  private running: { job: Job; timer: NodeJS.Timeout } | undefined;
+  /** The current worker has loaded its code (its `ready` message came): a job's time runs from then. */
+  private workerReady = false;
+  private running: { job: Job; timer: NodeJS.Timeout | undefined } | undefined;
   private readonly queue: Job[] = [];
   private nextId = 1;
   private closed = false;
@@ -107,9 +111,18 @@ export class YamlDecoder {
     if (this.running || this.closed) return;
     const job = this.queue.shift();
     if (!job) return;
-    const timer = setTimeout(() => this.fail(job.id, tooComplex(`the YAML body could not be decoded within ${this.timeoutMs / 1000}s`), 'timeout'), this.timeoutMs);
-    this.running = { job, timer };
-    this.ensureWorker().postMessage({ id: job.id, text: job.text, limits: this.limits } satisfies DecodeRequest);
+    this.running = { job, timer: undefined };
+    const w = this.ensureWorker();
+    w.postMessage({ id: job.id, text: job.text, limits: this.limits } satisfies DecodeRequest);
+    // A fresh worker's start-up (loading the yaml library) is not the body's time.
+    if (this.workerReady) this.startTimer();
+  }
+
+  private startTimer(): void {
+    const running = this.running;
+    if (!running || running.timer) return;
+    const id = running.job.id;
+    running.timer = setTimeout(() => this.fail(id, tooComplex(`the YAML body could not be decoded within ${this.timeoutMs / 1000}s`), 'timeout'), this.timeoutMs);
   }
 
   private ensureWorker(): Worker {
@@ -119,7 +132,18 @@ export class YamlDecoder {
     });
     // The worker must not keep a process (a test, a CLI command) alive on its own.
     w.unref();
-    w.on('message', (reply: DecodeReply) => this.onReply(reply));
+    this.workerReady = false;
+    const startup = setTimeout(() => {
+      const id = this.running?.job.id;
+      if (this.worker === w && !this.workerReady && id !== undefined) this.fail(id, new Error(`the YAML decoder worker did not start within ${WORKER_STARTUP_MS / 1000}s`), 'worker start-up');
+    }, WORKER_STARTUP_MS);
+    startup.unref();
+    w.on('message', (reply: DecodeReply | 'ready') => {
+      if (reply !== 'ready') return this.onReply(reply);
+      if (this.worker !== w) return;
+      this.workerReady = true;
+      this.startTimer();
+    });
     // Events of a worker already replaced (stopped by fail()) are about nothing running now.
     w.on('error', (err: Error & { code?: string }) => {
       const id = this.running?.job.id;

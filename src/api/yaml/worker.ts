@@ -28,4 +28,6 @@ if (port) {
     }
     port.postMessage({ id: req.id, result } satisfies DecodeReply);
   });
+  // Loaded: the decoder starts the clock of a body from here, not from the thread's start-up.
+  port.postMessage('ready');
 }

@@ -10,7 +10,8 @@ set -euo pipefail
 packages=(etcd-server etcd-client softhsm2 opensc python3-grpcio python3-grpc-tools python3-kubernetes
   python3-pykmip python3-cryptography python3-nacl openssl procps p11-kit p11-kit-modules
   prometheus prometheus-node-exporter
-  bsdextrautils) # hexdump: the KMS task page's `etcdctl get | hexdump -C` (test/e2e)
+  bsdextrautils # hexdump: the KMS task page's `etcdctl get | hexdump -C` (test/e2e)
+  mount e2fsprogs) # mount, losetup, mkfs.ext4: full, read-only and failing disks (test/reliability/store-write-failures)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

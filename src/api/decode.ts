@@ -1,33 +1,19 @@
-// Request bodies → objects: JSON, YAML or Kubernetes protobuf by Content-Type; kind/apiVersion
+// Request bodies → objects: JSON, YAML or Kubernetes protobuf by Content-Type, each bounded in depth
+// (and YAML in time, memory and aliases: yaml/decoder.ts); kind/apiVersion
 // defaulted from the URL (python sends neither); type checks and unknown fields per
 // fieldValidation (Strict → 400, Warn → a warning, Ignore → dropped silently).
-import { parse as parseYaml } from 'yaml';
+import { depthError, jsonNestingExceeds, MAX_NESTING_DEPTH, shapeExceeds } from './body-limits.js';
 import { badRequest, unsupportedMediaType } from './errors.js';
 import { isPlainObject, type Json, type JsonObject, type KubeObject } from './objects.js';
 import { decodeProtobufObject } from './protobuf.js';
 import type { ResourceType } from './resource-types.js';
 import { checkAndPrune } from './schema.js';
+import type { YamlDecoder } from './yaml/decoder.js';
 
 export type FieldValidation = 'Strict' | 'Warn' | 'Ignore';
 
 export function mediaType(contentType: string | undefined): string {
   return (contentType ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
-}
-
-export const MAX_NESTING_DEPTH = 10_000;
-
-/** Iterative (the document may be nested deeper than the stack allows); only containers are visited. */
-function depthExceeds(doc: unknown, max: number): boolean {
-  const stack: Array<[object, number]> = [];
-  if (doc !== null && typeof doc === 'object') stack.push([doc, 1]);
-  while (stack.length > 0) {
-    const [v, d] = stack.pop() as [object, number];
-    if (d > max) return true;
-    for (const child of Array.isArray(v) ? v : Object.values(v)) {
-      if (child !== null && typeof child === 'object') stack.push([child as object, d + 1]);
-    }
-  }
-  return false;
 }
 
 /**
@@ -40,36 +26,52 @@ function parseErrorReason(err: unknown): string {
   return line.replace(/, (?:\.\.\.)?".*" is not valid JSON$/s, '');
 }
 
-/** Parses a JSON (or, for apply and YAML content types, YAML) document. */
-export function parseDocument(body: Buffer, type: 'json' | 'yaml'): Json {
-  const text = body.toString('utf8');
+/**
+ * Parses a JSON body. Nesting is checked on the bytes first (body-limits.ts): kube's decoder stops
+ * at 10,000 levels, ours at MAX_NESTING_DEPTH, before JSON.parse builds anything.
+ */
+export function parseJson(body: Buffer): Json {
+  if (jsonNestingExceeds(body, MAX_NESTING_DEPTH)) throw depthError('JSON');
   try {
-    // logLevel 'error': the yaml library would otherwise print warnings quoting the body (which may
-    // hold secret values) to stderr via process.emitWarning.
-    const doc = (type === 'yaml' ? parseYaml(text, { logLevel: 'error' }) : JSON.parse(text)) as Json;
-    // Go's encoding/json (kube's decoder) stops at 10000 levels; our recursive walks (schema
-    // check, merge patches) must not see more, or they would overflow the stack (a 500). A JSON
-    // document needs at least one byte per level, so a shorter one is not walked. YAML always is:
-    // aliases can make it deeper than its text (`&a [*a]` even parses to a cycle).
-    if ((type === 'yaml' || body.length > MAX_NESTING_DEPTH) && depthExceeds(doc, MAX_NESTING_DEPTH)) throw new Error('exceeded max depth');
-    return doc;
+    return JSON.parse(body.toString('utf8')) as Json;
   } catch (err) {
-    throw badRequest(`the body of the request could not be decoded as ${type.toUpperCase()}: ${parseErrorReason(err)}`);
+    throw badRequest(`the body of the request could not be decoded as JSON: ${parseErrorReason(err)}`);
   }
 }
 
+/**
+ * Parses a YAML body (create/update with application/yaml, server-side apply). JSON is YAML, and
+ * what kubectl sends as apply-patch+yaml is JSON: that takes JSON.parse (fast, native); anything
+ * else goes to the bounded YAML decoder off the event loop (yaml/decoder.ts).
+ */
+export async function parseYaml(body: Buffer, yaml: YamlDecoder): Promise<Json> {
+  const text = body.toString('utf8');
+  if (/^\s*[[{]/.test(text) && !jsonNestingExceeds(body, MAX_NESTING_DEPTH)) {
+    try {
+      return JSON.parse(text) as Json;
+    } catch {
+      // flow-style YAML such as `{a: 1}`: the YAML decoder decides
+    }
+  }
+  return yaml.decode(text);
+}
+
 /** Decodes the body of a create/update into an object (not yet checked: see checkObject). */
-export function decodeBody(body: Buffer, contentType: string | undefined): Json {
+export async function decodeBody(body: Buffer, contentType: string | undefined, yaml: YamlDecoder): Promise<Json> {
   if (body.length === 0) throw badRequest('the body of the request was empty');
   const type = mediaType(contentType);
   switch (type) {
     case '':
     case 'application/json':
-      return parseDocument(body, 'json');
+      return parseJson(body);
     case 'application/yaml':
-      return parseDocument(body, 'yaml');
-    case 'application/vnd.kubernetes.protobuf':
-      return decodeProtobufObject(body) as unknown as Json;
+      return parseYaml(body, yaml);
+    case 'application/vnd.kubernetes.protobuf': {
+      const obj = decodeProtobufObject(body);
+      // managedFields[].fieldsV1 is JSON inside the protobuf, as deep as its sender made it.
+      if (shapeExceeds(obj, MAX_NESTING_DEPTH) !== undefined) throw badRequest(`the body of the request could not be decoded as protobuf: exceeded max depth of ${MAX_NESTING_DEPTH}`);
+      return obj as unknown as Json;
+    }
     default:
       throw unsupportedMediaType(`the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf`);
   }

@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { configContentHash } from '../config/load.js';
 import { messageOf } from '../errors.js';
+import { kmsProviderLabel } from '../kms/naming.js';
 import type { Logger } from '../log.js';
 import { DEFAULT_RELOAD_INTERVAL_MS } from './defaults.js';
 import { closeGeneration, type EncryptionGeneration, type EncryptionState } from './encryption.js';
@@ -122,7 +123,7 @@ export class EncryptionConfigReloader {
     })();
     try {
       await Promise.race([work, new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`not healthy within ${timeout} ms`)), timeout);
+        timer = setTimeout(() => reject(new Error(`not healthy within ${timeout} ms: ${kms.providers().map(kmsProviderLabel).join(', ')}`)), timeout);
       })]);
     } finally {
       if (timer) clearTimeout(timer);

@@ -4,18 +4,19 @@
 // Beside the handlers, on the same repository and store: the StorageVersionMigration controller
 // (src/controllers), run by whichever replica holds its Lease.
 import { randomUUID } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { DEFAULT_LEADER_ELECTION, type LeaderElectionTimings } from '../controllers/leader-election.js';
 import { StorageVersionMigrationController } from '../controllers/storage-version-migration/controller.js';
 import { AtrestError } from '../errors.js';
+import { describeListenError } from '../listen-error.js';
 import type { KmsIntervals } from '../kms/factory.js';
 import { createLogger, type Logger } from '../log.js';
 import { newRegistry, type Registry } from '../metrics.js';
-import { EncryptedStore, storeHealthCheck } from '../storage/encrypted-store.js';
+import { EncryptedStore, storeHealthCheck, storeWritableCheck } from '../storage/encrypted-store.js';
 import { DEFAULT_ETCD_PREFIX, normalizePrefix } from '../storage/keys.js';
+import { inDataDir, makeDataDir } from '../storage/disk-errors.js';
 import { DEFAULT_DATA_DIR, describeStoreLocation, openStore, type StoreLocation } from '../storage/open.js';
 import type { Store } from '../storage/types.js';
 import { ensureGeneratedTokenFile, loadTokenFile, TokenAuthenticator } from './auth.js';
@@ -32,10 +33,12 @@ import { RequestMetrics } from './request-metrics.js';
 import { ResourceHandlers } from './resource-handlers.js';
 import { RESOURCE_TYPES } from './resource-types.js';
 import { createRequestListener } from './server.js';
+import { YamlDecoder, type YamlDecoderOptions } from './yaml/decoder.js';
+import { DEFAULT_MAX_BODY_BYTES, MAX_NESTING_DEPTH } from './body-limits.js';
 import { DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT, DEFAULT_MAX_REQUESTS_INFLIGHT } from './inflight-limit.js';
 import { transformationRecorder } from './transformation-metrics.js';
 
-export { DEFAULT_MAX_BODY_BYTES } from './server.js';
+export { DEFAULT_MAX_BODY_BYTES } from './body-limits.js';
 export { DEFAULT_RELOAD_INTERVAL_MS } from './encryption-reload.js';
 
 export interface ApiServerOptions {
@@ -68,6 +71,8 @@ export interface ApiServerOptions {
   tokenAuthFile?: string;
   /** Request body limit (default 3 MiB); larger bodies get 413. */
   maxRequestBodyBytes?: number;
+  /** Bounds of the YAML body decoder (tests make them small); depth and expansion follow the body limits. */
+  yamlDecoder?: Pick<YamlDecoderOptions, 'timeoutMs' | 'maxHeapMb' | 'maxQueue' | 'maxAliases'>;
   /** `--max-requests-inflight` (default 400 like kube; 0 = no limit): more read-only requests at once get 429. */
   maxRequestsInflight?: number;
   /** `--max-mutating-requests-inflight` (default 200 like kube; 0 = no limit). */
@@ -136,7 +141,7 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ru
     throw new ApiServerConfigError('--leader-elect-renew-deadline must be less than --leader-elect-lease-duration');
   }
   const dataDir = resolve(options.dataDir ?? DEFAULT_DATA_DIR);
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  makeDataDir(dataDir);
   const etcdPrefix = normalizePrefix(options.etcdPrefix ?? DEFAULT_ETCD_PREFIX);
   const registry = options.metrics ?? newRegistry();
   const reload = options.encryptionProviderConfigAutomaticReload ?? false;
@@ -167,7 +172,7 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ru
       ...(options.etcdCertFile ? { etcdCertFile: options.etcdCertFile } : {}),
       ...(options.etcdKeyFile ? { etcdKeyFile: options.etcdKeyFile } : {}),
     };
-    const store = options.store ?? (await openStore(location));
+    const store = options.store ?? (await inDataDir(dataDir, 'open the embedded store', () => openStore(location)));
     cleanups.push(() => store.close());
     log.info({ store: options.store ? 'injected' : describeStoreLocation(location), etcdPrefix }, 'storage opened');
     const encrypted = new EncryptedStore(store, state.transformerFor);
@@ -185,8 +190,10 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ru
 
     const pki = options.tlsCertFile
       ? await loadServingPki(options.tlsCertFile, options.tlsPrivateKeyFile as string)
-      : await ensureGeneratedPki(dataDir, [options.bindAddress ?? '127.0.0.1']);
-    const tokens = options.tokenAuthFile ? await loadTokenFile(options.tokenAuthFile) : await ensureGeneratedTokenFile(join(dataDir, 'tokens.csv'));
+      : await inDataDir(dataDir, 'write the generated CA and serving certificate', () => ensureGeneratedPki(dataDir, [options.bindAddress ?? '127.0.0.1']));
+    const tokens = options.tokenAuthFile
+      ? await loadTokenFile(options.tokenAuthFile)
+      : await inDataDir(dataDir, 'write the generated token file', () => ensureGeneratedTokenFile(join(dataDir, 'tokens.csv')));
     const authenticator = new TokenAuthenticator(tokens);
 
     // Creates check their namespace in a watch-fed cache and guard the create by its revision (both backends).
@@ -201,8 +208,12 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ru
     const openWatches = new Set<() => void>();
     const featureGates = options.featureGates ?? defaultFeatureGates();
     if (featureGates.AllowUnsafeMalformedObjectDeletion) log.warn('feature gate AllowUnsafeMalformedObjectDeletion is on: DELETE with ignoreStoreReadErrorWithClusterBreakingPotential removes corrupt objects unread');
+    const maxBodyBytes = options.maxRequestBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+    // A YAML body may expand (aliases) to at most twice the body limit of JSON.
+    const yamlDecoder = new YamlDecoder({ maxDepth: MAX_NESTING_DEPTH, maxJsonChars: 2 * maxBodyBytes, log, ...options.yamlDecoder });
+    cleanups.push(() => yamlDecoder.close());
     const handlers = new ResourceHandlers({
-      repo, log, now, featureGates,
+      repo, log, now, featureGates, yamlDecoder,
       ...(options.listBufferChars ? { listBufferChars: options.listBufferChars } : {}),
       ...(namespaceCache ? { namespaceCache } : {}),
     });
@@ -223,8 +234,9 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ru
       log,
       etcdPrefix,
       storeCheck: storeHealthCheck(store),
+      storeWritableCheck: storeWritableCheck(store),
       kmsChecks: () => state.healthChecks(),
-      ...(options.maxRequestBodyBytes ? { maxBodyBytes: options.maxRequestBodyBytes } : {}),
+      maxBodyBytes,
       inflight: {
         maxRequestsInflight: options.maxRequestsInflight ?? DEFAULT_MAX_REQUESTS_INFLIGHT,
         maxMutatingRequestsInflight: options.maxMutatingRequestsInflight ?? DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT,
@@ -238,10 +250,13 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ru
     // as it closes fails with a connection reset.
     server.keepAliveTimeout = 90_000;
     const bind = options.bindAddress ?? '127.0.0.1';
+    const securePort = options.securePort ?? 6443;
     await new Promise<void>((resolveListen, reject) => {
-      server.once('error', reject);
-      server.listen(options.securePort ?? 6443, bind, () => {
-        server.off('error', reject);
+      const where = `${bind.includes(':') ? `[${bind}]` : bind}:${securePort}`;
+      const onError = (err: Error): void => reject(new ApiServerConfigError(describeListenError(err, where, { port: '--secure-port', address: '--bind-address' })));
+      server.once('error', onError);
+      server.listen(securePort, bind, () => {
+        server.off('error', onError);
         resolveListen();
       });
     });
@@ -257,7 +272,7 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ru
 
     const token = (tokens[0] as { token: string }).token;
     const kubeconfigPath = join(dataDir, 'admin.kubeconfig');
-    await writeKubeconfig(kubeconfigPath, { server: url, caPem: pki.caPem, token, user: tokens[0]?.name ?? 'admin' });
+    await inDataDir(dataDir, 'write admin.kubeconfig', () => writeKubeconfig(kubeconfigPath, { server: url, caPem: pki.caPem, token, user: tokens[0]?.name ?? 'admin' }));
 
     let reloader: EncryptionConfigReloader | undefined;
     if (reload && options.encryptionProviderConfig) {

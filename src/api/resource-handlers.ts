@@ -6,7 +6,8 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log.js';
 import { isStoreError } from '../storage/errors.js';
 import { decodeContinue, encodeContinue, type ContinueToken } from './continue-token.js';
-import { checkObject, decodeBody, fieldValidationOf, mediaType, parseDocument, type FieldValidation } from './decode.js';
+import { DEFAULT_MAX_BODY_BYTES, MAX_NESTING_DEPTH } from './body-limits.js';
+import { checkObject, decodeBody, fieldValidationOf, mediaType, parseJson, parseYaml, type FieldValidation } from './decode.js';
 import { ApiError, badRequest, conflict, forbidden, invalid, notFound, unsupportedMediaType, type StatusCause } from './errors.js';
 import { corruptCauses, CorruptObjects, corruptListError } from './corrupt-objects.js';
 import { defaultFeatureGates, type FeatureGates } from './feature-gates.js';
@@ -22,6 +23,7 @@ import { applyStrategicMergePatch } from './patch/strategic-merge-patch.js';
 import { namespaces, qualifiedResource, type ResourceType } from './resource-types.js';
 import { parseFieldSelector, parseLabelSelector, type Matcher } from './selectors.js';
 import { tableOf } from './table.js';
+import { YamlDecoder } from './yaml/decoder.js';
 
 export interface ResourceRequest {
   rt: ResourceType;
@@ -114,6 +116,8 @@ export interface ResourceHandlerDeps {
   listBufferChars?: number;
   /** The watched namespaces (etcd): creates check their namespace without a store read. */
   namespaceCache?: NamespaceLookup;
+  /** Decodes YAML bodies off the event loop, bounded (default: one with the default limits, started on first use). */
+  yamlDecoder?: YamlDecoder;
 }
 
 export class ResourceHandlers {
@@ -123,8 +127,10 @@ export class ResourceHandlers {
   private readonly gates: FeatureGates;
   private readonly listBufferChars: number;
   private readonly namespaceCache: NamespaceLookup | undefined;
+  private readonly yaml: YamlDecoder;
 
   constructor(deps: ResourceHandlerDeps) {
+    this.yaml = deps.yamlDecoder ?? new YamlDecoder({ maxDepth: MAX_NESTING_DEPTH, maxJsonChars: 2 * DEFAULT_MAX_BODY_BYTES, log: deps.log });
     this.repo = deps.repo;
     this.namespaceCache = deps.namespaceCache;
     this.now = deps.now ?? Date.now;
@@ -285,7 +291,7 @@ export class ResourceHandlers {
   async create(req: ResourceRequest): Promise<Reply> {
     const { rt } = req;
     const validation = fieldValidationOf(req.query);
-    const obj = checkObject(rt, decodeBody(req.body, req.contentType), validation, req.warnings);
+    const obj = checkObject(rt, await decodeBody(req.body, req.contentType, this.yaml), validation, req.warnings);
     return this.createObject(req, obj);
   }
 
@@ -322,7 +328,7 @@ export class ResourceHandlers {
   async update(req: ResourceRequest): Promise<Reply> {
     const { rt } = req;
     const name = req.name as string;
-    const obj = checkObject(rt, decodeBody(req.body, req.contentType), fieldValidationOf(req.query), req.warnings);
+    const obj = checkObject(rt, await decodeBody(req.body, req.contentType, this.yaml), fieldValidationOf(req.query), req.warnings);
     if (obj.metadata.name !== undefined && obj.metadata.name !== name) {
       throw badRequest(`the name of the object (${obj.metadata.name}) does not match the name on the URL (${name})`);
     }
@@ -344,7 +350,7 @@ export class ResourceHandlers {
     const validation = fieldValidationOf(req.query);
     if (type === 'application/apply-patch+yaml') return this.apply(req, validation);
     let patchFn: (cur: Json) => Json;
-    const patch = parseDocument(req.body, 'json');
+    const patch = parseJson(req.body);
     switch (type) {
       case 'application/merge-patch+json':
         patchFn = (cur) => applyMergePatch(cur, patch);
@@ -378,7 +384,7 @@ export class ResourceHandlers {
         kind: 'PatchOptions', group: 'meta.k8s.io', causes: [{ reason: 'FieldValueRequired', message: 'Required value: is required for apply patch', field: 'fieldManager' }],
       });
     }
-    const applied = checkObject(rt, parseDocument(req.body, 'yaml'), validation, req.warnings);
+    const applied = checkObject(rt, await parseYaml(req.body, this.yaml), validation, req.warnings);
     if (applied.metadata.name !== name) {
       throw badRequest(`the name of the object (${applied.metadata.name ?? ''}) does not match the name on the URL (${name})`);
     }
@@ -616,7 +622,7 @@ export class ResourceHandlers {
       if (raw !== 'true' && raw !== 'false') throw badRequest(`${unsafe}: invalid value ${JSON.stringify(raw)}: must be true or false`);
       return { [unsafe]: raw === 'true' };
     }
-    const v = parseDocument(req.body, 'json');
+    const v = parseJson(req.body);
     if (v === null) return {};
     if (!isPlainObject(v)) throw badRequest('DeleteOptions must be a JSON object');
     if (v[unsafe] !== undefined && v[unsafe] !== null && typeof v[unsafe] !== 'boolean') {

@@ -20,7 +20,9 @@ export const objectMetaSchema: FieldSchema = {
   type: 'object',
   fields: {
     name: str, generateName: str, namespace: str, selfLink: str, uid: str, resourceVersion: str,
-    generation: { type: 'int' }, creationTimestamp: any, deletionTimestamp: any, deletionGracePeriodSeconds: { type: 'int' },
+    // metav1.Time decodes from a string (or null) only, as in kube; any other shape is a 400 (before,
+    // an object here reached the managed-fields walks, which are not built for deep input).
+    generation: { type: 'int' }, creationTimestamp: str, deletionTimestamp: str, deletionGracePeriodSeconds: { type: 'int' },
     labels: map, annotations: map,
     ownerReferences: {
       type: 'list',

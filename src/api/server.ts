@@ -9,6 +9,7 @@ import type { Logger } from '../log.js';
 import type { Registry } from '../metrics.js';
 import { aggregatedCore, aggregatedGroups, AGGREGATED_CONTENT_TYPE, apiGroupList, apiGroupOf, apiResourceList, legacyApiVersions, wantsAggregated } from './discovery.js';
 import type { TokenAuthenticator } from './auth.js';
+import { DEFAULT_MAX_BODY_BYTES } from './body-limits.js';
 import { ApiError, badRequest, methodNotAllowed, pathNotFound, tooLarge, tooManyRequests, unauthorized } from './errors.js';
 import { logCheck, pingCheck, runHealth } from './health-endpoints.js';
 import { OPENAPI_V2_CONTENT_TYPE } from './openapi.js';
@@ -17,11 +18,11 @@ import { StreamedBody, type Reply, type ResourceHandlers, type ResourceRequest }
 import { isPublicRoute, route, type Route } from './router.js';
 import { statusFromError, type Status } from './status.js';
 import { versionInfo } from './version.js';
+import { warningHeaders } from './warning-header.js';
 import { isWatchRequest, serveWatch, type WatchDeps } from './watch.js';
 import { InflightLimiter, isMutatingMethod, RETRY_AFTER_SECONDS, type InflightLimits } from './inflight-limit.js';
 
-/** kube-apiserver's limit for JSON/YAML request bodies (3 MB). */
-export const DEFAULT_MAX_BODY_BYTES = 3 * 1024 * 1024;
+export { DEFAULT_MAX_BODY_BYTES } from './body-limits.js';
 
 export interface RequestListenerDeps {
   handlers: ResourceHandlers;
@@ -33,6 +34,8 @@ export interface RequestListenerDeps {
   etcdPrefix: string;
   /** The store check (`etcd`). */
   storeCheck: HealthCheck;
+  /** Whether the store can write (`storage-writable`; /healthz and /readyz, not /livez). */
+  storeWritableCheck?: HealthCheck;
   /** The current KMS checks (they change on reload). */
   kmsChecks(): HealthCheck[];
   maxBodyBytes?: number;
@@ -112,7 +115,7 @@ export function createRequestListener(deps: RequestListenerDeps): (req: Incoming
     }
     const payload = typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body);
     const headers: Record<string, string | string[]> = { 'Content-Type': contentType, 'Cache-Control': 'no-cache, private' };
-    if (warnings.length) headers['Warning'] = warnings.map(warningHeader);
+    if (warnings.length) headers['Warning'] = warningHeaders(warnings);
     // A Status that tells the client when to retry says it in the header too, as kube does (429, 503, 504).
     const retryAfter = (body as Partial<Status> | null)?.details?.retryAfterSeconds;
     if (retryAfter !== undefined) headers['Retry-After'] = String(retryAfter);
@@ -127,7 +130,7 @@ export function createRequestListener(deps: RequestListenerDeps): (req: Incoming
    */
   const sendStreamed = async (res: ServerResponse, code: number, body: StreamedBody, warnings: string[]): Promise<number> => {
     const headers: Record<string, string | string[]> = { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private' };
-    if (warnings.length) headers['Warning'] = warnings.map(warningHeader);
+    if (warnings.length) headers['Warning'] = warningHeaders(warnings);
     res.writeHead(code, headers);
     const write = (chunk: string): Promise<void> => {
       if (res.destroyed) return Promise.reject(new ClientClosed());
@@ -189,7 +192,8 @@ export function createRequestListener(deps: RequestListenerDeps): (req: Incoming
         return reply({ code: 200, body: versionInfo() });
       case 'health': {
         onlyGet();
-        const checks = r.endpoint === 'livez' ? [pingCheck, logCheck, deps.storeCheck] : [pingCheck, logCheck, deps.storeCheck, ...deps.kmsChecks()];
+        const writable = deps.storeWritableCheck ? [deps.storeWritableCheck] : [];
+        const checks = r.endpoint === 'livez' ? [pingCheck, logCheck, deps.storeCheck] : [pingCheck, logCheck, deps.storeCheck, ...writable, ...deps.kmsChecks()];
         if (r.endpoint === 'readyz') checks.push({ name: 'shutdown', check: async () => {} });
         const result = await runHealth(r.endpoint, checks, r.check, query, deps.log);
         if (!result) throw pathNotFound();
@@ -309,15 +313,4 @@ export function createRequestListener(deps: RequestListenerDeps): (req: Incoming
         if (!res.writableEnded) res.destroy();
       });
   };
-}
-
-/**
- * `299 - "<text>"` as kube writes it: the text's UTF-8 bytes as they are (node writes header strings
- * as latin1, so each byte becomes one char); bytes node refuses in a header (DEL; controls are
- * already escaped by JSON.stringify) become `?`. Found by test/reliability/fuzz-http.test.ts: an
- * unknown field named with a non-latin1 character made writeHead throw and the request hang.
- */
-function warningHeader(text: string): string {
-  const latin1 = Buffer.from(JSON.stringify(text), 'utf8').toString('latin1');
-  return `299 - ${latin1.replace(/[^\t\x20-\x7e\x80-\xff]/g, '?')}`;
 }

@@ -35,6 +35,13 @@ function describeKey(prefix: string, key: string | undefined): { resource: strin
   return { resource: 'objects', qualified: 'objects', name: key ?? '' };
 }
 
+/** What a client is told about a store that cannot write (the log has the details). */
+const CANNOT_WRITE = {
+  NO_SPACE: 'no space left (a full disk, or etcd\'s NOSPACE alarm)',
+  READ_ONLY: 'the data directory is read-only or not writable',
+  IO_ERROR: 'the disk reported an I/O error',
+} as const;
+
 export function statusFromError(err: unknown, etcdPrefix: string, log?: Logger): Status {
   if (err instanceof ApiError) return failureStatus(err.httpCode, err.reason, err.message, err.details);
   if (err instanceof StoredValueTransformError) {
@@ -68,6 +75,20 @@ export function statusFromError(err: unknown, etcdPrefix: string, log?: Logger):
       case 'UNAVAILABLE':
         log?.error({ err: err.message }, 'storage unavailable');
         return failureStatus(503, 'ServiceUnavailable', 'the storage backend is unavailable', { retryAfterSeconds: 1 });
+      case 'TOO_LARGE':
+        // kube's answer to etcd's ErrRequestTooLarge: the object is too large for the store, for good.
+        return failureStatus(413, 'RequestEntityTooLarge', `Request entity too large: ${err.message}`, { name, kind: resource });
+      case 'NO_SPACE':
+      case 'READ_ONLY':
+      case 'IO_ERROR':
+        // Lasting: no Retry-After (a retry cannot succeed until an operator acts). The log names the
+        // store and the remedy; the client is told the cause without paths.
+        log?.error({ err: err.message, key: err.key, code: err.code }, `storage cannot write: ${CANNOT_WRITE[err.code]}`);
+        return failureStatus(500, 'InternalError', `Internal error occurred: the storage cannot write ${resource} "${name}": ${CANNOT_WRITE[err.code]}`, {
+          name,
+          kind: resource,
+          causes: [{ reason: 'UnexpectedServerResponse', message: CANNOT_WRITE[err.code] }],
+        });
     }
   }
   log?.error({ err: err instanceof Error ? { name: err.name, message: err.message, stack: err.stack } : String(err) }, 'unexpected error');

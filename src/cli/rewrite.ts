@@ -60,7 +60,6 @@ async function runRewrite(flags: RewriteFlags): Promise<number> {
   const { openEngine } = await import('./engine.js');
   const log = createLogger('rewrite');
   const { CheckedReader } = await import('../storage/checked-read.js');
-  const { kmsCauseText } = await import('../kms/errors.js');
   const { isUnreachable } = await import('../storage/check-failure.js');
   let engine;
   try {
@@ -89,7 +88,10 @@ async function runRewrite(flags: RewriteFlags): Promise<number> {
       try {
         await writer.health.check();
       } catch (err) {
-        process.stderr.write(`atrest rewrite: refusing to start: the write provider of ${writer.resource} is not usable: ${kmsCauseText(writer, isUnreachable(err), messageOf(err))}\n`);
+        process.stderr.write(
+          // The probe's error names the provider, its plugin endpoint and "plugin unreachable" (src/kms/naming.ts).
+          `atrest rewrite: refusing to start: the write provider of ${writer.resource} is not usable: ${messageOf(err)}\n`,
+        );
         return EXIT_INCOMPLETE;
       }
     }

@@ -2,6 +2,7 @@
 // kube-apiserver's texts (format.md §1.5, §1.6, §2) and never hold key material: key_ids appear
 // only as `sha256:` hashes, DEKs/seeds/plaintext never.
 import { AtrestError } from '../errors.js';
+import { describeKmsFailure, type KmsProviderRef } from './naming.js';
 
 /**
  * A kms envelope that cannot be read or made: bad framing, bad EncryptedObject, failed
@@ -17,10 +18,13 @@ export class EnvelopeError extends AtrestError {
 export class KmsUnavailableError extends AtrestError {
   /** The gRPC status code name (`Unavailable`, `DeadlineExceeded`, ...) when the failure was a gRPC one. */
   readonly grpcCode: string | undefined;
+  /** No connection to the plugin was ready when the call failed (it never answered): "plugin unreachable". */
+  readonly unreachable: boolean;
 
-  constructor(message: string, grpcCode?: string, options?: { cause?: unknown }) {
-    super('KMS_UNAVAILABLE', message, options);
+  constructor(message: string, grpcCode?: string, options?: { cause?: unknown; unreachable?: boolean }) {
+    super('KMS_UNAVAILABLE', message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.grpcCode = grpcCode;
+    this.unreachable = options?.unreachable ?? false;
   }
 }
 
@@ -46,15 +50,15 @@ export class KmsEndpointError extends AtrestError {
 }
 
 /**
- * A write through a kms provider failed: names the provider and keeps the cause (fail closed).
+ * A write through a kms provider failed: names the provider and its plugin (naming.ts) and keeps
+ * the cause (fail closed).
  * The code is the cause's when it is a KMS condition (`KMS_UNAVAILABLE`, `KMS_NOT_READY`,
  * `KMS_WRITE_KEY_EXPIRED`, `KMS_BAD_RESPONSE`), else `ENCRYPT_FAILED`.
  */
 export class KmsWriteError extends AtrestError {
-  constructor(providerName: string, apiVersion: 'v1' | 'v2', cause: unknown) {
-    const reason = cause instanceof Error ? cause.message : String(cause);
+  constructor(provider: KmsProviderRef, cause: unknown) {
     const code = cause instanceof AtrestError && cause.code.startsWith('KMS_') ? cause.code : 'ENCRYPT_FAILED';
-    super(code, `kms ${apiVersion} provider "${providerName}" cannot encrypt: ${reason}`, { cause });
+    super(code, describeKmsFailure(provider, cause, 'cannot encrypt'), { cause });
   }
 }
 
@@ -66,14 +70,4 @@ export function aggregateMessage(messages: readonly string[]): string {
   const unique = [...new Set(messages)];
   if (unique.length === 1) return unique[0] ?? '';
   return `[${unique.join(', ')}]`;
-}
-
-/**
- * One line that names a kms provider, its plugin endpoint and what is wrong with it, for the tools'
- * reports and refusals: `kms v2 provider "p" (plugin endpoint unix:///run/kms.sock): plugin
- * unreachable: <detail>`. `unreachable`: the plugin could not be reached or did not answer in time
- * (else it answered and reported itself unhealthy).
- */
-export function kmsCauseText(provider: { apiVersion?: string; name: string; endpoint: string }, unreachable: boolean, detail: string): string {
-  return `kms ${provider.apiVersion ?? 'v1'} provider "${provider.name}" (plugin endpoint ${provider.endpoint}): plugin ${unreachable ? 'unreachable' : 'unhealthy'}: ${detail}`;
 }

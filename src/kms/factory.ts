@@ -14,6 +14,7 @@ import { DEK_SOURCE_CACHE_TTL_MS, KmsV2Transformer } from '../transform/kmsv2/tr
 import type { KmsTransformerFactory, Transformer } from '../transform/types.js';
 import { parseKmsEndpoint } from './endpoint.js';
 import { KmsMetrics } from './metrics.js';
+import type { KmsProviderRef } from './naming.js';
 import { DEFAULT_PROBE_TTLS } from './probe-cache.js';
 import { KmsV1Client } from './v1-client.js';
 import { KmsV1Probe } from './v1-probe.js';
@@ -66,6 +67,8 @@ export interface KmsProvidersOptions {
 export interface KmsProviders {
   /** Builds the inner transformer of one `kms` provider entry; throws on a bad endpoint or apiVersion. */
   factory: KmsTransformerFactory;
+  /** Every kms provider built so far (name, API version, endpoint: for messages). */
+  providers(): KmsProviderRef[];
   /** The health checks to mount under /healthz and /readyz, per the rules of format.md §2.4. */
   healthChecks(): HealthCheck[];
   /** One check per kms provider, never combined (the tools ask about one provider at a time). */
@@ -101,6 +104,7 @@ export function createKmsProviders(options: KmsProvidersOptions = {}): KmsProvid
   const closers: Array<() => void> = [];
   const primes: Promise<void>[] = [];
   const v2Probes = new Map<string, KmsV2Probe>();
+  const refs: KmsProviderRef[] = [];
   let v1Used = false;
   let v2Used = false;
   let closed = false;
@@ -130,7 +134,9 @@ export function createKmsProviders(options: KmsProvidersOptions = {}): KmsProvid
         checkEndpoint(config, 'KMSv1');
         const client = new KmsV1Client(clientOptions(config));
         closers.push(() => client.close());
-        const probe = new KmsV1Probe(config.name, client, ttls, now);
+        const ref: KmsProviderRef = { name: config.name, apiVersion: 'v1', endpoint: config.endpoint };
+        refs.push(ref);
+        const probe = new KmsV1Probe(ref, client, ttls, now);
         checks[index] = probe.healthCheck(index);
         v1Used = true;
         // The v1 health probe is an Encrypt and a Decrypt in a row.
@@ -138,6 +144,7 @@ export function createKmsProviders(options: KmsProvidersOptions = {}): KmsProvid
         log?.warn({ provider: config.name }, 'KMSv1 is deprecated and will only receive security updates going forward. Use KMSv2 instead.');
         return new KmsV1Transformer({
           providerName: config.name,
+          endpoint: config.endpoint,
           service: client,
           cacheSize: config.cachesize ?? KMS_V1_DEFAULT_CACHE_SIZE,
           ...(metrics ? { observer: metrics } : {}),
@@ -147,7 +154,9 @@ export function createKmsProviders(options: KmsProvidersOptions = {}): KmsProvid
         checkEndpoint(config, 'KMSv2');
         const client = new KmsV2Client(clientOptions(config));
         const state = new DekSeedStateHolder({ now, writeTtlMs: intervals.writeDekMaxTtlMs });
-        const probe = new KmsV2Probe(config.name, client, state, ttls, now, metrics ?? {}, log);
+        const ref: KmsProviderRef = { name: config.name, apiVersion: 'v2', endpoint: config.endpoint };
+        refs.push(ref);
+        const probe = new KmsV2Probe(ref, client, state, ttls, now, metrics ?? {}, log);
         v2Probes.set(config.name, probe);
         const loop = new StatusLoop(config.name, () => probe.check(), { healthyMs: intervals.statusHealthyMs, unhealthyMs: intervals.statusUnhealthyMs }, log);
         state.setPriming(loop.primed);
@@ -161,6 +170,7 @@ export function createKmsProviders(options: KmsProvidersOptions = {}): KmsProvid
         timeoutSumMs += config.timeoutMs;
         return new KmsV2Transformer({
           providerName: config.name,
+          endpoint: config.endpoint,
           service: client,
           state,
           now,
@@ -175,6 +185,9 @@ export function createKmsProviders(options: KmsProvidersOptions = {}): KmsProvid
 
   return {
     factory,
+    providers(): KmsProviderRef[] {
+      return [...refs];
+    },
     healthChecks(): HealthCheck[] {
       const list = checks.filter((c): c is HealthCheck => c !== undefined);
       if (options.reload || (v2Used && !v1Used)) return [combinedHealthCheck(list)];

@@ -66,7 +66,10 @@ export class GrpcConnection {
             const code = grpcCodeName(err?.code ?? grpc.status.UNKNOWN);
             this.onCall?.(method, code, seconds);
             const details = err?.details || err?.message || 'no response';
-            reject(new KmsUnavailableError(`rpc error: code = ${code} desc = ${details}`, code, { cause: err }));
+            // A plugin that answered with an error leaves the channel READY; one that could not be
+            // reached (no socket, refused, dropped, never finished the handshake) does not.
+            const unreachable = this.client.getChannel().getConnectivityState(false) !== grpc.connectivityState.READY;
+            reject(new KmsUnavailableError(`rpc error: code = ${code} desc = ${details}`, code, { cause: err, unreachable }));
             return;
           }
           this.onCall?.(method, 'OK', seconds);

@@ -3,13 +3,18 @@
 import { messageOf } from '../errors.js';
 import type { HealthCheck } from '../health.js';
 import { KmsUnavailableError } from './errors.js';
+import { isPluginUnreachable, kmsProviderLabel, unreachablePrefix, type KmsProviderRef } from './naming.js';
 import { CachedProbe, type ProbeTtls } from './probe-cache.js';
 import type { KmsV1Service } from './service.js';
 
 export class KmsV1Probe {
   private readonly cached: CachedProbe;
+  readonly providerName: string;
+  private readonly ref: KmsProviderRef;
 
-  constructor(readonly providerName: string, private readonly service: KmsV1Service, ttls: ProbeTtls, now: () => number) {
+  constructor(provider: string | KmsProviderRef, private readonly service: KmsV1Service, ttls: ProbeTtls, now: () => number) {
+    this.ref = typeof provider === 'string' ? { name: provider, apiVersion: 'v1' } : provider;
+    this.providerName = this.ref.name;
     this.cached = new CachedProbe(() => this.probe(), ttls, now);
   }
 
@@ -26,13 +31,20 @@ export class KmsV1Probe {
     try {
       cipher = await this.service.encrypt(PING);
     } catch (err) {
-      throw new KmsUnavailableError(`failed to perform encrypt section of the healthz check for KMS Provider ${this.providerName}, error: ${messageOf(err)}`, undefined, { cause: err });
+      throw this.failed('encrypt', err);
     }
     try {
       await this.service.decrypt(cipher);
     } catch (err) {
-      throw new KmsUnavailableError(`failed to perform decrypt section of the healthz check for KMS Provider ${this.providerName}, error: ${messageOf(err)}`, undefined, { cause: err });
+      throw this.failed('decrypt', err);
     }
+  }
+
+  /** kube's text, after the provider and its endpoint (naming.ts). */
+  private failed(section: 'encrypt' | 'decrypt', err: unknown): KmsUnavailableError {
+    return new KmsUnavailableError(
+      `${kmsProviderLabel(this.ref)}: ${unreachablePrefix(err)}failed to perform ${section} section of the healthz check for KMS Provider ${this.providerName}, error: ${messageOf(err)}`,
+      err instanceof KmsUnavailableError ? err.grpcCode : undefined, { cause: err, unreachable: isPluginUnreachable(err) });
   }
 }
 

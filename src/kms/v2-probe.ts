@@ -10,6 +10,7 @@ import type { Logger } from '../log.js';
 import type { DekSeedStateHolder } from '../transform/kmsv2/state.js';
 import { checkKeyId, keyIdHash } from '../transform/kmsv2/validation.js';
 import { KmsResponseError, KmsUnavailableError, aggregateMessage } from './errors.js';
+import { isPluginUnreachable, kmsProviderLabel, unreachablePrefix, type KmsProviderRef } from './naming.js';
 import { CachedProbe, type ProbeTtls } from './probe-cache.js';
 import type { KmsV2Service } from './service.js';
 
@@ -25,9 +26,11 @@ export class KmsV2Probe {
   /** The first accepted Status version; it must not change afterwards. */
   private version = '';
   private lastKeyId: string | undefined;
+  readonly providerName: string;
+  private readonly ref: KmsProviderRef;
 
   constructor(
-    readonly providerName: string,
+    provider: string | KmsProviderRef,
     private readonly service: KmsV2Service,
     private readonly state: DekSeedStateHolder,
     ttls: ProbeTtls,
@@ -35,6 +38,8 @@ export class KmsV2Probe {
     private readonly observer: KmsV2ProbeObserver = {},
     private readonly log?: Logger,
   ) {
+    this.ref = typeof provider === 'string' ? { name: provider, apiVersion: 'v2' } : provider;
+    this.providerName = this.ref.name;
     this.cached = new CachedProbe(() => this.probe(), ttls, now);
   }
 
@@ -61,9 +66,13 @@ export class KmsV2Probe {
     try {
       status = await this.service.status();
     } catch (err) {
-      throw new KmsUnavailableError(`failed to perform status section of the healthz check for KMS Provider ${this.providerName}, error: ${messageOf(err)}`,
-        err instanceof KmsUnavailableError ? err.grpcCode : undefined, { cause: err });
+      // Writes fail once the seed expires: their error says why the Status calls failed.
+      this.state.noteStatusFailure(err);
+      // kube's text, after the provider and its endpoint (naming.ts).
+      throw new KmsUnavailableError(`${kmsProviderLabel(this.ref)}: ${unreachablePrefix(err)}failed to perform status section of the healthz check for KMS Provider ${this.providerName}, error: ${messageOf(err)}`,
+        err instanceof KmsUnavailableError ? err.grpcCode : undefined, { cause: err, unreachable: isPluginUnreachable(err) });
     }
+    this.state.noteStatusFailure(undefined);
     const errs: string[] = [];
     if (status.healthz !== 'ok') errs.push(`got unexpected healthz status: ${status.healthz}`);
     if (status.version !== 'v2' && status.version !== 'v2beta1') {
@@ -92,7 +101,7 @@ export class KmsV2Probe {
         errs.push(messageOf(err));
       }
     }
-    if (errs.length) throw new KmsResponseError(`kmsv2 Provider ${this.providerName} is not healthy, error: ${aggregateMessage(errs)}`);
+    if (errs.length) throw new KmsResponseError(`${kmsProviderLabel(this.ref)}: kmsv2 Provider ${this.providerName} is not healthy, error: ${aggregateMessage(errs)}`);
   }
 }
 

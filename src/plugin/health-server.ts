@@ -9,6 +9,7 @@
 import http from 'node:http';
 import { isIP } from 'node:net';
 import { messageOf } from '../errors.js';
+import { describeListenError } from '../listen-error.js';
 import type { Logger } from '../log.js';
 import type { Registry } from '../metrics.js';
 import { PluginError } from './errors.js';
@@ -86,7 +87,7 @@ export async function startHealthServer(options: HealthServerOptions): Promise<H
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err) => {
       client.close();
-      reject(new PluginError('PLUGIN_HEALTH_LISTEN_INVALID', `--health-listen ${options.listen}: ${err.message}`, { cause: err }));
+      reject(new PluginError('PLUGIN_HEALTH_LISTEN_INVALID', describeListenError(err, options.listen, { port: '--health-listen', address: '--health-listen' }), { cause: err }));
     });
     server.listen({ host, port }, () => resolve());
   });

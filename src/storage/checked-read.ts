@@ -10,7 +10,7 @@
 // timeout, no DEK seed yet) marks its provider down the same way, so a plugin that dies in the middle
 // of a run costs one timeout. Every other failure is a verdict on the value: undecryptable.
 import { messageOf } from '../errors.js';
-import { kmsCauseText } from '../kms/errors.js';
+import { kmsCauseText } from '../kms/naming.js';
 import { reasonOf } from '../transform/errors.js';
 import { kmsPrefix } from '../transform/build.js';
 import type { TransformResult, Transformer } from '../transform/types.js';

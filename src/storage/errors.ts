@@ -17,8 +17,24 @@ export type StoreErrorCode =
   | 'COMPACTED'
   /** list at a revision the store has not reached yet. */
   | 'FUTURE_REVISION'
-  /** the backend cannot be reached or the store is closed. */
-  | 'UNAVAILABLE';
+  /** the backend cannot be reached or the store is closed (transient: the client may retry). */
+  | 'UNAVAILABLE'
+  /** the write is larger than the backend takes (etcd's --max-request-bytes): that write never will be. */
+  | 'TOO_LARGE'
+  /** Lasting write failures (LASTING_WRITE_FAILURES): nothing will be written until an operator acts. */
+  /** no space: the disk holding the embedded store is full, or etcd's NOSPACE alarm (quota) is raised. */
+  | 'NO_SPACE'
+  /** the embedded store's files cannot be written: a read-only file system or no permission. */
+  | 'READ_ONLY'
+  /** the disk reported an I/O error (or etcd its CORRUPT alarm). */
+  | 'IO_ERROR';
+
+/** Codes of a store that cannot write for a lasting reason (not worth a client's retry). */
+export const LASTING_WRITE_FAILURES: readonly StoreErrorCode[] = ['NO_SPACE', 'READ_ONLY', 'IO_ERROR'];
+
+export function isLastingWriteFailure(err: unknown): err is StoreError {
+  return err instanceof StoreError && LASTING_WRITE_FAILURES.includes(err.code);
+}
 
 export interface StoreErrorDetails {
   key?: string;

@@ -17,6 +17,7 @@ import { isRecoverableError, Etcd3, type IKeyValue, type IOptions, type IRespons
 import { guardChanged, keyExists, StoreError } from './errors.js';
 import { asBuffer, prefixEndBytes } from './prefix.js';
 import type { CreateGuard, KeyValue, ListOptions, ListResult, Store, UpdateOp, UpdateOutcome, Watch, WatchEvent, WatchOptions } from './types.js';
+import { WriteHealth } from './write-health.js';
 
 export interface EtcdTlsOptions {
   /** PEM CA bundle that signed the etcd server certificates (`--etcd-cafile`). */
@@ -55,6 +56,10 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 
 const COMPACTED_MESSAGE = 'required revision has been compacted';
 const FUTURE_MESSAGE = 'required revision is a future revision';
+/** etcd's answer to a request over --max-request-bytes (rpctypes.ErrRequestTooLarge). */
+const TOO_LARGE_MESSAGE = 'etcdserver: request is too large';
+/** etcd's answer to writes while its NOSPACE alarm is raised (rpctypes.ErrNoSpace). */
+const NO_SPACE_MESSAGE = 'etcdserver: mvcc: database space exceeded';
 
 /** What the etcd store offers beyond Store's required methods. */
 export interface EtcdStoreExtras {
@@ -124,6 +129,7 @@ class EtcdStore implements Store {
   private closed = false;
   /** Revisions below this one are known to be compacted (etcd's compaction point only grows); 0: nothing known. */
   private knownCompactRevision = 0;
+  private readonly writeHealth = new WriteHealth();
 
   constructor(options: EtcdStoreOptions) {
     if (options.endpoints.length === 0) throw new StoreError('UNAVAILABLE', 'no etcd endpoints given');
@@ -291,7 +297,7 @@ class EtcdStore implements Store {
         ));
       } catch (err) {
         // A server with a lower --max-txn-ops or --max-request-bytes: one transaction per key.
-        if (err instanceof StoreError && /too many operations|request is too large/.test(err.message)) {
+        if (err instanceof StoreError && (err.code === 'TOO_LARGE' || /too many operations/.test(err.message))) {
           this.txnRefused = true; // the server's limits do not change while we are connected: skip the doomed txns
           await oneByOne(pending);
           return;
@@ -485,11 +491,30 @@ class EtcdStore implements Store {
 
   private async callWrite<T>(op: string, key: string, fn: (deadline: number) => Promise<T>): Promise<{ res: T; retried: boolean }> {
     let attempts = 0;
-    const res = await this.call(op, key, (deadline) => {
-      attempts++;
-      return fn(Math.min(deadline, Date.now() + this.writeAttemptTimeoutMs));
+    try {
+      const res = await this.call(op, key, (deadline) => {
+        attempts++;
+        return fn(Math.min(deadline, Date.now() + this.writeAttemptTimeoutMs));
+      });
+      this.writeHealth.succeeded();
+      return { res, retried: attempts > 1 };
+    } catch (err) {
+      this.writeHealth.record(err);
+      throw err;
+    }
+  }
+
+  /** The last write failure for lack of space, or etcd's NOSPACE / CORRUPT alarm. */
+  async writable(): Promise<void> {
+    await this.writeHealth.check(async () => {
+      const res = await this.call('alarm list', undefined, (deadline) =>
+        this.client.maintenance.alarm({ action: 'Get', memberID: 0, alarm: 'None' }, { deadline }), this.pingTimeoutMs);
+      const alarms = new Set(res.alarms.map((a) => String(a.alarm)));
+      if (alarms.has('Nospace')) {
+        throw new StoreError('NO_SPACE', 'etcd has raised its NOSPACE alarm (the database is over --quota-backend-bytes): every write is refused until an operator compacts, defragments and disarms it (etcdctl alarm disarm)');
+      }
+      if (alarms.has('Corrupt')) throw new StoreError('IO_ERROR', 'etcd has raised its CORRUPT alarm: a member\'s data is inconsistent; writes are refused');
     });
-    return { res, retried: attempts > 1 };
   }
 
   /**
@@ -508,6 +533,11 @@ class EtcdStore implements Store {
         const e = err as Error;
         if (e.message.includes(COMPACTED_MESSAGE)) throw new StoreError('COMPACTED', `${what}: ${e.message}`, { key, cause: err });
         if (e.message.includes(FUTURE_MESSAGE)) throw new StoreError('FUTURE_REVISION', `${what}: ${e.message}`, { key, cause: err });
+        // Lasting refusals: retrying the same write cannot help (kube answers 413 for the first).
+        if (e.message.includes(TOO_LARGE_MESSAGE)) throw new StoreError('TOO_LARGE', TOO_LARGE_MESSAGE, { key, cause: err });
+        if (e.message.includes(NO_SPACE_MESSAGE)) {
+          throw new StoreError('NO_SPACE', `${what}: ${e.message} (etcd's NOSPACE alarm: compact and defragment etcd or raise --quota-backend-bytes, then etcdctl alarm disarm)`, { key, cause: err });
+        }
         const transient = isTransient(e);
         if (!transient || this.closed || Date.now() + backoff >= deadline) {
           throw new StoreError('UNAVAILABLE', `${what}: ${e.message}`, { key, cause: err });

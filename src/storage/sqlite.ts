@@ -18,9 +18,11 @@ import Database from 'better-sqlite3';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from '../log.js';
+import { classifyDiskError, diskAdvice, refineByFreeSpace } from './disk-errors.js';
 import { guardChanged, keyExists, StoreError } from './errors.js';
 import { asBuffer, prefixEndString } from './prefix.js';
 import type { CreateGuard, KeyValue, ListOptions, ListResult, Store, UpdateOp, UpdateOutcome, Watch, WatchEvent, WatchOptions } from './types.js';
+import { probeStoreFile, WriteHealth } from './write-health.js';
 
 export { STORE_FILE_NAME } from './defaults.js';
 
@@ -155,22 +157,33 @@ class SqliteStore implements Store, SqliteStoreExtras {
   /** Writes waiting for the next group commit, in call order. */
   private queue: PendingWrite[] = [];
   private flushScheduled = false;
+  private readonly file: string;
+  /** The last lasting write failure (full, read-only, failing disk) until a batch commits again. */
+  private readonly writeHealth = new WriteHealth();
 
   constructor(file: string, options: SqliteStoreOptions) {
+    this.file = file;
     this.readonly = options.readonly ?? false;
     this.logger = options.logger;
-    if (file !== ':memory:' && !this.readonly) prepareFile(file);
+    let db: Database.Database | undefined;
     try {
-      this.db = new Database(file, { readonly: this.readonly, fileMustExist: this.readonly });
+      if (file !== ':memory:' && !this.readonly) prepareFile(file);
+      db = new Database(file, { readonly: this.readonly, fileMustExist: this.readonly });
+      db.pragma('busy_timeout = 5000');
+      if (!this.readonly) {
+        db.pragma('journal_mode = WAL');
+        db.pragma(`synchronous = ${options.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
+        db.exec(SCHEMA);
+      }
+      this.db = db;
     } catch (err) {
-      throw new StoreError('UNAVAILABLE', `cannot open the embedded store ${file}: ${(err as Error).message}`, { cause: err });
+      db?.close();
+      // Opened read-only (the tools), a missing or unreadable file is a store that is not there.
+      const classified = this.readonly ? undefined : classifyDiskError(err);
+      const disk = classified && file !== ':memory:' ? refineByFreeSpace(classified, dirname(file)) : classified;
+      throw new StoreError(disk?.problem ?? 'UNAVAILABLE', `cannot open the embedded store ${file}: ${disk?.cause ?? (err as Error).message}`, { cause: err });
     }
-    this.db.pragma('busy_timeout = 5000');
-    if (!this.readonly) {
-      this.db.pragma('journal_mode = WAL');
-      this.db.pragma(`synchronous = ${options.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
-      this.db.exec(SCHEMA);
-    } else if (!this.db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'kv'`).get()) {
+    if (this.readonly && !this.db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'kv'`).get()) {
       this.db.close();
       throw new StoreError('UNAVAILABLE', `${file} is not an atrest embedded store (no kv table)`);
     }
@@ -384,6 +397,12 @@ class SqliteStore implements Store, SqliteStoreExtras {
     this.guard(undefined, () => this.stmt('ping', 'SELECT 1').get());
   }
 
+  async writable(): Promise<void> {
+    if (this.closed) throw new StoreError('UNAVAILABLE', 'the embedded store is closed');
+    if (this.readonly) throw new StoreError('READ_ONLY', `the embedded store ${this.file} was opened read-only`);
+    await this.writeHealth.check(() => (this.file === ':memory:' ? Promise.resolve() : probeStoreFile(this.file)));
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     // Writes already asked for are committed (or fail) before the file closes, never dropped.
@@ -546,9 +565,11 @@ class SqliteStore implements Store, SqliteStoreExtras {
           }
         });
       } catch (err) {
+        this.writeHealth.record(this.unavailable(undefined, err));
         for (const w of batch) w.fail(this.unavailable(w.key, err));
         continue;
       }
+      this.writeHealth.succeeded();
       batch.forEach((w, i) => {
         const r = results[i]!;
         if (r.ok) w.done(r.value);
@@ -580,10 +601,16 @@ class SqliteStore implements Store, SqliteStoreExtras {
     }
   }
 
-  /** A StoreError as is; anything else (SQLite) as StoreError UNAVAILABLE naming `key`. */
+  /**
+   * A StoreError as is; a disk that is full, read-only or failing as NO_SPACE / READ_ONLY / IO_ERROR
+   * (lasting: not worth a retry); anything else (SQLite) as StoreError UNAVAILABLE naming `key`.
+   */
   private unavailable(key: string | undefined, err: unknown): StoreError {
     if (err instanceof StoreError) return err;
     const where = key === undefined ? '' : ` (key ${key})`;
+    const classified = classifyDiskError(err);
+    const disk = classified && this.file !== ':memory:' ? refineByFreeSpace(classified, dirname(this.file)) : classified;
+    if (disk) return new StoreError(disk.problem, `the embedded store ${this.file} failed${where}: ${disk.cause}. To fix: ${diskAdvice(disk.problem, dirname(this.file))}`, { key, cause: err });
     return new StoreError('UNAVAILABLE', `embedded store error${where}: ${(err as Error).message}`, { key, cause: err });
   }
 }

@@ -98,5 +98,11 @@ export interface Store {
   compact?(revision: number): Promise<void>;
   /** Resolves when the backend answers (the `etcd` health check). */
   ping(): Promise<void>;
+  /**
+   * Resolves when the store can take writes, else rejects with the StoreError that says why
+   * (NO_SPACE, READ_ONLY, IO_ERROR): its last lasting write failure, or what a cheap probe finds
+   * (the `storage-writable` readiness check). Optional so that fakes need not have it.
+   */
+  writable?(): Promise<void>;
   close(): Promise<void>;
 }

@@ -4,6 +4,7 @@
 // holds the report shape, the plugin probe and the table; src/cli/status.ts gathers the parts with
 // the engine (config, KMS health checks) and verifyStore. Never prints a key or a value.
 import type { ProviderConfiguration } from '../config/types.js';
+import { kmsProviderLabel } from '../kms/naming.js';
 import { samples } from './prometheus-text.js';
 import { notCheckedLines, type VerifyReport } from './verify.js';
 
@@ -67,7 +68,7 @@ export interface StatusReport {
 export function statusProblems(report: Omit<StatusReport, 'problems' | 'ok'>): string[] {
   const problems: string[] = [];
   for (const p of report.kmsProviders) {
-    if (!p.healthy) problems.push(`kms ${p.apiVersion} provider "${p.name}"${p.endpoint ? ` (plugin endpoint ${p.endpoint})` : ''}: plugin ${p.unreachable ? 'unreachable' : 'unhealthy'}`);
+    if (!p.healthy) problems.push(`${kmsProviderLabel({ name: p.name, apiVersion: p.apiVersion === 'v2' ? 'v2' : 'v1', ...(p.endpoint ? { endpoint: p.endpoint } : {}) })}: plugin ${p.unreachable ? 'unreachable' : 'unhealthy'}`);
   }
   for (const p of report.plugins) if (!p.healthy) problems.push(`plugin ${p.address} is not healthy`);
   if (report.storeError !== undefined) problems.push('the store could not be read, no values were checked');

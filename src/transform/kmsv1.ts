@@ -5,7 +5,8 @@
 // by base64(EDEK), filled on write and on read miss; a negative size disables it.
 // The returned bytes exclude the `k8s:enc:kms:v1:<name>:` prefix (the config builder adds it).
 import { LRUCache } from 'lru-cache';
-import { EnvelopeError, KmsWriteError, aggregateMessage } from '../kms/errors.js';
+import { EnvelopeError, KmsUnavailableError, KmsWriteError, aggregateMessage } from '../kms/errors.js';
+import { describeKmsFailure, type KmsProviderRef } from '../kms/naming.js';
 import type { KmsV1Service } from '../kms/service.js';
 import { messageOf } from '../errors.js';
 import type { TransformResult, Transformer } from './types.js';
@@ -25,6 +26,8 @@ export interface KmsV1TransformerObserver {
 
 export interface KmsV1TransformerOptions {
   providerName: string;
+  /** The plugin's `endpoint`, named in errors. */
+  endpoint?: string;
   service: KmsV1Service;
   /** `kms.cachesize`: > 0 entries; < 0 disables the cache. Default 1000. */
   cacheSize?: number;
@@ -44,6 +47,7 @@ class DekCiphers {
 
 export class KmsV1Transformer implements Transformer {
   private readonly providerName: string;
+  private readonly ref: KmsProviderRef;
   private readonly service: KmsV1Service;
   private readonly cacheSize: number;
   private readonly cache: LRUCache<string, DekCiphers> | undefined;
@@ -53,6 +57,7 @@ export class KmsV1Transformer implements Transformer {
 
   constructor(options: KmsV1TransformerOptions) {
     this.providerName = options.providerName;
+    this.ref = { name: options.providerName, apiVersion: 'v1', ...(options.endpoint ? { endpoint: options.endpoint } : {}) };
     this.service = options.service;
     this.cacheSize = options.cacheSize ?? KMS_V1_DEFAULT_CACHE_SIZE;
     if (this.cacheSize === 0) throw new EnvelopeError('cachesize should be a positive value, or negative to disable');
@@ -74,7 +79,7 @@ export class KmsV1Transformer implements Transformer {
       header.set(edek, 2);
       return ciphers.gcm.seal(plaintext, dataCtx, header);
     } catch (err) {
-      throw new KmsWriteError(this.providerName, 'v1', err);
+      throw new KmsWriteError(this.ref, err);
     } finally {
       dek.fill(0);
     }
@@ -121,9 +126,17 @@ export class KmsV1Transformer implements Transformer {
     }
   }
 
-  /** Plugin errors pass through unwrapped, as kube-apiserver does (they keep their gRPC code). */
+  /**
+   * Plugin errors keep their type and gRPC code, as kube-apiserver's; an unreachable or timed-out
+   * plugin's message is prefixed with the provider and its endpoint (naming.ts).
+   */
   private async unwrap(edek: Uint8Array): Promise<DekCiphers> {
-    return new DekCiphers(await this.service.decrypt(edek));
+    try {
+      return new DekCiphers(await this.service.decrypt(edek));
+    } catch (err) {
+      if (err instanceof KmsUnavailableError) throw new KmsUnavailableError(describeKmsFailure(this.ref, err, 'cannot decrypt'), err.grpcCode, { cause: err, unreachable: err.unreachable });
+      throw err;
+    }
   }
 
   private remember(edek: Uint8Array, ciphers: DekCiphers, key?: string): void {

@@ -116,7 +116,7 @@ test('failures: one line on stderr, non-zero exit, no --out file and no temp fil
     [['decrypt', '--encryption-provider-config', join(dir, 'missing.yaml'), '--key', key, '--out', out], enc.stdout, /error reading encryption provider configuration file/, 2],
     [['encrypt', '--encryption-provider-config', cfg, '--key', key, '--in', join(dir, 'nope.bin'), '--out', out], Buffer.alloc(0), /ENOENT|no such file/, 2],
     // no plugin listening: the kms v2 write fails closed, and the process still exits
-    [['encrypt', '--encryption-provider-config', kmsDown, '--key', key, '--out', out], Buffer.from('x'), /kms v2 provider "gone" cannot encrypt/, 3],
+    [['encrypt', '--encryption-provider-config', kmsDown, '--key', key, '--out', out], Buffer.from('x'), /kms v2 provider "gone" \(plugin unix:\/\/[^)]+\) cannot encrypt: plugin unreachable: /, 3],
   ];
   const results = await Promise.all(cases.map(([args, input]) => atrest(args, input)));
   results.forEach((r, i) => {

@@ -80,7 +80,7 @@ test('atrest status: health, key_id, providers per resource and verify counts; e
       assert.match(down.stdout, /^atrest\s+v2\s+FAILED: .*kms/im);
       assert.match(down.stdout, new RegExp(`^127\\.0\\.0\\.1:${healthPort}\\s+FAILED: cannot reach`, 'm'));
       assert.doesNotMatch(down.stdout, /STORED VALUES/);
-      assert.ok(down.stdout.trimEnd().endsWith(`NOT OK: kms v2 provider "atrest" (plugin endpoint unix://${socket}): plugin unreachable; plugin 127.0.0.1:${healthPort} is not healthy`), down.stdout);
+      assert.ok(down.stdout.trimEnd().endsWith(`NOT OK: kms v2 provider "atrest" (plugin unix://${socket}): plugin unreachable; plugin 127.0.0.1:${healthPort} is not healthy`), down.stdout);
     }
 
     const bad = await runAtrest(['status', '--encryption-provider-config', join(dir, 'missing.yaml'), '--data-dir', dataDir]);

@@ -82,7 +82,12 @@ export function apiRequest(
   server: RunningApiServer,
   method: string,
   path: string,
-  options: { body?: string | Buffer; headers?: Record<string, string>; token?: string | null } = {},
+  /**
+   * `agent: false`: a connection of its own. Node 20's server resets a keep-alive connection when the
+   * next request arrives while a large response is still being flushed ("Parse Error: Paused"), so
+   * tests that send large bodies back to back use fresh connections.
+   */
+  options: { body?: string | Buffer; headers?: Record<string, string>; token?: string | null; agent?: false } = {},
 ): Promise<HttpResult> {
   return new Promise((resolve, reject) => {
     const url = new URL(path, server.url);
@@ -93,7 +98,7 @@ export function apiRequest(
       headers['Content-Type'] ??= 'application/json';
       headers['Content-Length'] = String(Buffer.byteLength(options.body));
     }
-    const req = httpsRequest(url, { method, headers, ca: server.caPem }, (res) => {
+    const req = httpsRequest(url, { method, headers, ca: server.caPem, ...(options.agent === false ? { agent: false } : {}) }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {

@@ -9,7 +9,7 @@ test('v1 probe: decrypt section failure text; the combined check aggregates fail
   const service = new FakeKmsV1();
   service.decrypt = async () => { throw new Error('rpc error: code = Internal desc = nope'); };
   const probe = new KmsV1Probe('vault', service, { positiveMs: 0, negativeMs: 0 }, Date.now);
-  await assert.rejects(probe.check(), { message: 'failed to perform decrypt section of the healthz check for KMS Provider vault, error: rpc error: code = Internal desc = nope' });
+  await assert.rejects(probe.check(), { message: 'kms v1 provider "vault": failed to perform decrypt section of the healthz check for KMS Provider vault, error: rpc error: code = Internal desc = nope' });
   const ok = { name: 'kms-provider-1', check: async () => {} };
   const bad = (n: number) => ({ name: `kms-provider-${n}`, check: async () => { throw new Error(`down ${n}`); } });
   await combinedHealthCheck([ok]).check();

@@ -13,6 +13,8 @@ import { decodeEncryptedObject } from '../../src/transform/kmsv2/encrypted-objec
 import { CROSSCHECK_SCRIPT, PYTHON, PythonKmsPlugin, waitFor } from '../helpers/python-kms-plugin.js';
 
 const enc = (s: string): Buffer => Buffer.from(s, 'utf8');
+/** How errors name a plugin (src/kms/naming.ts): its endpoint, as a regular expression. */
+const PLUGIN = '\\(plugin unix://[^)]+\\)';
 const FAST = { statusHealthyMs: 50, statusUnhealthyMs: 50, probePositiveTtlMs: 0, probeNegativeTtlMs: 0 };
 
 /** A temp dir, a running python plugin, and cleanup registered on the test. */
@@ -112,7 +114,8 @@ test('plugin killed: kms v1 writes fail naming the provider, cached reads succee
   const stored = await tr.toStorage(enc('kept'), enc('/k'));
   await p.stop();
   await assert.rejects(tr.toStorage(enc('lost'), enc('/k')), (err: Error & { code?: string }) => {
-    assert.match(err.message, /^kms v1 provider "py-v1" cannot encrypt: rpc error: code = (DeadlineExceeded|Unavailable) desc = /);
+    // A killed plugin is unreachable (no connection), not a plugin that answered with an error.
+    assert.match(err.message, new RegExp(`^kms v1 provider "py-v1" ${PLUGIN} cannot encrypt: plugin unreachable: rpc error: code = (DeadlineExceeded|Unavailable) desc = `));
     assert.equal(err.code, 'KMS_UNAVAILABLE');
     return true;
   });
@@ -133,12 +136,12 @@ test('plugin killed: kms v2 writes fail once the write seed expires, cached read
   await p.stop();
   let lastError: Error | undefined;
   await waitFor(async () => tr.toStorage(enc('x'), enc('/k')).then(() => false, (err: Error) => { lastError = err; return true; }), 'writes to fail after expiry');
-  assert.match(lastError?.message ?? '', /^kms v2 provider "py-v2" cannot encrypt: encryptedDEKSource with keyID hash "sha256:[0-9a-f]{64}" expired at /);
+  assert.match(lastError?.message ?? '', new RegExp(`^kms v2 provider "py-v2" ${PLUGIN} cannot encrypt: plugin unreachable: encryptedDEKSource with keyID hash "sha256:[0-9a-f]{64}" expired at .*; the last Status call failed: rpc error: `));
   assert.equal((await tr.fromStorage(stored, enc('/k'))).plaintext.toString(), 'kept');
   // An object whose seed is not cached needs the plugin: a clear KMS_UNAVAILABLE read error.
   const fresh = providers(t, { intervals: FAST }).factory(kmsConfig(p.endpoint, 'v2', { timeoutMs: 200 }), 0);
   await assert.rejects(fresh.fromStorage(stored, enc('/k')), (err: Error & { code?: string }) =>
-    err.code === 'KMS_UNAVAILABLE' && /^failed to decrypt DEK, error: rpc error: code = (DeadlineExceeded|Unavailable) desc = /.test(err.message));
+    err.code === 'KMS_UNAVAILABLE' && new RegExp(`^kms v2 provider "py-v2" ${PLUGIN}: plugin unreachable: failed to decrypt DEK, error: rpc error: code = (DeadlineExceeded|Unavailable) desc = `).test(err.message));
   await p.start();
   await waitFor(async () => tr.toStorage(enc('back'), enc('/k')).then(() => true, () => false), 'writes after the restart');
 });
@@ -161,7 +164,8 @@ test('a plugin slower than the timeout fails the call with DeadlineExceeded; it 
   const p = await plugin(t);
   await p.set({ delay_ms: { 'v1.Encrypt': 2000 } });
   const tr = providers(t).factory(kmsConfig(p.endpoint, 'v1', { timeoutMs: 200 }), 0);
-  await assert.rejects(tr.toStorage(enc('x'), enc('/k')), /cannot encrypt: rpc error: code = DeadlineExceeded desc = /);
+  // Connected but slow: not "plugin unreachable".
+  await assert.rejects(tr.toStorage(enc('x'), enc('/k')), new RegExp(`${PLUGIN} cannot encrypt: rpc error: code = DeadlineExceeded desc = `));
   await p.set({ delay_ms: {} });
   await waitFor(async () => tr.toStorage(enc('x'), enc('/k')).then(() => true, () => false), 'a fast plugin to work again');
 });
@@ -170,7 +174,7 @@ test('bad plugin responses: v1 version, v2 ciphertext sizes, key_id size, annota
   const p = await plugin(t);
   await p.set({ v1_version: 'v2' });
   const v1 = providers(t).factory(kmsConfig(p.endpoint, 'v1'), 0);
-  await assert.rejects(v1.toStorage(enc('x'), enc('/k')), { message: 'kms v1 provider "py-v1" cannot encrypt: KMS provider api version v2 is not supported, only v1beta1 is supported now' });
+  await assert.rejects(v1.toStorage(enc('x'), enc('/k')), { message: `kms v1 provider "py-v1" (plugin ${p.endpoint}) cannot encrypt: KMS provider api version v2 is not supported, only v1beta1 is supported now` });
 
   const kms = providers(t, { intervals: { ...FAST, statusHealthyMs: 3_600_000, statusUnhealthyMs: 3_600_000 } });
   const tr = kms.factory(kmsConfig(p.endpoint, 'v2'), 0);
@@ -184,9 +188,9 @@ test('bad plugin responses: v1 version, v2 ciphertext sizes, key_id size, annota
     [{ encrypt_key_id: 'k'.repeat(1025) }, /errGen=failed to validate key id: keyID is 1025 bytes, which exceeds the max size of 1024/],
     [{ encrypt_key_id: 'not-the-status-key' }, /errGen=<nil>, statusKeyIDHash="sha256:[0-9a-f]{64}", encryptKeyIDHash="sha256:[0-9a-f]{64}"/],
     [{ annotations: { 'Not_FQDN': 'x' } }, /errGen=failed to validate annotations: annotations: Invalid value: "Not_FQDN": a lowercase RFC 1123 subdomain/],
-    [{ status_key_id: 'k'.repeat(1025) }, /^kms-provider-0: kmsv2 Provider py-v2 is not healthy, error: got invalid KMSv2 KeyID hash "sha256:[0-9a-f]{64}": keyID is 1025 bytes, which exceeds the max size of 1024$/],
-    [{ healthz: 'err' }, /^kms-provider-0: kmsv2 Provider py-v2 is not healthy, error: got unexpected healthz status: err$/],
-    [{ status_version: 'v3' }, /^kms-provider-0: kmsv2 Provider py-v2 is not healthy, error: expected KMSv2 API version v2, got v3$/],
+    [{ status_key_id: 'k'.repeat(1025) }, new RegExp(`^kms-provider-0: kms v2 provider "py-v2" ${PLUGIN}: kmsv2 Provider py-v2 is not healthy, error: got invalid KMSv2 KeyID hash "sha256:[0-9a-f]{64}": keyID is 1025 bytes, which exceeds the max size of 1024$`)],
+    [{ healthz: 'err' }, new RegExp(`^kms-provider-0: kms v2 provider "py-v2" ${PLUGIN}: kmsv2 Provider py-v2 is not healthy, error: got unexpected healthz status: err$`)],
+    [{ status_version: 'v3' }, new RegExp(`^kms-provider-0: kms v2 provider "py-v2" ${PLUGIN}: kmsv2 Provider py-v2 is not healthy, error: expected KMSv2 API version v2, got v3$`)],
     [{ status_version: 'v2beta1' }, /KMSv2 API version should not change after the initial status response version v2, got v2beta1$/],
   ];
   let n = 0;
@@ -195,7 +199,7 @@ test('bad plugin responses: v1 version, v2 ciphertext sizes, key_id size, annota
     await p.set({ ...knobs, ...(rotating ? { key_id: `key-r${n++}` } : {}) });
     await assert.rejects(check?.check() ?? Promise.resolve(), (err: Error) => {
       assert.match(err.message, expected);
-      if (rotating) assert.match(err.message, /^kms-provider-0: kmsv2 Provider py-v2 is not healthy, error: failed to rotate DEK uid="[0-9a-f-]{36}", useSeed=true, errState=<nil>, /);
+      if (rotating) assert.match(err.message, new RegExp(`^kms-provider-0: kms v2 provider "py-v2" ${PLUGIN}: kmsv2 Provider py-v2 is not healthy, error: failed to rotate DEK uid="[0-9a-f-]{36}", useSeed=true, errState=<nil>, `));
       return true;
     });
     // The plugin's bad answer never replaces the good seed.
@@ -251,7 +255,7 @@ test('v1 health check failure text, and metrics: latency by method and code, key
   await v2.fromStorage(await v2.toStorage(enc('b'), enc('/k')), enc('/k'));
   await p.set({ fail: { 'v1.Encrypt': 'UNAVAILABLE' } });
   const [c0] = kms.healthChecks();
-  await assert.rejects(c0?.check() ?? Promise.resolve(), { message: 'failed to perform encrypt section of the healthz check for KMS Provider py-v1, error: rpc error: code = Unavailable desc = injected failure' });
+  await assert.rejects(c0?.check() ?? Promise.resolve(), { message: `kms v1 provider "py-v1" (plugin ${p.endpoint}): failed to perform encrypt section of the healthz check for KMS Provider py-v1, error: rpc error: code = Unavailable desc = injected failure` });
   const text = await registry.metrics();
   assert.match(text, /apiserver_envelope_encryption_kms_operations_latency_seconds_count\{provider_name="py-v2",method_name="\/v2.KeyManagementService\/Encrypt",grpc_status_code="OK"\} 1/);
   assert.match(text, /apiserver_envelope_encryption_kms_operations_latency_seconds_count\{provider_name="py-v1",method_name="\/v1beta1.KeyManagementService\/Encrypt",grpc_status_code="Unavailable"\} 1/);

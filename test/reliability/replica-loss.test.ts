@@ -165,8 +165,8 @@ test('replica loss: one replica\'s KMS plugin stopped (kms v2): that replica fai
   assert.equal(valueOf(await apiRequest(c.api, 'GET', `${SECRETS}/pre-a`)), 'before the stop');
 
   // A restarts: a new DEK seed that C has never seen. Reading A's new value needs C's plugin: a 500
-  // with kube's kms v2 text (`failed to decrypt DEK, error: <the gRPC error>`, which does not name the
-  // provider; /readyz above does) naming the key.
+  // naming the key, the provider and its plugin endpoint, "plugin unreachable" (C's plugin is stopped),
+  // then kube's kms v2 text (`failed to decrypt DEK, error: <the gRPC error>`).
   await a.kill();
   await a.start();
   await waitReady(a);
@@ -175,7 +175,7 @@ test('replica loss: one replica\'s KMS plugin stopped (kms v2): that replica fai
   const cRead = await apiRequest(c.api, 'GET', `${SECRETS}/after-a-restart`);
   assert.ok(cRead.status >= 500, `C cannot decrypt without its plugin: ${cRead.status} ${cRead.text}`);
   assert.equal(cRead.status, 500);
-  assert.match(cRead.json<{ message: string }>().message, /^Internal error occurred: failed to decrypt the stored value of \/registry\/secrets\/default\/after-a-restart: failed to decrypt DEK, error: rpc error: code = (DeadlineExceeded|Unavailable)/);
+  assert.match(cRead.json<{ message: string }>().message, /^Internal error occurred: failed to decrypt the stored value of \/registry\/secrets\/default\/after-a-restart: kms v2 provider "replicas" \(plugin unix:\/\/[^)]+\): plugin unreachable: failed to decrypt DEK, error: rpc error: code = (DeadlineExceeded|Unavailable)/);
   assert.doesNotMatch(cRead.text, /during the stop|ZHVyaW5nIHRoZSBzdG9w/, 'no plaintext in the error');
 
   // A and B serve everything meanwhile, including what C wrote with its cached seed.

@@ -46,8 +46,8 @@ test('aggregates and wrappers are judged by what they hold; one unreachable part
   // Two plugin verdicts: the chain copies the code KMS_UNAVAILABLE but is not a KmsUnavailableError itself.
   const twoNo = new TransformError('KMS_UNAVAILABLE', '[a, b]', { storageKey: '/registry/secrets/ns/s', errors: [grpc('InvalidArgument'), grpc('Internal')] });
   assert.equal(isUnreachable(twoNo), false);
-  assert.equal(isUnreachable(new KmsWriteError('p', 'v2', new KmsNotReadyError('KMS_WRITE_KEY_EXPIRED', 'expired'))), false, 'an expired write seed is not a transport failure');
-  assert.equal(isUnreachable(new KmsWriteError('p', 'v2', down)), true);
+  assert.equal(isUnreachable(new KmsWriteError({ name: 'p', apiVersion: 'v2' }, new KmsNotReadyError('KMS_WRITE_KEY_EXPIRED', 'expired'))), false, 'an expired write seed is not a transport failure');
+  assert.equal(isUnreachable(new KmsWriteError({ name: 'p', apiVersion: 'v2' }, down)), true);
   // The v1 probe wraps without a code but keeps the cause.
   assert.equal(isUnreachable(new KmsUnavailableError('failed to perform encrypt section', undefined, { cause: grpc('InvalidArgument') })), false);
   assert.equal(isUnreachable(new KmsUnavailableError('failed to perform encrypt section', undefined, { cause: down })), true);
@@ -59,7 +59,7 @@ test('exit codes: 2 usage, 3 unreachable, 141 broken pipe, 1 otherwise; a check:
   assert.equal(exitCodeFor(new InvalidArgumentError('bad')), 2);
   assert.equal(exitCodeFor(new ToolUsageError('--resources: no resource named')), 2);
   assert.equal(exitCodeFor(new StoreError('UNAVAILABLE', 'etcd down')), 3);
-  assert.equal(exitCodeFor(new KmsWriteError('p', 'v2', grpc('Unavailable'))), 3);
+  assert.equal(exitCodeFor(new KmsWriteError({ name: 'p', apiVersion: 'v2' }, grpc('Unavailable'))), 3);
   assert.equal(exitCodeFor(Object.assign(new Error('write EPIPE'), { code: 'EPIPE' })), 141);
   assert.equal(exitCodeFor(new Error('x', { cause: Object.assign(new Error('write EPIPE'), { code: 'EPIPE' }) })), 141);
   assert.equal(exitCodeFor(new CryptoError('DECRYPT_FAILED', 'bad tag')), 1);
@@ -105,7 +105,7 @@ test('CheckedReader: a provider that fails its health check is never asked to de
   const notChecked = reader.notChecked();
   assert.equal(notChecked.length, 1);
   assert.equal(notChecked[0]!.values, 20);
-  assert.match(notChecked[0]!.cause, /^kms v2 provider "p" \(plugin endpoint unix:\/\/\/run\/p\.sock\): plugin unreachable: failed to perform status section/);
+  assert.match(notChecked[0]!.cause, /^kms v2 provider "p" \(plugin unix:\/\/\/run\/p\.sock\): plugin unreachable: failed to perform status section/);
   // An unhealthy answer (the plugin answered) is named as such, and its values are not checked either.
   const unhealthy = new CheckedReader([probe('q', new KmsResponseError('kmsv2 Provider q is not healthy, error: got unexpected healthz status: no'))]);
   assert.equal((await unhealthy.read(t, '/registry/secrets/ns/x', value('q', 0))).kind, 'unchecked');

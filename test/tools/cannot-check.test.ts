@@ -112,7 +112,7 @@ test('a KMS plugin that is down makes values "not checked" (exit 3), never undec
     assert.equal(report.ok, false);
     assert.equal(report.notChecked.length, 1);
     assert.equal(report.notChecked[0]!.values, VALUES + 1);
-    assert.match(report.notChecked[0]!.cause, new RegExp(`^kms v2 provider "${KMS}" \\(plugin endpoint unix://${socket.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\): plugin unreachable: `));
+    assert.match(report.notChecked[0]!.cause, new RegExp(`^kms v2 provider "${KMS}" \\(plugin unix://${socket.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\): plugin unreachable: `));
     const text = await readFile(prom, 'utf8');
     assert.match(text, /^atrest_verify_unchecked_values\{resource="secrets"\} 31$/m);
     assert.match(text, /^atrest_verify_undecryptable_values\{resource="secrets"\} 1$/m);
@@ -130,7 +130,7 @@ test('a KMS plugin that is down makes values "not checked" (exit 3), never undec
     assert.equal(status.code, 3, status.stderr);
     const statusReport = JSON.parse(status.stdout) as StatusReport;
     assert.equal(statusReport.verify?.resources[0]?.unchecked, VALUES + 1);
-    assert.ok(statusReport.problems.includes(`kms v2 provider "${KMS}" (plugin endpoint unix://${socket}): plugin unreachable`), statusReport.problems.join('; '));
+    assert.ok(statusReport.problems.includes(`kms v2 provider "${KMS}" (plugin unix://${socket}): plugin unreachable`), statusReport.problems.join('; '));
     assert.ok(statusReport.problems.includes('31 values could not be checked (KMS plugin unreachable; not known to be lost)'));
 
     const many = await runCli(['decrypt', ...base, '--prefix', '/registry/secrets/', '-o', 'json']);

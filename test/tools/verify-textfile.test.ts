@@ -10,7 +10,7 @@ const report: VerifyReport = {
   revision: 7,
   ok: false,
   complete: false,
-  notChecked: [{ cause: 'kms v2 provider "atrest" (plugin endpoint unix:///run/kms.sock): plugin unreachable: timeout', values: 3 }],
+  notChecked: [{ cause: 'kms v2 provider "atrest" (plugin unix:///run/kms.sock): plugin unreachable: timeout', values: 3 }],
   resources: [
     { resource: 'configmaps', total: 1, writers: { identity: 1 }, plaintext: 1, stale: 1, undecryptable: [], unchecked: 0 },
     { resource: 'secrets', total: 7, writers: { 'kms v2:atrest:sha256:ab': 2, 'aesgcm:k"1\\': 1 }, plaintext: 0, stale: 1, undecryptable: [{ key: '/registry/secrets/default/x', error: 'bad', resource: 'secrets', namespace: 'default', name: 'x' }], unchecked: 3 },

@@ -133,7 +133,7 @@ test('kms v2 write expiry: writes fail 3 minutes after the last good Status, rea
   clock.t += 61_000;
   await assert.rejects(t.toStorage(enc('x'), enc('/k')), (err: Error & { code?: string }) => {
     assert.equal(err.code, 'KMS_WRITE_KEY_EXPIRED');
-    assert.match(err.message, new RegExp(`^kms v2 provider "prov" cannot encrypt: encryptedDEKSource with keyID hash "sha256:[0-9a-f]{64}" expired at ${new Date(expiredAt).toISOString().replace('.000Z', 'Z')} \\(current time is ${new Date(clock.t).toISOString().replace('.000Z', 'Z')}\\)$`));
+    assert.match(err.message, new RegExp(`^kms v2 provider "prov" cannot encrypt: encryptedDEKSource with keyID hash "sha256:[0-9a-f]{64}" expired at ${new Date(expiredAt).toISOString().replace('.000Z', 'Z')} \\(current time is ${new Date(clock.t).toISOString().replace('.000Z', 'Z')}\\); the last Status call failed: rpc error: code = Unavailable desc = down$`));
     return true;
   });
   fake.fail = undefined;
@@ -162,17 +162,17 @@ test('kms v2 Status validation texts (healthz, version, key_id) and rotation ref
   const { fake, probe, t } = await setup();
   const keyHash = (await t.fromStorage(await t.toStorage(enc('a'), enc('/k')), enc('/k'))).origin.keyIdHash;
   fake.healthz = 'err';
-  await assert.rejects(probe.check(), { message: 'kmsv2 Provider prov is not healthy, error: got unexpected healthz status: err' });
+  await assert.rejects(probe.check(), { message: 'kms v2 provider "prov": kmsv2 Provider prov is not healthy, error: got unexpected healthz status: err' });
   fake.healthz = 'ok';
   fake.version = 'v2beta1';
-  await assert.rejects(probe.check(), { message: 'kmsv2 Provider prov is not healthy, error: KMSv2 API version should not change after the initial status response version v2, got v2beta1' });
+  await assert.rejects(probe.check(), { message: 'kms v2 provider "prov": kmsv2 Provider prov is not healthy, error: KMSv2 API version should not change after the initial status response version v2, got v2beta1' });
   fake.version = 'v1';
   fake.healthz = 'bad';
-  await assert.rejects(probe.check(), { message: 'kmsv2 Provider prov is not healthy, error: [got unexpected healthz status: bad, expected KMSv2 API version v2, got v1]' });
+  await assert.rejects(probe.check(), { message: 'kms v2 provider "prov": kmsv2 Provider prov is not healthy, error: [got unexpected healthz status: bad, expected KMSv2 API version v2, got v1]' });
   fake.version = 'v2';
   fake.healthz = 'ok';
   fake.keyId = '';
-  await assert.rejects(probe.check(), { message: 'kmsv2 Provider prov is not healthy, error: got invalid KMSv2 KeyID hash "": keyID is empty' });
+  await assert.rejects(probe.check(), { message: 'kms v2 provider "prov": kmsv2 Provider prov is not healthy, error: got invalid KMSv2 KeyID hash "": keyID is empty' });
   fake.keyId = 'k'.repeat(1025);
   await assert.rejects(probe.check(), /got invalid KMSv2 KeyID hash "sha256:[0-9a-f]{64}": keyID is 1025 bytes, which exceeds the max size of 1024$/);
 
@@ -188,7 +188,7 @@ test('kms v2 Status validation texts (healthz, version, key_id) and rotation ref
     fake.keyId = `rot-${Math.random()}`;
     fake.encryptOverride = override;
     await assert.rejects(probe.check(), (err: Error) => {
-      assert.match(err.message, /^kmsv2 Provider prov is not healthy, error: failed to rotate DEK uid="[0-9a-f-]{36}", useSeed=true, errState=<nil>, /);
+      assert.match(err.message, /^kms v2 provider "prov": kmsv2 Provider prov is not healthy, error: failed to rotate DEK uid="[0-9a-f-]{36}", useSeed=true, errState=<nil>, /);
       assert.match(err.message, expected);
       assert.ok(!err.message.includes(fake.keyId), 'key_id only as a hash');
       return true;
@@ -214,7 +214,7 @@ test('kms v2 read errors: plugin Decrypt failure is wrapped; a bad DEK size or s
   const stored = await writer.toStorage(enc('x'), enc('/k'));
   const { t: reader } = await setup(fake);
   fake.fail = new Error('rpc error: code = Internal desc = boom');
-  await assert.rejects(reader.fromStorage(stored, enc('/k')), { message: 'failed to decrypt DEK, error: rpc error: code = Internal desc = boom' });
+  await assert.rejects(reader.fromStorage(stored, enc('/k')), { message: 'kms v2 provider "prov": failed to decrypt DEK, error: rpc error: code = Internal desc = boom' });
   fake.fail = undefined;
   const o = decodeEncryptedObject(stored);
   const shortSeed = encodeEncryptedObject({ ...o, encryptedDEKSource: (await fake.encrypt('u', Buffer.alloc(16))).ciphertext });

@@ -1,4 +1,5 @@
 // RFC 6902 JSON patch (add, remove, replace, move, copy, test) with RFC 6901 pointers.
+import { DEFAULT_MAX_BODY_BYTES, depthOf, jsonSizeWithin, MAX_JSON_PATCH_OPERATIONS, MAX_NESTING_DEPTH } from '../body-limits.js';
 import { badRequest, ApiError } from '../errors.js';
 import { cloneJson, isPlainObject, jsonEqual, type Json } from '../objects.js';
 
@@ -66,9 +67,34 @@ function remove(doc: Json, pointer: string): Json {
   return doc;
 }
 
-export function applyJsonPatch(original: Json, patch: Json): Json {
+export interface JsonPatchLimits {
+  /** Bytes the patch's `copy` operations may add in all (kube: --max-request-body-bytes, 3 MiB). */
+  maxCopyBytes: number;
+  /** Nesting depth of the patched document. */
+  maxDepth: number;
+}
+
+const DEFAULT_LIMITS: JsonPatchLimits = { maxCopyBytes: DEFAULT_MAX_BODY_BYTES, maxDepth: MAX_NESTING_DEPTH };
+
+/**
+ * Applies `patch` to a copy of `original`. Bounded like kube's: at most 10,000 operations (413),
+ * `copy` may add at most maxCopyBytes in all (422; without it ~30 copies of a doubling array reach
+ * terabytes), and no operation may nest the document past maxDepth (422; tracked as an upper bound
+ * from the pointers, so nothing is walked per operation).
+ */
+export function applyJsonPatch(original: Json, patch: Json, limits: JsonPatchLimits = DEFAULT_LIMITS): Json {
   if (!Array.isArray(patch)) throw badRequest('a JSON patch must be an array of operations');
+  if (patch.length > MAX_JSON_PATCH_OPERATIONS) {
+    throw new ApiError(413, 'RequestEntityTooLarge', `Request entity too large: The allowed maximum operations in a JSON patch is ${MAX_JSON_PATCH_OPERATIONS}, got ${patch.length}`);
+  }
   let doc = cloneJson(original);
+  let depthBound = depthOf(doc);
+  let copied = 0;
+  /** A value of depth `valueDepth` lands under `pointer`. */
+  const deepen = (pointer: string, valueDepth: number): void => {
+    depthBound = Math.max(depthBound, parsePointer(pointer).length + valueDepth);
+    if (depthBound > limits.maxDepth) throw unprocessable(`the patched object would exceed max depth of ${limits.maxDepth} at ${JSON.stringify(pointer)}`);
+  };
   for (const op of patch) {
     if (!isPlainObject(op) || typeof op['op'] !== 'string' || typeof op['path'] !== 'string') {
       throw badRequest('every JSON patch operation needs string "op" and "path"');
@@ -76,6 +102,7 @@ export function applyJsonPatch(original: Json, patch: Json): Json {
     const path = op['path'];
     switch (op['op']) {
       case 'add':
+        deepen(path, depthOf(op['value']));
         doc = add(doc, path, cloneJson(op['value'] ?? null));
         break;
       case 'remove':
@@ -83,17 +110,28 @@ export function applyJsonPatch(original: Json, patch: Json): Json {
         break;
       case 'replace':
         get(doc, path);
+        deepen(path, depthOf(op['value']));
         doc = add(remove(doc, path), path, cloneJson(op['value'] ?? null));
         break;
       case 'move': {
         const from = String(op['from'] ?? '');
         const v = get(doc, from);
+        // What moves is at most depthBound - |from| deep.
+        deepen(path, depthBound - parsePointer(from).length);
         doc = add(remove(doc, from), path, v);
         break;
       }
-      case 'copy':
-        doc = add(doc, path, cloneJson(get(doc, String(op['from'] ?? ''))));
+      case 'copy': {
+        const from = String(op['from'] ?? '');
+        const v = get(doc, from);
+        copied += jsonSizeWithin(v, limits.maxCopyBytes - copied);
+        if (copied > limits.maxCopyBytes) {
+          throw unprocessable(`Unable to complete the copy, the accumulated size increase of copy exceeds the limit ${limits.maxCopyBytes}`);
+        }
+        deepen(path, depthBound - parsePointer(from).length);
+        doc = add(doc, path, cloneJson(v));
         break;
+      }
       case 'test':
         if (!jsonEqual(get(doc, path), op['value'] ?? null)) throw unprocessable(`testing value ${JSON.stringify(path)} failed: test failed`);
         break;

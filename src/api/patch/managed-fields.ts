@@ -2,6 +2,7 @@
 // leaf of an object (a scalar, a list, or an empty map) is a field. Updates (create, PUT, PATCH) give
 // their manager the fields they changed and take them from the others; server-side apply (apply.ts)
 // uses the same sets to find conflicts and to remove what a manager stopped applying.
+import { ApiError } from '../errors.js';
 import { isPlainObject, type Json, type JsonObject, type KubeObject } from '../objects.js';
 
 /** Paths never owned (identity and server-set metadata). */
@@ -36,14 +37,36 @@ export function toFieldsV1(paths: Iterable<string>): JsonObject {
   return root;
 }
 
-export function fromFieldsV1(f: Json | undefined, prefix: Path = [], out = new Set<string>()): Set<string> {
-  if (!isPlainObject(f)) return out;
-  const children = Object.keys(f).filter((k) => k.startsWith('f:'));
-  if (children.length === 0) {
-    if (prefix.length > 0) out.add(pathKey(prefix));
-    return out;
+/**
+ * Characters of field paths the managedFields of one object may spell out. fieldsV1 is a tree; the paths
+ * repeat each ancestor's name once per leaf, so a 3 MB tree with one long name above many leaves
+ * would spell out gigabytes. Far above what a real object's fields spell.
+ */
+export const MAX_FIELD_PATH_CHARS = 16 * 1024 * 1024;
+
+/** `budget.chars`: what the paths may still spell (shared by the entries of one object). */
+export function fromFieldsV1(f: Json | undefined, budget = { chars: MAX_FIELD_PATH_CHARS }): Set<string> {
+  const out = new Set<string>();
+  // Iterative: client-sent fieldsV1 is only bounded by the body's nesting limit.
+  const stack: Array<{ node: Json | undefined; path: Path; chars: number }> = [{ node: f, path: [], chars: 0 }];
+  while (stack.length > 0) {
+    const { node, path, chars } = stack.pop() as { node: Json | undefined; path: Path; chars: number };
+    if (!isPlainObject(node)) continue;
+    const children = Object.keys(node).filter((k) => k.startsWith('f:'));
+    if (children.length === 0) {
+      if (path.length > 0) out.add(pathKey(path));
+      continue;
+    }
+    // Pushed last to first, so the paths come out in document order.
+    for (const k of children.reverse()) {
+      const childChars = chars + k.length - 1;
+      budget.chars -= childChars;
+      if (budget.chars < 0) {
+        throw new ApiError(422, 'Invalid', `metadata.managedFields: Invalid value: its fieldsV1 spells out more than ${MAX_FIELD_PATH_CHARS} characters of field paths`);
+      }
+      stack.push({ node: node[k] as Json, path: [...path, k.slice(2)], chars: childChars });
+    }
   }
-  for (const k of children) fromFieldsV1(f[k] as Json, [...prefix, k.slice(2)], out);
   return out;
 }
 
@@ -55,7 +78,8 @@ export interface ManagedEntry {
 export function readManaged(obj: KubeObject | undefined): ManagedEntry[] {
   const list = obj?.metadata.managedFields;
   if (!Array.isArray(list)) return [];
-  return list.filter(isPlainObject).map((e) => ({ entry: structuredClone(e), fields: fromFieldsV1(e['fieldsV1']) }));
+  const budget = { chars: MAX_FIELD_PATH_CHARS };
+  return list.filter(isPlainObject).map((e) => ({ entry: structuredClone(e), fields: fromFieldsV1(e['fieldsV1'], budget) }));
 }
 
 /** Writes the entries back (dropping those that own nothing), in their order. */

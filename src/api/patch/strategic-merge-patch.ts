@@ -78,19 +78,32 @@ function mergeList(original: Json | undefined, patch: Json[], strategy: ListStra
     }
     return result;
   }
+  // Elements by merge key (the first of each key, as a scan would find): a list of n elements
+  // patched with m is O(n + m), not O(n·m) — a 3 MB patch holds ~200,000 elements.
   const key = strategy.key;
-  const result: Json[] = [...original];
+  const result: Array<Json | undefined> = [...original];
+  const byKey = new Map<unknown, number>();
+  result.forEach((x, i) => {
+    if (isPlainObject(x) && !byKey.has(x[key])) byKey.set(x[key], i);
+  });
   for (const item of patch) {
     if (!isPlainObject(item)) throw badRequest(`${path}: list elements of a merge list must be objects`);
-    const idx = result.findIndex((x) => isPlainObject(x) && x[key] === item[key]);
+    const idx = byKey.get(item[key]);
     if (item['$patch'] === 'delete') {
-      if (idx >= 0) result.splice(idx, 1);
+      if (idx !== undefined) {
+        result[idx] = undefined;
+        byKey.delete(item[key]);
+      }
       continue;
     }
-    if (idx >= 0) result[idx] = mergeMap(result[idx], item, path) ?? null;
-    else result.push(mergeMap(undefined, item, path) ?? null);
+    if (idx !== undefined) {
+      result[idx] = mergeMap(result[idx], item, path) ?? null;
+    } else {
+      byKey.set(item[key], result.length);
+      result.push(mergeMap(undefined, item, path) ?? null);
+    }
   }
-  return result;
+  return result.filter((x): x is Json => x !== undefined);
 }
 
 /** `$setElementOrder`: listed elements first, in the given order; the others keep their relative order after them. */

@@ -56,6 +56,8 @@ export function rfc3339(ms: number): string {
 
 export class DekSeedStateHolder {
   private state: DekSeedState | undefined;
+  /** Why the last Status call failed (undefined after a good one): the expiry error names it. */
+  private lastStatusFailure: unknown;
   private priming: Promise<unknown> | undefined;
   private readonly now: () => number;
   private readonly writeTtlMs: number;
@@ -67,7 +69,11 @@ export class DekSeedStateHolder {
 
   /** The state reads and writes use; throws before the first good Status. */
   current(): DekSeedState {
-    if (!this.state) throw new KmsNotReadyError('KMS_NOT_READY', `${NOT_READY} (no successful Status from the KMS v2 plugin yet)`);
+    if (!this.state) {
+      const failure = this.lastStatusFailure;
+      const why = failure === undefined ? '' : `; the last Status call failed: ${messageOf(failure)}`;
+      throw new KmsNotReadyError('KMS_NOT_READY', `${NOT_READY} (no successful Status from the KMS v2 plugin yet${why})`, failure === undefined ? undefined : { cause: failure });
+    }
     return this.state;
   }
 
@@ -76,10 +82,18 @@ export class DekSeedStateHolder {
     const state = this.current();
     const now = this.now();
     if (now > state.expiresAt) {
+      const failure = this.lastStatusFailure;
+      const why = failure === undefined ? '' : `; the last Status call failed: ${messageOf(failure)}`;
       throw new KmsNotReadyError('KMS_WRITE_KEY_EXPIRED',
-        `encryptedDEKSource with keyID hash "${keyIdHash(state.keyID)}" expired at ${rfc3339(state.expiresAt)} (current time is ${rfc3339(now)})`);
+        `encryptedDEKSource with keyID hash "${keyIdHash(state.keyID)}" expired at ${rfc3339(state.expiresAt)} (current time is ${rfc3339(now)})${why}`,
+        failure === undefined ? undefined : { cause: failure });
     }
     return state;
+  }
+
+  /** The Status probe's outcome: its error, or undefined after a good answer. */
+  noteStatusFailure(err: unknown): void {
+    this.lastStatusFailure = err;
   }
 
   get ready(): boolean {

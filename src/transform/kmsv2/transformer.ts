@@ -7,6 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { messageOf } from '../../errors.js';
 import { EnvelopeError, KmsUnavailableError, KmsWriteError } from '../../kms/errors.js';
+import { kmsProviderLabel, unreachablePrefix, type KmsProviderRef } from '../../kms/naming.js';
 import type { KmsV2Service } from '../../kms/service.js';
 import type { TransformResult, Transformer } from '../types.js';
 import type { HeaderWriter } from '../prefix.js';
@@ -28,6 +29,8 @@ export interface KmsV2TransformerObserver {
 
 export interface KmsV2TransformerOptions {
   providerName: string;
+  /** The plugin's `endpoint`, named in errors. */
+  endpoint?: string;
   service: KmsV2Service;
   state: DekSeedStateHolder;
   now?: () => number;
@@ -37,6 +40,7 @@ export interface KmsV2TransformerOptions {
 
 export class KmsV2Transformer implements Transformer, HeaderWriter {
   private readonly providerName: string;
+  private readonly ref: KmsProviderRef;
   private readonly service: KmsV2Service;
   private readonly state: DekSeedStateHolder;
   private readonly now: () => number;
@@ -49,6 +53,7 @@ export class KmsV2Transformer implements Transformer, HeaderWriter {
 
   constructor(options: KmsV2TransformerOptions) {
     this.providerName = options.providerName;
+    this.ref = { name: options.providerName, apiVersion: 'v2', ...(options.endpoint ? { endpoint: options.endpoint } : {}) };
     this.service = options.service;
     this.state = options.state;
     this.now = options.now ?? Date.now;
@@ -77,7 +82,7 @@ export class KmsV2Transformer implements Transformer, HeaderWriter {
       this.observer.keyIdUsed?.('to_storage', this.providerName, state.keyID);
       return stored;
     } catch (err) {
-      throw new KmsWriteError(this.providerName, 'v2', err);
+      throw new KmsWriteError(this.ref, err);
     }
   }
 
@@ -122,9 +127,10 @@ export class KmsV2Transformer implements Transformer, HeaderWriter {
         annotations: object.annotations,
       });
     } catch (err) {
-      const message = `failed to decrypt DEK, error: ${messageOf(err)}`;
+      // kube's text, after the provider and its endpoint (naming.ts).
+      const message = `${kmsProviderLabel(this.ref)}: ${unreachablePrefix(err)}failed to decrypt DEK, error: ${messageOf(err)}`;
       // An unreachable plugin stays KMS_UNAVAILABLE (with its gRPC code) for callers and metrics.
-      if (err instanceof KmsUnavailableError) throw new KmsUnavailableError(message, err.grpcCode, { cause: err });
+      if (err instanceof KmsUnavailableError) throw new KmsUnavailableError(message, err.grpcCode, { cause: err, unreachable: err.unreachable });
       throw new EnvelopeError(message, { cause: err });
     }
     const aead = object.encryptedDEKSourceType === AES_GCM_KEY ? new AesGcm(key) : new ExtendedNonceGcm(key, { now: this.now });

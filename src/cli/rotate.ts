@@ -54,7 +54,7 @@ export function registerRotate(program: Command): void {
   addEngineOptions(command);
   // The same backend flags as kms-plugin, but the serving plugin's schedule.
   addBackendFlags(command, ['--rotation-period'])
-    .addOption(new Option('--kubeconfig <file>', 'credentials for the API servers (default: $KUBECONFIG, else ~/.kube/config)'))
+    .addOption(new Option('--kubeconfig <file>', 'credentials for the API servers; without it $KUBECONFIG, else ~/.kube/config'))
     .addOption(new Option('--context <name>', 'kubeconfig context (default: its current-context)'))
     .addOption(new Option('--server <url...>', 'every API server (each one, not a load balancer); default: the kubeconfig\'s server').env('ATREST_ROTATE_SERVERS').argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), ...v.split(',').filter((s) => s !== '')]))
     .addOption(new Option('--migrate-with <how>', 're-encrypt through the API server (StorageVersionMigration) or directly in the store (atrest rewrite\'s engine)').choices(['storageversionmigration', 'rewrite']).default('storageversionmigration'))

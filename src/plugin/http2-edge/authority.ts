@@ -15,6 +15,11 @@ const ACCEPTED = /^[A-Za-z0-9\-._~!$&'()*+,;=:@%[\]]+$/;
 
 export type AuthorityProblem = 'absent' | 'empty' | 'invalid-characters';
 
+/** Whether nghttp2 accepts this :authority (or host) value. */
+export function authorityAccepted(value: string): boolean {
+  return ACCEPTED.test(value);
+}
+
 function problemOf(value: string): AuthorityProblem | undefined {
   if (value === '') return 'empty';
   return ACCEPTED.test(value) ? undefined : 'invalid-characters';

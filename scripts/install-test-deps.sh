@@ -3,11 +3,14 @@
 # etcdctl, SoftHSM2, python3-grpcio (+ grpc-tools for stubs), python3-kubernetes, PyKMIP's server,
 # python3-cryptography/nacl for independent crypto cross-checks, Prometheus (prometheus + promtool)
 # and node_exporter for the operations tests (real scrape, alert rule unit tests, dashboard
-# queries). Idempotent; needs root (or sudo).
+# queries), and Go with Debian's grpc-go and protobuf for the KMS client that dials the plugin as
+# kube-apiserver 1.27/1.28 do (test/fixtures/go-kms-client; also bench/go-*). Idempotent; needs
+# root (or sudo).
 set -euo pipefail
 packages=(etcd-server etcd-client softhsm2 opensc python3-grpcio python3-grpc-tools python3-kubernetes
   python3-pykmip python3-cryptography python3-nacl openssl procps
   prometheus prometheus-node-exporter
+  golang-go golang-google-grpc-dev golang-google-protobuf-dev
   bsdextrautils) # hexdump: the KMS task page's `etcdctl get | hexdump -C` (test/e2e)
 missing=()
 for p in "${packages[@]}"; do

@@ -73,3 +73,30 @@ test('grpc-go dialing the bare socket path as kube-apiserver 1.27/1.28 do: KMS v
     await cleanup();
   }
 });
+
+test('with --authority-repair off (the listener before issue #19) the same kube 1.27/1.28 dial is reset: RST_STREAM PROTOCOL_ERROR', async () => {
+  const bin = goFixtureBinary('test/fixtures/go-kms-client');
+  const { dir, cleanup } = await makeTempDir();
+  const keyFile = join(dir, 'kek.json');
+  const endpoint = `unix://${join(dir, 'kms.sock')}`;
+  let plugin: PluginProcess | undefined;
+  try {
+    const init = await runAtrest(['kms-plugin', 'init-key', '--key-file', keyFile]);
+    assert.equal(init.code, 0, init.stderr);
+    plugin = new PluginProcess(['--listen', endpoint, '--key-file', keyFile, '--authority-repair', 'off']);
+    await plugin.waitForEvent('start');
+    const [kmsV2, kmsV2Localhost] = await Promise.all([
+      runClient(bin, ['-endpoint', endpoint, '-api', 'v2']),
+      runClient(bin, ['-endpoint', endpoint, '-api', 'v2', '-authority', 'localhost']),
+    ]);
+    assert.equal(kmsV2.code, 1, JSON.stringify(kmsV2));
+    assert.equal(kmsV2.out['code'], 'Internal');
+    assert.match(String(kmsV2.out['error']), /RST_STREAM with error code: PROTOCOL_ERROR/);
+    assert.equal(kmsV2Localhost.code, 0, JSON.stringify(kmsV2Localhost));
+    assert.equal(kmsV2Localhost.out['roundtrip'], true);
+    assert.equal(plugin.logs.filter((l) => l.event === 'authority-repaired').length, 0);
+  } finally {
+    await plugin?.stop();
+    await cleanup();
+  }
+});

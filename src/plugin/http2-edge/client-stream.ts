@@ -29,8 +29,6 @@ interface OpenBlock {
   priority: Buffer | undefined;
   fragments: Buffer[];
   bytes: number;
-  /** The frames as received (for a native replay). */
-  raw: Buffer[];
 }
 
 interface DecodedBlock {
@@ -38,7 +36,6 @@ interface DecodedBlock {
   endStream: boolean;
   priority: Buffer | undefined;
   fields: HeaderField[];
-  raw: Buffer[];
 }
 
 /** A held piece, for a switch to repair: raw frames or a decoded header block. */
@@ -169,7 +166,7 @@ export class ClientStream {
     const payload = raw.subarray(FRAME_HEADER_BYTES);
     if (this.block) {
       if (type !== FrameType.CONTINUATION || streamId !== this.block.streamId) throw malformed('a header block is interrupted by another frame');
-      this.addFragment(payload, raw);
+      this.addFragment(payload);
       if (flags & Flag.END_HEADERS) this.completeBlock();
       return;
     }
@@ -189,8 +186,8 @@ export class ClientStream {
           p = p.subarray(5);
         }
         if (pad > p.length) throw malformed('HEADERS padding longer than the frame');
-        this.block = { streamId, endStream: (flags & Flag.END_STREAM) !== 0, priority, fragments: [], bytes: 0, raw: [] };
-        this.addFragment(p.subarray(0, p.length - pad), raw);
+        this.block = { streamId, endStream: (flags & Flag.END_STREAM) !== 0, priority, fragments: [], bytes: 0 };
+        this.addFragment(p.subarray(0, p.length - pad));
         if (flags & Flag.END_HEADERS) this.completeBlock();
         return;
       }
@@ -213,10 +210,9 @@ export class ClientStream {
     }
   }
 
-  private addFragment(fragment: Buffer, raw: Buffer): void {
+  private addFragment(fragment: Buffer): void {
     const block = this.block!;
     block.fragments.push(fragment);
-    block.raw.push(raw);
     block.bytes += fragment.length;
     if (block.bytes > MAX_HEADER_BLOCK_BYTES) throw malformed(`a header block larger than ${MAX_HEADER_BLOCK_BYTES} bytes`);
   }
@@ -225,7 +221,7 @@ export class ClientStream {
     const open = this.block!;
     this.block = undefined;
     const bytes = open.fragments.length === 1 ? open.fragments[0]! : Buffer.concat(open.fragments);
-    const block: DecodedBlock = { streamId: open.streamId, endStream: open.endStream, priority: open.priority, fields: this.decoder.decode(bytes), raw: open.raw };
+    const block: DecodedBlock = { streamId: open.streamId, endStream: open.endStream, priority: open.priority, fields: this.decoder.decode(bytes) };
     if (this.mode === 'hold') {
       this.sawBlock = true;
       if (repairAuthority(block.fields)) this.needsRepair = true;

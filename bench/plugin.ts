@@ -10,9 +10,9 @@
 //   target (atrest no slower than the Go plugin, ratio ≥ 1.00).
 // The Go binaries are built offline from Debian's golang packages when `go` exists (see
 // bench/go-plugin/README.md); without them the Go rows say n/a. Quick mode never builds nor runs them.
-// Issue #19's rows (go client, Encrypt): the local plugin against the same plugin started with
+// Issue #19's rows (go client, Encrypt): a fresh local plugin against a twin started with it with
 // `--authority-repair off` (connections handed to grpc-js as accepted: the listener before the
-// HTTP/2 edge), measured in ABBA order in this run (target ≥ 0.95×), and the repaired path (the
+// HTTP/2 edge), measured in ABBA ABBA order in this run (target ≥ 0.95×), and the repaired path (the
 // load generator dialing the bare socket path, as kube-apiserver 1.27/1.28 do), for information.
 // `--size` is unused. The plugins run from source (tsx) in their own processes.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -107,27 +107,29 @@ async function startGo(bin: string, dir: string): Promise<Target> {
 }
 
 /**
- * Issue #19: Encrypt through the HTTP/2 edge (local) against the same plugin without it (local-raw,
- * `--authority-repair off`), ABBA order per caller count so drift and load hit both alike; then the
- * repaired path (bare-path :authority) against the native one.
+ * Issue #19: Encrypt through the HTTP/2 edge (local-edge) against a twin plugin without it
+ * (local-raw, `--authority-repair off`), ABBA ABBA per caller count so drift and load hit both
+ * alike; then the repaired path (bare-path :authority) against the native one.
  */
 function edgeRows(loadgen: string, local: Target, raw: Target, ctx: BenchContext): Row[] {
   const rows: Row[] = [];
-  goLoad(loadgen, raw.socket, 'Encrypt', 8, 1); // JIT warm-up: local-raw served nothing yet (local did)
+  for (const t of [raw, local]) goLoad(loadgen, t.socket, 'Encrypt', 8, 1); // the same JIT warm-up for both
+  const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
   for (const callers of CALLERS) {
     ctx.log(`go load generator: HTTP/2 edge vs --authority-repair off, Encrypt x${callers}`);
-    const a1 = goLoad(loadgen, raw.socket, 'Encrypt', callers, ctx.seconds);
-    const b1 = goLoad(loadgen, local.socket, 'Encrypt', callers, ctx.seconds);
-    const b2 = goLoad(loadgen, local.socket, 'Encrypt', callers, ctx.seconds);
-    const a2 = goLoad(loadgen, raw.socket, 'Encrypt', callers, ctx.seconds);
+    const rawRuns: number[] = [];
+    const edgeRuns: number[] = [];
+    // ABBA twice: A B B A A B B A.
+    for (const order of [[raw, local], [local, raw], [raw, local], [local, raw]]) {
+      for (const t of order) (t === raw ? rawRuns : edgeRuns).push(goLoad(loadgen, t.socket, 'Encrypt', callers, ctx.seconds).perSecond);
+    }
     const repaired = goLoad(loadgen, local.socket, 'Encrypt', callers, ctx.seconds, true);
     const metric = 'calls/s, edge vs repair off (go client)';
-    const base: Row = { name: rowName('local-raw', 'Encrypt', callers), metric, value: (a1.perSecond + a2.perSecond) / 2, unit: 'calls/s',
-      note: `runs ${a1.perSecond.toFixed(0)}, ${a2.perSecond.toFixed(0)}; p50 ${a1.p50.toFixed(2)} ms` };
-    const edge: Row = { name: rowName('local', 'Encrypt', callers), metric, value: (b1.perSecond + b2.perSecond) / 2, unit: 'calls/s',
-      note: `runs ${b1.perSecond.toFixed(0)}, ${b2.perSecond.toFixed(0)}; p50 ${b1.p50.toFixed(2)} ms` };
+    const runs = (xs: number[]): string => `runs ${xs.map((x) => x.toFixed(0)).join(', ')}`;
+    const base: Row = { name: rowName('local-raw', 'Encrypt', callers), metric, value: mean(rawRuns), unit: 'calls/s', note: runs(rawRuns) };
+    const edge: Row = { name: rowName('local-edge', 'Encrypt', callers), metric, value: mean(edgeRuns), unit: 'calls/s', note: runs(edgeRuns) };
     rows.push(base, withRatio(edge, base, 0.95), {
-      ...withRatio({ name: rowName('local (bare-path :authority, repaired)', 'Encrypt', callers), metric, value: repaired.perSecond, unit: 'calls/s' }, edge),
+      ...withRatio({ name: rowName('local-edge (bare-path :authority, repaired)', 'Encrypt', callers), metric, value: repaired.perSecond, unit: 'calls/s' }, edge),
       note: `p50 ${repaired.p50.toFixed(2)} ms, p99 ${repaired.p99.toFixed(2)} ms`,
     });
   }
@@ -167,15 +169,22 @@ export async function run(ctx: BenchContext): Promise<SuiteResult> {
     }
     // Quick mode (the CI smoke run, which must not need Go) leaves the Go rows out even when a binary exists.
     const goPlugin = ctx.quick ? undefined : goBinary('go-plugin', true, ctx.log);
-    // The baseline of issue #19's rows: only the go client can see a few per cent (the node client is its own bound).
-    const raw = goPlugin ? await startAtrest('local-raw', dir, ['--key-file', keyFile, '--authority-repair', 'off'], {}) : undefined;
-    if (raw) targets.push(raw);
+    // Issue #19's pair: two fresh local plugins, started together and measured only by those rows (so
+    // neither carries the history of the other rows), one with the edge and one without. Only the
+    // go client can see a few per cent (the node client is its own bound).
+    const pair = goPlugin ? await Promise.allSettled([
+      startAtrest('local-raw', dir, ['--key-file', keyFile, '--authority-repair', 'off'], {}),
+      startAtrest('local-edge', dir, ['--key-file', keyFile], {}),
+    ]) : [];
+    for (const r of pair) if (r.status === 'fulfilled') targets.push(r.value);
+    for (const r of pair) if (r.status === 'rejected') throw r.reason;
+    const [raw, edgeTarget] = pair.map((r) => (r.status === 'fulfilled' ? r.value : undefined));
     if (goPlugin) targets.push(await startGo(goPlugin, dir));
     else notes.push(`go (grpc-go baseline): n/a (${ctx.quick ? 'not in quick mode' : 'no Go toolchain or binary'})`);
 
     // ---- node load generator: every plugin ----
     const results = new Map<string, Row>();
-    const nodeTargets = targets.filter((t) => t !== raw);
+    const nodeTargets = targets.filter((t) => t !== raw && t !== edgeTarget);
     const clients = await Promise.all(nodeTargets.map((t) => nodeClient(t.socket, ctx.quick ? 0.1 : 0.5)));
     for (const method of METHODS) {
       for (const callers of CALLERS) {
@@ -209,7 +218,7 @@ export async function run(ctx: BenchContext): Promise<SuiteResult> {
           const goRow: Row = { name: rowName('go', method, callers), metric: 'calls/s (go client)', value: g.perSecond, unit: 'calls/s' };
           rows.push({ ...goRow, note: `p50 ${g.p50.toFixed(2)} ms, p99 ${g.p99.toFixed(2)} ms` });
           for (const t of targets) {
-            if (t === goTarget || t === raw) continue;
+            if (t === goTarget || t === raw || t === edgeTarget) continue;
             const a = goLoad(loadgen, t.socket, method, callers, ctx.seconds);
             // Issue #3's target (no slower than a grpc-go plugin) is for the plugin as such: the local backend.
             const row = withRatio({ name: rowName(t.name, method, callers), metric: 'calls/s (go client)', value: a.perSecond, unit: 'calls/s' }, goRow, t.name === 'local' ? 1 : undefined);
@@ -218,14 +227,13 @@ export async function run(ctx: BenchContext): Promise<SuiteResult> {
         }
       }
       notes.push('go client rows: bench/go-loadgen (grpc-go, one connection, N goroutines) — the plugin, not the client, is the bound; target from issue #3: no slower than the grpc-go plugin');
-      const local = targets.find((t) => t.name === 'local');
-      if (raw && local) rows.push(...edgeRows(loadgen, local, raw, ctx));
+      if (raw && edgeTarget) rows.push(...edgeRows(loadgen, edgeTarget, raw, ctx));
     } else {
       notes.push(`go client rows: n/a (${ctx.quick ? 'not in quick mode' : 'needs the Go plugin and bench/go-loadgen binaries'})`);
     }
     notes.push(`${ctx.seconds} s per measurement; node client rows: grpc-js in the bench process, one channel — it costs ~220–300 µs CPU per call itself, so against a fast plugin it is the bound`);
     notes.push('pkcs11 = SoftHSM2 with --pkcs11-call-mode async (HSM calls on worker threads); DEK = 32 random bytes; Decrypt of one ciphertext');
-    notes.push('edge vs repair off: local-raw is the same plugin with --authority-repair off (the listener before issue #19), mean of 2 runs in ABBA order; target ≥ 0.95×. The repaired row: go-loadgen -bare (the socket path as :authority, as kube-apiserver 1.27/1.28 send), through the repairing JS stream');
+    notes.push('edge vs repair off: local-edge and local-raw are two fresh local plugins started together, local-raw with --authority-repair off (the listener before issue #19); mean of 4 runs each in ABBA ABBA order; target ≥ 0.95×. The repaired row: go-loadgen -bare (the socket path as :authority, as kube-apiserver 1.27/1.28 send), through the repairing JS stream');
   } finally {
     for (const t of targets.reverse()) await t.stop().catch(() => undefined);
     await hsm?.cleanup();

@@ -52,7 +52,7 @@ export function goBinary(dir: 'go-plugin' | 'go-loadgen', build: boolean, log: (
   return out;
 }
 
-interface Measured { perSecond: number; p50: number; p99: number }
+export interface Measured { perSecond: number; p50: number; p99: number }
 
 /** One grpc-js channel to `socket`, warmed up; measure(method, callers) runs one closed-loop measurement. */
 async function nodeClient(socket: string, warmUpSeconds: number) {
@@ -73,7 +73,7 @@ async function nodeClient(socket: string, warmUpSeconds: number) {
   };
 }
 
-function goLoad(loadgen: string, socket: string, method: Method, callers: number, seconds: number, bare = false): Measured {
+export function goLoad(loadgen: string, socket: string, method: Method, callers: number, seconds: number, bare = false): Measured {
   const r = spawnSync(loadgen, ['-socket', socket, '-method', method, '-callers', String(callers), '-seconds', String(seconds), ...(bare ? ['-bare'] : [])], { encoding: 'utf8', timeout: (seconds + 30) * 1000 });
   if (r.status !== 0) throw new Error(`go-loadgen ${method} x${callers} failed: ${r.stderr || r.error?.message}`);
   const j = JSON.parse(r.stdout) as { perSecond: number; p50Ms: number; p99Ms: number };

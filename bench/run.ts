@@ -30,6 +30,7 @@ const SUITES: Record<string, SuiteEntry> = {
   memory: { file: 'memory.ts', inAll: true },
   kmip: { file: 'kmip.ts', inAll: true, script: scriptSeconds },
   go: { file: 'plugin-vs-go.ts', inAll: false, script: scriptSeconds },
+  edge: { file: 'plugin-edge.ts', inAll: false },
 };
 
 const benchDir = dirname(fileURLToPath(import.meta.url));

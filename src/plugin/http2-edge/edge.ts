@@ -11,8 +11,9 @@
 //    and the ACK of that SETTINGS have both arrived (ClientStream in hold mode).
 // 3. If the authority is acceptable: the held bytes, less that ACK (nghttp2 did not send those
 //    SETTINGS and would reject an ACK it did not expect), are put back into the socket
-//    (socket.unshift: Node's Http2Session reads what is buffered on a socket when it starts) and
-//    the native socket goes to grpc-js: from then on the edge costs nothing.
+//    (socket.unshift: Node's Http2Session, once it has taken the socket's native handle, feeds what
+//    is buffered on the socket to nghttp2 on the next tick, before any later read) and the native
+//    socket goes to grpc-js: from then on the edge costs nothing.
 //    If it must be repaired: the connection goes to grpc-js wrapped in a RepairingConnection,
 //    which rewrites every header block from then on.
 // 4. Anything else decides too: a client that sends nothing for holdTimeoutMs (an idle channel, a

@@ -10,6 +10,10 @@
 //   target (atrest no slower than the Go plugin, ratio ≥ 1.00).
 // The Go binaries are built offline from Debian's golang packages when `go` exists (see
 // bench/go-plugin/README.md); without them the Go rows say n/a. Quick mode never builds nor runs them.
+// Issue #19's rows (go client, Encrypt): a fresh local plugin against a twin started with it with
+// `--authority-repair off` (connections handed to grpc-js as accepted: the listener before the
+// HTTP/2 edge), measured in ABBA ABBA order in this run (target ≥ 0.95×), and the repaired path (the
+// load generator dialing the bare socket path, as kube-apiserver 1.27/1.28 do), for information.
 // `--size` is unused. The plugins run from source (tsx) in their own processes.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
@@ -48,7 +52,7 @@ export function goBinary(dir: 'go-plugin' | 'go-loadgen', build: boolean, log: (
   return out;
 }
 
-interface Measured { perSecond: number; p50: number; p99: number }
+export interface Measured { perSecond: number; p50: number; p99: number }
 
 /** One grpc-js channel to `socket`, warmed up; measure(method, callers) runs one closed-loop measurement. */
 async function nodeClient(socket: string, warmUpSeconds: number) {
@@ -69,8 +73,8 @@ async function nodeClient(socket: string, warmUpSeconds: number) {
   };
 }
 
-function goLoad(loadgen: string, socket: string, method: Method, callers: number, seconds: number): Measured {
-  const r = spawnSync(loadgen, ['-socket', socket, '-method', method, '-callers', String(callers), '-seconds', String(seconds)], { encoding: 'utf8', timeout: (seconds + 30) * 1000 });
+export function goLoad(loadgen: string, socket: string, method: Method, callers: number, seconds: number, bare = false): Measured {
+  const r = spawnSync(loadgen, ['-socket', socket, '-method', method, '-callers', String(callers), '-seconds', String(seconds), ...(bare ? ['-bare'] : [])], { encoding: 'utf8', timeout: (seconds + 30) * 1000 });
   if (r.status !== 0) throw new Error(`go-loadgen ${method} x${callers} failed: ${r.stderr || r.error?.message}`);
   const j = JSON.parse(r.stdout) as { perSecond: number; p50Ms: number; p99Ms: number };
   return { perSecond: j.perSecond, p50: j.p50Ms, p99: j.p99Ms };
@@ -100,6 +104,36 @@ async function startGo(bin: string, dir: string): Promise<Target> {
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   await waitFor('go plugin socket', () => existsSync(socket), 10_000);
   return { name: 'go', socket, stop: async () => { child.kill('SIGTERM'); await exited; } };
+}
+
+/**
+ * Issue #19: Encrypt through the HTTP/2 edge (local-edge) against a twin plugin without it
+ * (local-raw, `--authority-repair off`), ABBA ABBA per caller count so drift and load hit both
+ * alike; then the repaired path (bare-path :authority) against the native one.
+ */
+function edgeRows(loadgen: string, local: Target, raw: Target, ctx: BenchContext): Row[] {
+  const rows: Row[] = [];
+  for (const t of [raw, local]) goLoad(loadgen, t.socket, 'Encrypt', 8, 1); // the same JIT warm-up for both
+  const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+  for (const callers of CALLERS) {
+    ctx.log(`go load generator: HTTP/2 edge vs --authority-repair off, Encrypt x${callers}`);
+    const rawRuns: number[] = [];
+    const edgeRuns: number[] = [];
+    // ABBA twice: A B B A A B B A.
+    for (const order of [[raw, local], [local, raw], [raw, local], [local, raw]]) {
+      for (const t of order) (t === raw ? rawRuns : edgeRuns).push(goLoad(loadgen, t.socket, 'Encrypt', callers, ctx.seconds).perSecond);
+    }
+    const repaired = goLoad(loadgen, local.socket, 'Encrypt', callers, ctx.seconds, true);
+    const metric = 'calls/s, edge vs repair off (go client)';
+    const runs = (xs: number[]): string => `runs ${xs.map((x) => x.toFixed(0)).join(', ')}`;
+    const base: Row = { name: rowName('local-raw', 'Encrypt', callers), metric, value: mean(rawRuns), unit: 'calls/s', note: runs(rawRuns) };
+    const edge: Row = { name: rowName('local-edge', 'Encrypt', callers), metric, value: mean(edgeRuns), unit: 'calls/s', note: runs(edgeRuns) };
+    rows.push(base, withRatio(edge, base, 0.95), {
+      ...withRatio({ name: rowName('local-edge (bare-path :authority, repaired)', 'Encrypt', callers), metric, value: repaired.perSecond, unit: 'calls/s' }, edge),
+      note: `p50 ${repaired.p50.toFixed(2)} ms, p99 ${repaired.p99.toFixed(2)} ms`,
+    });
+  }
+  return rows;
 }
 
 export async function run(ctx: BenchContext): Promise<SuiteResult> {
@@ -135,15 +169,26 @@ export async function run(ctx: BenchContext): Promise<SuiteResult> {
     }
     // Quick mode (the CI smoke run, which must not need Go) leaves the Go rows out even when a binary exists.
     const goPlugin = ctx.quick ? undefined : goBinary('go-plugin', true, ctx.log);
+    // Issue #19's pair: two fresh local plugins, started together and measured only by those rows (so
+    // neither carries the history of the other rows), one with the edge and one without. Only the
+    // go client can see a few per cent (the node client is its own bound).
+    const pair = goPlugin ? await Promise.allSettled([
+      startAtrest('local-raw', dir, ['--key-file', keyFile, '--authority-repair', 'off'], {}),
+      startAtrest('local-edge', dir, ['--key-file', keyFile], {}),
+    ]) : [];
+    for (const r of pair) if (r.status === 'fulfilled') targets.push(r.value);
+    for (const r of pair) if (r.status === 'rejected') throw r.reason;
+    const [raw, edgeTarget] = pair.map((r) => (r.status === 'fulfilled' ? r.value : undefined));
     if (goPlugin) targets.push(await startGo(goPlugin, dir));
     else notes.push(`go (grpc-go baseline): n/a (${ctx.quick ? 'not in quick mode' : 'no Go toolchain or binary'})`);
 
     // ---- node load generator: every plugin ----
     const results = new Map<string, Row>();
-    const clients = await Promise.all(targets.map((t) => nodeClient(t.socket, ctx.quick ? 0.1 : 0.5)));
+    const nodeTargets = targets.filter((t) => t !== raw && t !== edgeTarget);
+    const clients = await Promise.all(nodeTargets.map((t) => nodeClient(t.socket, ctx.quick ? 0.1 : 0.5)));
     for (const method of METHODS) {
       for (const callers of CALLERS) {
-        for (const [i, t] of targets.entries()) {
+        for (const [i, t] of nodeTargets.entries()) {
           ctx.log(`node load generator: ${t.name} ${method} x${callers}`);
           const m = await clients[i]!.measure(method, callers, ctx.seconds);
           const name = rowName(t.name, method, callers);
@@ -173,7 +218,7 @@ export async function run(ctx: BenchContext): Promise<SuiteResult> {
           const goRow: Row = { name: rowName('go', method, callers), metric: 'calls/s (go client)', value: g.perSecond, unit: 'calls/s' };
           rows.push({ ...goRow, note: `p50 ${g.p50.toFixed(2)} ms, p99 ${g.p99.toFixed(2)} ms` });
           for (const t of targets) {
-            if (t === goTarget) continue;
+            if (t === goTarget || t === raw || t === edgeTarget) continue;
             const a = goLoad(loadgen, t.socket, method, callers, ctx.seconds);
             // Issue #3's target (no slower than a grpc-go plugin) is for the plugin as such: the local backend.
             const row = withRatio({ name: rowName(t.name, method, callers), metric: 'calls/s (go client)', value: a.perSecond, unit: 'calls/s' }, goRow, t.name === 'local' ? 1 : undefined);
@@ -182,11 +227,13 @@ export async function run(ctx: BenchContext): Promise<SuiteResult> {
         }
       }
       notes.push('go client rows: bench/go-loadgen (grpc-go, one connection, N goroutines) — the plugin, not the client, is the bound; target from issue #3: no slower than the grpc-go plugin');
+      if (raw && edgeTarget) rows.push(...edgeRows(loadgen, edgeTarget, raw, ctx));
     } else {
       notes.push(`go client rows: n/a (${ctx.quick ? 'not in quick mode' : 'needs the Go plugin and bench/go-loadgen binaries'})`);
     }
     notes.push(`${ctx.seconds} s per measurement; node client rows: grpc-js in the bench process, one channel — it costs ~220–300 µs CPU per call itself, so against a fast plugin it is the bound`);
     notes.push('pkcs11 = SoftHSM2 with --pkcs11-call-mode async (HSM calls on worker threads); DEK = 32 random bytes; Decrypt of one ciphertext');
+    notes.push('edge vs repair off: local-edge and local-raw are two fresh local plugins started together, local-raw with --authority-repair off (the listener before issue #19); mean of 4 runs each in ABBA ABBA order; target ≥ 0.95×. The repaired row: go-loadgen -bare (the socket path as :authority, as kube-apiserver 1.27/1.28 send), through the repairing JS stream');
   } finally {
     for (const t of targets.reverse()) await t.stop().catch(() => undefined);
     await hsm?.cleanup();

@@ -31,6 +31,7 @@ const SUITES: Record<string, SuiteEntry> = {
   kmip: { file: 'kmip.ts', inAll: true, script: scriptSeconds },
   hierarchy: { file: 'hierarchy.ts', inAll: true },
   go: { file: 'plugin-vs-go.ts', inAll: false, script: scriptSeconds },
+  edge: { file: 'plugin-edge.ts', inAll: false },
 };
 
 const benchDir = dirname(fileURLToPath(import.meta.url));

@@ -5,11 +5,14 @@
 # p11-kit-modules (p11-kit-client.so) to put the SoftHSM token in another process as a networked
 # HSM would be, Prometheus (prometheus + promtool)
 # and node_exporter for the operations tests (real scrape, alert rule unit tests, dashboard
-# queries). Idempotent; needs root (or sudo).
+# queries), and Go with Debian's grpc-go and protobuf for the KMS client that dials the plugin as
+# kube-apiserver 1.27/1.28 do (test/fixtures/go-kms-client; also bench/go-*). Idempotent; needs
+# root (or sudo).
 set -euo pipefail
 packages=(etcd-server etcd-client softhsm2 opensc python3-grpcio python3-grpc-tools python3-kubernetes
   python3-pykmip python3-cryptography python3-nacl openssl procps p11-kit p11-kit-modules
   prometheus prometheus-node-exporter
+  golang-go golang-google-grpc-dev golang-google-protobuf-dev
   bsdextrautils # hexdump: the KMS task page's `etcdctl get | hexdump -C` (test/e2e)
   mount e2fsprogs) # mount, losetup, mkfs.ext4: full, read-only and failing disks (test/reliability/store-write-failures)
 missing=()

@@ -5,7 +5,10 @@
 // the load generator, is what bounds the rate. Prints one JSON line: calls, perSecond, p50Ms, p99Ms.
 // Same raw-bytes codec and protowire encoding as bench/go-plugin (Debian 12 has no protoc-gen-go-grpc).
 //
-//	usage: go-loadgen -socket /path/kms.sock [-method Encrypt|Decrypt] [-callers 32] [-seconds 2] [-conns 1]
+// -bare dials the bare socket path instead of "unix:"+path, as kube-apiserver 1.27/1.28 do: grpc-go
+// then sends the path as :authority, which the plugin's HTTP/2 edge must repair (its slow path).
+//
+//	usage: go-loadgen -socket /path/kms.sock [-method Encrypt|Decrypt] [-callers 32] [-seconds 2] [-conns 1] [-bare]
 package main
 
 import (
@@ -65,13 +68,18 @@ func main() {
 	callers := flag.Int("callers", 32, "concurrent callers")
 	seconds := flag.Float64("seconds", 2, "measurement time")
 	conns := flag.Int("conns", 1, "gRPC connections (callers are spread over them)")
+	bare := flag.Bool("bare", false, "dial the bare path (the path becomes the :authority), as kube-apiserver 1.27/1.28 do")
 	flag.Parse()
 	if *socket == "" || (*method != "Encrypt" && *method != "Decrypt") {
 		flag.Usage()
 		os.Exit(2)
 	}
 	dial := func() *grpc.ClientConn {
-		cc, err := grpc.Dial("unix:"+*socket, grpc.WithInsecure(), grpc.WithBlock(),
+		target := "unix:" + *socket
+		if *bare {
+			target = *socket
+		}
+		cc, err := grpc.Dial(target, grpc.WithInsecure(), grpc.WithBlock(),
 			grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{})),
 			grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
 				var d net.Dialer

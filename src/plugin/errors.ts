@@ -12,7 +12,9 @@ export type PluginErrorCode =
   /** --health-listen is not `host:port`, or its port cannot be bound. */
   | 'PLUGIN_HEALTH_LISTEN_INVALID'
   /** A server option is out of range. */
-  | 'PLUGIN_CONFIG';
+  | 'PLUGIN_CONFIG'
+  /** A client's HTTP/2 bytes could not be parsed by the connection edge (bad HPACK, frame order). */
+  | 'PLUGIN_HTTP2_MALFORMED';
 
 export class PluginError extends AtrestError {
   constructor(code: PluginErrorCode, message: string, options?: { cause?: unknown }) {

@@ -1,6 +1,7 @@
 // Prometheus metrics of the KMS plugin, registered into the Registry passed in (never the global
 // one): operations by API version, method and outcome (the gRPC status code name), their latency,
-// the current key_id (as `sha256:<hex>` only), backend refresh failures and rotations.
+// the current key_id (as `sha256:<hex>` only), backend refresh failures and rotations, and the
+// connections whose HTTP/2 :authority the edge repaired (src/plugin/http2-edge).
 import { createHash } from 'node:crypto';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
@@ -20,6 +21,7 @@ export class PluginMetrics {
   private readonly keyCreated: Gauge;
   private readonly refreshFailures: Counter;
   private readonly rotations: Counter;
+  private readonly authorityRepairs: Counter;
   private currentHash: string | undefined;
 
   constructor(registry: Registry) {
@@ -59,6 +61,15 @@ export class PluginMetrics {
       help: 'Times the current key_id changed while serving.',
       registers,
     }));
+    this.authorityRepairs = reuse(registry, 'atrest_kms_plugin_authority_repaired_connections_total', () => new Counter({
+      name: 'atrest_kms_plugin_authority_repaired_connections_total',
+      help: 'Connections whose HTTP/2 :authority Node\'s HTTP/2 would refuse (a socket path, as kube-apiserver 1.27/1.28 send; empty; absent) and the plugin rewrote to localhost.',
+      registers,
+    }));
+  }
+
+  authorityRepaired(): void {
+    this.authorityRepairs.inc();
   }
 
   observe(apiVersion: string, method: string, outcome: string, seconds: number): void {

@@ -2,7 +2,8 @@
 // `v1beta1.KeyManagementService` (Version, Encrypt, Decrypt), `v2.KeyManagementService` (Status,
 // Encrypt, Decrypt) and, for kube-apiserver 1.25–1.26, the same v2 service under its old name
 // `v2alpha1.KeyManagementService`. The socket is ours (unix-listener.ts: mode 0600, stale files
-// replaced, live ones refused) and connections are injected into grpc-js. Every few seconds the
+// replaced, live ones refused) and connections are injected into grpc-js through the HTTP/2 edge
+// (http2-edge/edge.ts: repairs the :authority Node's HTTP/2 would refuse). Every few seconds the
 // backend is refreshed so a rotated KEK is noticed without a restart. close() is graceful: stop
 // accepting, let in-flight calls finish (up to a grace period), remove the socket.
 import { stat } from 'node:fs/promises';
@@ -19,6 +20,7 @@ import { PluginError } from './errors.js';
 import { serviceDefinition } from './grpc-services.js';
 import { KmsHandlers, toCallError } from './kms-handlers.js';
 import { parseListenAddress, type ListenAddress } from './listen-address.js';
+import { Http2Edge } from './http2-edge/edge.js';
 import { keyIdHash, PluginMetrics } from './metrics.js';
 import { RoundTripHealth, type HealthResult } from './round-trip-health.js';
 import { listenUnix, type UnixListener } from './unix-listener.js';
@@ -47,6 +49,12 @@ export interface PluginServerOptions {
   runtimeVersion?: string;
   /** Close the backend when the server closes (default false: the caller owns it). */
   closeBackend?: boolean;
+  /**
+   * Repair the HTTP/2 :authority of clients Node's HTTP/2 would refuse (default true). False hands
+   * connections to grpc-js as accepted, as before issue #19: a baseline for the benchmark, and an
+   * escape hatch; clients that send a socket path as :authority (kube-apiserver 1.27/1.28) then fail.
+   */
+  authorityRepair?: boolean;
 }
 
 export interface PluginServer {
@@ -146,9 +154,11 @@ export async function startPluginServer(options: PluginServerOptions): Promise<P
   });
   const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
 
+  const edge = options.authorityRepair === false ? undefined
+    : new Http2Edge({ inject: (connection) => injector.injectConnection(connection), log, onRepaired: () => metrics.authorityRepaired() });
   let listener: UnixListener;
   try {
-    listener = await listenUnix(address, (socket) => injector.injectConnection(socket));
+    listener = await listenUnix(address, edge ? (socket) => edge.accept(socket) : (socket) => injector.injectConnection(socket));
   } catch (err) {
     grpcServer.forceShutdown();
     throw err;
@@ -189,6 +199,7 @@ export async function startPluginServer(options: PluginServerOptions): Promise<P
     closing ??= (async () => {
       clearInterval(timer);
       await listener.stop();
+      edge?.close();
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {
           log.warn({ event: 'shutdown-forced', graceMs }, 'in-flight calls did not finish in time; closing connections');

@@ -89,3 +89,36 @@ test('python3-grpcio client over an abstract socket (107-byte name: what a non-N
     await cleanup();
   }
 });
+
+test('python3-grpcio with grpc.default_authority = the socket path, the %2F-encoded path, empty, and unset: every call answered', async () => {
+  const { dir, cleanup } = await makeTempDir();
+  const keyFile = join(dir, 'kek.json');
+  const socket = join(dir, 'kms.sock');
+  let plugin: PluginProcess | undefined;
+  try {
+    const init = await runAtrest(['kms-plugin', 'init-key', '--key-file', keyFile]);
+    assert.equal(init.code, 0, init.stderr);
+    const keyId = init.stdout.trim();
+    plugin = new PluginProcess(['--listen', `unix://${socket}`, '--key-file', keyFile]);
+    await plugin.waitForEvent('start');
+    const authorities = [socket, encodeURIComponent(socket), '', '(default)'];
+    const run = await runPython(['--target', `unix:${socket}`, '--proto-dir', PROTO_DIR, ...authorities.flatMap((a) => ['--authority', a])]);
+    assert.equal(run.code, 0, run.stderr);
+    const out = JSON.parse(run.stdout) as { by_authority: Record<string, Record<string, unknown>> };
+    for (const authority of authorities) {
+      assert.deepEqual(out.by_authority[authority], {
+        version: 'v1beta1',
+        v1_roundtrip: true,
+        status: { version: 'v2beta1', healthz: 'ok', key_id: keyId },
+        v2_key_id: keyId,
+        v2_roundtrip: true,
+      }, `grpc.default_authority ${JSON.stringify(authority)}`);
+    }
+    // The path and the empty authority were repaired, once per connection; the others needed nothing.
+    const repaired = plugin.logs.filter((l) => l.event === 'authority-repaired');
+    assert.deepEqual(repaired.map((l) => [l['problem'], l['authority']]), [['invalid-characters', socket], ['empty', '']]);
+  } finally {
+    await plugin?.stop();
+    await cleanup();
+  }
+});

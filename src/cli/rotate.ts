@@ -54,9 +54,9 @@ export function registerRotate(program: Command): void {
   addEngineOptions(command);
   // The same backend flags as kms-plugin, but the serving plugin's schedule.
   addBackendFlags(command, ['--rotation-period'])
-    .addOption(new Option('--kubeconfig <file>', 'credentials for the API servers; without it $KUBECONFIG, else ~/.kube/config'))
-    .addOption(new Option('--context <name>', 'kubeconfig context (default: its current-context)'))
-    .addOption(new Option('--server <url...>', 'every API server (each one, not a load balancer); default: the kubeconfig\'s server').env('ATREST_ROTATE_SERVERS').argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), ...v.split(',').filter((s) => s !== '')]))
+    .addOption(new Option('--kubeconfig <file>', 'credentials for the API servers').default(undefined, '$KUBECONFIG, else ~/.kube/config'))
+    .addOption(new Option('--context <name>', 'kubeconfig context').default(undefined, 'its current-context'))
+    .addOption(new Option('--server <url...>', 'every API server (each one, not a load balancer)').default(undefined, 'the kubeconfig\'s server').env('ATREST_ROTATE_SERVERS').argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), ...v.split(',').filter((s) => s !== '')]))
     .addOption(new Option('--migrate-with <how>', 're-encrypt through the API server (StorageVersionMigration) or directly in the store (atrest rewrite\'s engine)').choices(['storageversionmigration', 'rewrite']).default('storageversionmigration'))
     .addOption(new Option('--finish', 'only finish a rotation in progress (e.g. after the plugin\'s --rotation-period made a version); never make a new version'))
     .addOption(new Option('--step <name>', 'run one step alone (retire always verifies first)').choices(['rotate-kek', 'wait', 'migrate', 'verify', 'retire']))

@@ -19,8 +19,12 @@ import { CheckedReader, type NotChecked } from './checked-read.js';
 import { DEFAULT_REWRITE_BATCH_SIZE } from './defaults.js';
 import { isStoreError } from './errors.js';
 import { normalizePrefix, parseStorageKey } from './keys.js';
+import { OwnRevisions } from './own-revisions.js';
+import { realSleep, TokenBucket } from './token-bucket.js';
 import type { KeyValue, ListResult, Store, UpdateOp, UpdateOutcome } from './types.js';
 import type { TransformerSet } from '../transform/types.js';
+
+export { TokenBucket } from './token-bucket.js';
 
 /** Attempts per key after CONFLICTs before the key is reported as still changing. */
 export const DEFAULT_REWRITE_MAX_ATTEMPTS = 5;
@@ -140,7 +144,6 @@ export interface RewriteOptions {
   sleep?: (ms: number) => Promise<void>;
 }
 
-const realSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /**
  * Decrypts and encrypts of one page run this many at a time: kms v1 values each need a call to the
@@ -162,38 +165,6 @@ async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) 
   return results;
 }
 
-/**
- * Paces writes to `rate` per second: a token bucket holding at most `capacity` tokens (so at most
- * about a second's worth of writes goes out at once after a pause).
- */
-export class TokenBucket {
-  private tokens: number;
-  private last: number;
-
-  constructor(
-    private readonly rate: number,
-    readonly capacity: number,
-    private readonly now: () => number = Date.now,
-    private readonly sleep: (ms: number) => Promise<void> = realSleep,
-  ) {
-    this.tokens = capacity;
-    this.last = now();
-  }
-
-  /** Waits until `n` (≤ capacity) tokens are there and takes them. */
-  async take(n: number): Promise<void> {
-    for (;;) {
-      const t = this.now();
-      this.tokens = Math.min(this.capacity, this.tokens + ((t - this.last) * this.rate) / 1000);
-      this.last = t;
-      if (this.tokens >= n) {
-        this.tokens -= n;
-        return;
-      }
-      await this.sleep(Math.ceil(((n - this.tokens) * 1000) / this.rate));
-    }
-  }
-}
 
 /** A value read through its transformer, or why it could not be (`unchecked`: not known to be lost). */
 type Read = { plaintext: Buffer; stale: boolean; error?: undefined } | { error: string; unchecked?: boolean };
@@ -491,46 +462,5 @@ export async function rewriteStore(options: RewriteOptions): Promise<RewriteSumm
       if (!page.more || page.items.length === 0) return;
       from = page.items[page.items.length - 1]?.key;
     }
-  }
-}
-
-/** Revisions of a run's own writes, kept as sorted ranges of consecutive numbers (few, whatever the count). */
-class OwnRevisions {
-  private ranges: Array<[number, number]> = [];
-  private sorted = true;
-
-  add(outcomes: readonly UpdateOutcome[]): void {
-    const revs = [...new Set(outcomes.flatMap((o) => (o.ok ? [o.revision] : [])))].sort((a, b) => a - b);
-    for (const r of revs) {
-      const last = this.ranges[this.ranges.length - 1];
-      if (last && r === last[1] + 1) last[1] = r;
-      else if (!last || r > last[1]) this.ranges.push([r, r]);
-      else {
-        this.ranges.push([r, r]);
-        this.sorted = false;
-      }
-    }
-  }
-
-  /** How many distinct revisions were recorded. */
-  count(): number {
-    return this.ranges.reduce((n, [a, b]) => n + b - a + 1, 0);
-  }
-
-  has(revision: number): boolean {
-    if (!this.sorted) {
-      this.ranges.sort((a, b) => a[0] - b[0]);
-      this.sorted = true;
-    }
-    let lo = 0;
-    let hi = this.ranges.length - 1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      const [a, b] = this.ranges[mid] as [number, number];
-      if (revision < a) hi = mid - 1;
-      else if (revision > b) lo = mid + 1;
-      else return true;
-    }
-    return false;
   }
 }

@@ -91,14 +91,21 @@ describe('pkcs11 KEK retirement', () => {
       assert.equal(rotate.code, 0, rotate.stderr);
       await waitFor('the plugin to use v2', async () => (await client.status()).keyId === rotate.stdout.trim());
 
+      // Held in memory (the local KEK the old value names is in the decrypt cache) until the retirement.
+      assert.deepEqual(Buffer.from((await client.decrypt(old.ciphertext, v1, 'v2', old.annotations)).plaintext), dek);
       await pkcs11Backend.retireKey!(opts('kek-cli'), context, v1);
-      await assert.rejects(client.decrypt(old.ciphertext, v1, 'v2', old.annotations), /may not decrypt \(retired\?\)/);
+      // The plugin sees it at its next refresh (every 200 ms here) and drops what v1 wrapped.
+      const seen = await plugin.waitForEvent('remote-kek-version-unusable');
+      assert.equal(seen['keyId'], v1);
+      for (let i = 0; i < 3; i++) await assert.rejects(client.decrypt(old.ciphertext, v1, 'v2', old.annotations), /may not decrypt \(retired\?\)/);
+      assert.equal(plugin.logs.filter((l) => l.event === 'retired-remote-kek-used').length, 1, 'logged once');
       const listed = await runAtrest(['kms-plugin', 'list-keys', '-o', 'json'], env);
       assert.equal(listed.code, 0, listed.stderr);
       assert.deepEqual((JSON.parse(listed.stdout) as Array<{ state: string }>).map((v) => v.state), ['retired', 'current']);
 
       const restore = await runAtrest(['kms-plugin', 'restore-key', '--key-id', v1], env);
       assert.equal(restore.code, 0, restore.stderr);
+      await plugin.waitForEvent('remote-kek-version-usable');
       assert.deepEqual(Buffer.from((await client.decrypt(old.ciphertext, v1, 'v2', old.annotations)).plaintext), dek);
     } finally {
       client.close();

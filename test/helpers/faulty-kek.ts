@@ -19,12 +19,14 @@ export class FaultyKek implements KekBackend {
   readonly plaintexts: Buffer[] = [];
   private readonly frozen: Array<() => void> = [];
 
-  /** The real backend's (what its last refresh loaded: no call, so no fault applies). */
+  /** The real backend's (what its last refresh loaded: no call, so no fault applies), or `usableOverride`. */
   readonly usableKeyIds?: () => ReadonlySet<string>;
   readonly wrappedBy?: (ciphertext: Uint8Array) => WrappingVersion | undefined;
+  /** What usableKeyIds answers instead of the real backend (an implausible listing). */
+  usableOverride: ReadonlySet<string> | undefined;
 
   constructor(readonly inner: KekBackend) {
-    if (inner.usableKeyIds) this.usableKeyIds = () => inner.usableKeyIds!();
+    if (inner.usableKeyIds) this.usableKeyIds = () => this.usableOverride ?? inner.usableKeyIds!();
     if (inner.wrappedBy) this.wrappedBy = (ciphertext) => inner.wrappedBy!(ciphertext);
   }
 

@@ -368,6 +368,21 @@ test('the current local KEK of a version retired before this plugin followed the
   });
 });
 
+test('a listing in which the remote\'s current version may not unwrap is not believed: nothing is dropped, logged once', async () => {
+  await withRemote(async ({ remote, open }) => {
+    const { log: captured, lines } = capturingLogger();
+    const h = await open({}, { log: captured });
+    const value = await h.encrypt(Buffer.alloc(32, 1), { annotations: true });
+    remote.usableOverride = new Set();
+    await h.refresh();
+    await h.refresh();
+    assert.deepEqual(await h.decrypt(value.ciphertext, value.annotations), Buffer.alloc(32, 1));
+    await h.encrypt(Buffer.alloc(32, 2));
+    assert.equal(lines.filter((l) => l['event'] === 'remote-kek-versions-implausible').length, 1);
+    assert.equal(lines.filter((l) => l['event'] === 'remote-kek-version-unusable').length, 0);
+  });
+});
+
 test('flags: defaults, Go durations, and errors naming the flag', () => {
   assert.deepEqual(readHierarchySettings({}), { maxAgeMs: 86_400_000, maxUses: 1_000_000, cacheSize: 1000, remoteTimeoutMs: 10_000 });
   assert.deepEqual(readHierarchySettings({ localKekMaxAge: '90s', localKekMaxUses: '4294967296', localKekCacheSize: '5', remoteKekTimeout: '1.5s' }),

@@ -45,6 +45,12 @@ test('kmip: a retired (revoked) version is Deactivated and refused by the server
     assert.equal((await kmipBackend.retireKey!(o, context(), v1)).state, 'retired');
     assert.equal((await kmipBackend.retireKey!(o, context(), v1)).state, 'retired', 'retiring again is a no-op');
     assert.deepEqual((await kmipBackend.listKeys!(o, context())).map((v) => v.state), ['retired', 'current']);
+    // What a running backend learns at its refresh (the key hierarchy acts on it), without the server.
+    assert.deepEqual([...kek.usableKeyIds!()].sort(), [v1, v2].sort());
+    await kek.refresh();
+    assert.deepEqual([...kek.usableKeyIds!()], [v2]);
+    assert.equal(kek.wrappedBy!(old.ciphertext)?.keyId, v1);
+    assert.match(kek.wrappedBy!(old.ciphertext)?.refusal?.message ?? '', /retire-kek\/v1 \(unique identifier .*\) is Deactivated \(revoked\?\)/);
 
     await assert.rejects(kek.decrypt(old.ciphertext), (e: Error) => {
       assert.ok(e instanceof BackendError && e.code === 'KEY_NOT_FOUND', String(e));

@@ -130,9 +130,9 @@ export class HierarchyKek implements KekBackend {
    */
   async refresh(): Promise<void> {
     await this.remote.refresh();
-    const refused = this.retirements.update(this.lifecycle.current);
-    if (refused) this.lifecycle.disown(this.lifecycle.current, refused);
     const remoteKeyId = await this.remote.currentKeyId();
+    const refused = this.retirements.update(this.lifecycle.current, remoteKeyId);
+    if (refused) this.lifecycle.disown(this.lifecycle.current, refused);
     if (remoteKeyId !== this.lifecycle.current.remoteKeyId) await this.lifecycle.replaceNow('remote_key_changed');
     else await this.lifecycle.replaceIfDue();
     if (this.now() - this.lastVerify >= this.verifyIntervalMs) await this.verify();

@@ -11,7 +11,10 @@
 // A restore shows up the same way: the version is usable again at the next refresh, the current
 // local KEK's mark is cleared, and a miss unwraps through the remote as before. A refresh that fails
 // (an outage: the remote cannot be asked) changes nothing, so an outage never becomes refusals; the
-// state a running plugin acts on is at most one --refresh-interval old.
+// state a running plugin acts on is at most one --refresh-interval old. Nor is a listing believed in
+// which the remote's current version may not unwrap: no backend retires its current version, so that
+// is a glitch (a token listing only public objects, a server answering oddly), not a retirement; a
+// current remote key revoked by other means is found by the periodic verify unwrap (kek.ts).
 import type { Logger } from '../../log.js';
 import { keyIdHash } from '../metrics.js';
 import { BackendError, type KekBackend, type WrappingVersion } from '../backend.js';
@@ -37,6 +40,7 @@ export class RemoteRetirements {
   private readonly gone = new Set<string>();
   /** Versions whose refusal of a Decrypt was logged. */
   private readonly refusedLogged = new Set<string>();
+  private implausibleLogged = false;
 
   constructor(private readonly inner: KekBackend, private readonly deps: RetirementDeps) {
     this.usable = inner.usableKeyIds?.();
@@ -59,14 +63,24 @@ export class RemoteRetirements {
   }
 
   /**
-   * Call after a successful refresh of the remote backend. When the usable versions changed, drops
-   * cached local KEKs of versions no longer usable and marks or unmarks `current`. Returns the
-   * refusal when `current` has just become unusable (the caller stops it sealing).
+   * Call after a successful refresh of the remote backend, with the key_id of its current version.
+   * When the usable versions changed, drops cached local KEKs of versions no longer usable and
+   * marks or unmarks `current`. Returns the refusal when `current` has just become unusable (the
+   * caller stops it sealing).
    */
-  update(current: InMemoryKek): BackendError | undefined {
+  update(current: InMemoryKek, remoteCurrentKeyId: string): BackendError | undefined {
     const next = this.inner.usableKeyIds?.();
     const before = this.usable;
     if (next === undefined || before === undefined || sameSet(before, next)) return undefined;
+    if (!next.has(remoteCurrentKeyId)) {
+      if (!this.implausibleLogged) {
+        this.implausibleLogged = true;
+        this.deps.log.warn({ event: 'remote-kek-versions-implausible', remote: this.deps.endpoint, currentKeyIdHash: keyIdHash(remoteCurrentKeyId), usableVersions: next.size },
+          'the remote lists its current KEK version as unable to unwrap: not believed, serving with the versions known before');
+      }
+      return undefined;
+    }
+    this.implausibleLogged = false;
     this.usable = next;
     const unusable = (kek: InMemoryKek): boolean => kek.remoteKeyId !== '' && !next.has(kek.remoteKeyId);
     const dropped = new Map<string, number>();

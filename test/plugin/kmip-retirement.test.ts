@@ -111,13 +111,18 @@ test('kmip: a running atrest kms-plugin stops unwrapping with a version another 
       await assert.rejects(client.decrypt(old.ciphertext, v1, 'v2', old.annotations), deactivated);
       await assert.rejects(client.v1Decrypt(oldV1.cipher), deactivated);
     }
-    assert.equal(plugin.logs.filter((l) => l.event === 'retired-remote-kek-used').length, 1, 'logged once');
     const fresh = await client.encrypt(dek);
     assert.equal(fresh.keyId, v2);
     assert.deepEqual(Buffer.from((await client.decrypt(fresh.ciphertext, v2, 'v2', fresh.annotations)).plaintext), dek);
+    const stopped = plugin;
+    plugin = undefined;
+    assert.equal(await stopped.stop(), 0);
+    // Log lines arrive in order: once its last one is in, every refusal's is.
+    await waitFor('the plugin\'s last log line', () => stopped.logs.some((l) => l.event === 'stop'));
+    assert.equal(stopped.logs.filter((l) => l.event === 'retired-remote-kek-used').length, 1, 'the refusals are logged once');
   } finally {
     client.close();
-    assert.equal(await plugin?.stop(), 0);
+    await plugin?.stop();
     await cleanup();
   }
 });

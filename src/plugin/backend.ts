@@ -46,7 +46,26 @@ export interface KekBackend {
    * unreachable); undefined when it is not. The deep /healthz reports it.
    */
   degraded?(): string | undefined;
+  /**
+   * key_ids of the versions that may unwrap (not retired, not gone), as the last successful
+   * refresh found them: a refresh that fails (an outage) leaves the answer as it was. No remote
+   * call. The key hierarchy stops using local KEKs wrapped by any other version (kek.ts there).
+   */
+  usableKeyIds?(): ReadonlySet<string>;
+  /**
+   * Which version wrapped `ciphertext` (one of this backend's), read from the ciphertext, and when
+   * that version is retired, the error `decrypt` answers for it; from what the last refresh loaded,
+   * no remote call. Undefined when the ciphertext names no version the backend knows.
+   */
+  wrappedBy?(ciphertext: Uint8Array): WrappingVersion | undefined;
   close(): Promise<void>;
+}
+
+/** What `KekBackend.wrappedBy` says about a ciphertext. */
+export interface WrappingVersion {
+  keyId: string;
+  /** Set when the version is retired: what `decrypt` of the ciphertext fails with. */
+  refusal?: BackendError;
 }
 
 /**

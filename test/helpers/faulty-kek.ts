@@ -4,7 +4,7 @@
 // (`frozen`), or be refused as a revoked key would be (`refusing`). It counts the calls that reach
 // the real backend.
 import { registerTestSecret } from './test-log.js';
-import { BackendError, type Annotations, type KekBackend, type WrapOptions, type WrapResult } from '../../src/plugin/backend.js';
+import { BackendError, type Annotations, type KekBackend, type WrapOptions, type WrapResult, type WrappingVersion } from '../../src/plugin/backend.js';
 
 export type FaultMode = 'up' | 'down' | 'frozen' | 'refusing';
 
@@ -19,7 +19,16 @@ export class FaultyKek implements KekBackend {
   readonly plaintexts: Buffer[] = [];
   private readonly frozen: Array<() => void> = [];
 
-  constructor(readonly inner: KekBackend) {}
+  /** The real backend's (what its last refresh loaded: no call, so no fault applies), or `usableOverride`. */
+  readonly usableKeyIds?: () => ReadonlySet<string>;
+  readonly wrappedBy?: (ciphertext: Uint8Array) => WrappingVersion | undefined;
+  /** What usableKeyIds answers instead of the real backend (an implausible listing). */
+  usableOverride: ReadonlySet<string> | undefined;
+
+  constructor(readonly inner: KekBackend) {
+    if (inner.usableKeyIds) this.usableKeyIds = () => this.usableOverride ?? inner.usableKeyIds!();
+    if (inner.wrappedBy) this.wrappedBy = (ciphertext) => inner.wrappedBy!(ciphertext);
+  }
 
   get kind(): string {
     return this.inner.kind;

@@ -292,6 +292,97 @@ test('a remote that refuses the current local KEK (revoked key) stops it sealing
   });
 });
 
+/** What the local backend (the "remote" here) answers for a retired version. */
+const retiredRefusal = (e: unknown): boolean => e instanceof BackendError && e.code === 'KEY_NOT_FOUND' && /retired at .*: restore it with `atrest kms-plugin restore-key/.test(e.message);
+
+test('a remote version retired by another process: from the next refresh its held local KEKs open nothing (no remote call, logged once); an outage changes nothing; a restore brings them back', async () => {
+  await withRemote(async ({ keyFile, remote, open }) => {
+    const { log: captured, lines } = capturingLogger();
+    const events = (event: string): Array<Record<string, unknown>> => lines.filter((l) => l['event'] === event);
+    const h = await open({}, { log: captured });
+    const legacy = await remote.encrypt(Buffer.alloc(32, 7));
+    const v2value = await h.encrypt(Buffer.alloc(32, 1), { annotations: true });
+    const v1value = await h.encrypt(Buffer.alloc(32, 2));
+    const oldKeyId = v2value.keyId;
+    const newKeyId = await localBackend.rotateKey({ keyFile }, { log });
+    registerKeyFile(keyFile);
+    await h.refresh();
+    assert.equal(await h.currentKeyId(), newKeyId);
+    const fresh = await h.encrypt(Buffer.alloc(32, 3), { annotations: true });
+
+    // Retired while the remote cannot be asked: nothing changes until it answers again.
+    remote.mode = 'down';
+    await localBackend.retireKey!({ keyFile }, { log }, oldKeyId);
+    registerKeyFile(keyFile);
+    await assert.rejects(h.refresh(), /injected outage/);
+    assert.deepEqual(await h.decrypt(v2value.ciphertext, v2value.annotations), Buffer.alloc(32, 1), 'an outage is not a retirement');
+    remote.recover();
+    await h.refresh();
+
+    const unwraps = remote.calls.decrypt;
+    for (let i = 0; i < 3; i++) {
+      await assert.rejects(h.decrypt(v2value.ciphertext, v2value.annotations), retiredRefusal);
+      await assert.rejects(h.decrypt(v1value.ciphertext), retiredRefusal);
+      await assert.rejects(h.decrypt(legacy.ciphertext), retiredRefusal);
+    }
+    assert.equal(remote.calls.decrypt, unwraps, 'refused from memory: no remote call');
+    assert.deepEqual(await h.decrypt(fresh.ciphertext, fresh.annotations), Buffer.alloc(32, 3), 'the new version serves on');
+    assert.deepEqual(events('remote-kek-version-unusable').map((l) => [l['keyId'], l['droppedLocalKeks']]), [[oldKeyId, 1]]);
+    assert.equal(events('retired-remote-kek-used').length, 1, 'the refusals are logged once');
+
+    // Restored while the remote cannot be asked: still refused (the last known state), until it answers.
+    remote.mode = 'down';
+    await localBackend.restoreKey!({ keyFile }, { log }, oldKeyId);
+    registerKeyFile(keyFile);
+    await assert.rejects(h.refresh(), /injected outage/);
+    await assert.rejects(h.decrypt(v2value.ciphertext, v2value.annotations), retiredRefusal);
+    remote.recover();
+    await h.refresh();
+    assert.equal(events('remote-kek-version-usable').length, 1);
+    assert.deepEqual(await h.decrypt(v2value.ciphertext, v2value.annotations), Buffer.alloc(32, 1));
+    assert.deepEqual(await h.decrypt(v1value.ciphertext), Buffer.alloc(32, 2));
+    assert.equal(remote.calls.decrypt, unwraps + 1, 'one remote unwrap brings the local KEK back');
+    assert.deepEqual(await h.decrypt(legacy.ciphertext), Buffer.alloc(32, 7));
+  });
+});
+
+test('the current local KEK of a version retired before this plugin followed the rotation: it opens and seals nothing more; a new one under the new version takes over', async () => {
+  await withRemote(async ({ keyFile, remote, open }) => {
+    const h = await open();
+    const old = await h.encrypt(Buffer.alloc(32, 1), { annotations: true });
+    const newKeyId = await localBackend.rotateKey({ keyFile }, { log });
+    await localBackend.retireKey!({ keyFile }, { log }, old.keyId);
+    registerKeyFile(keyFile);
+    // The remote answers the refresh but refuses to wrap a replacement: the current one stays, refused.
+    remote.mode = 'refusing';
+    await assert.rejects(h.refresh(), /injected refusal/);
+    await assert.rejects(h.decrypt(old.ciphertext, old.annotations), retiredRefusal);
+    await assert.rejects(h.encrypt(Buffer.alloc(32)), (e: unknown) => e instanceof BackendError && e.code === 'KEY_NOT_FOUND' && /seals nothing more.*retired at/.test(e.message));
+    remote.recover();
+    await h.refresh();
+    assert.equal(await h.currentKeyId(), newKeyId);
+    const fresh = await h.encrypt(Buffer.alloc(32, 2), { annotations: true });
+    assert.equal(fresh.keyId, newKeyId);
+    assert.deepEqual(await h.decrypt(fresh.ciphertext, fresh.annotations), Buffer.alloc(32, 2));
+    await assert.rejects(h.decrypt(old.ciphertext, old.annotations), retiredRefusal);
+  });
+});
+
+test('a listing in which the remote\'s current version may not unwrap is not believed: nothing is dropped, logged once', async () => {
+  await withRemote(async ({ remote, open }) => {
+    const { log: captured, lines } = capturingLogger();
+    const h = await open({}, { log: captured });
+    const value = await h.encrypt(Buffer.alloc(32, 1), { annotations: true });
+    remote.usableOverride = new Set();
+    await h.refresh();
+    await h.refresh();
+    assert.deepEqual(await h.decrypt(value.ciphertext, value.annotations), Buffer.alloc(32, 1));
+    await h.encrypt(Buffer.alloc(32, 2));
+    assert.equal(lines.filter((l) => l['event'] === 'remote-kek-versions-implausible').length, 1);
+    assert.equal(lines.filter((l) => l['event'] === 'remote-kek-version-unusable').length, 0);
+  });
+});
+
 test('flags: defaults, Go durations, and errors naming the flag', () => {
   assert.deepEqual(readHierarchySettings({}), { maxAgeMs: 86_400_000, maxUses: 1_000_000, cacheSize: 1000, remoteTimeoutMs: 10_000 });
   assert.deepEqual(readHierarchySettings({ localKekMaxAge: '90s', localKekMaxUses: '4294967296', localKekCacheSize: '5', remoteKekTimeout: '1.5s' }),

@@ -50,6 +50,11 @@ describe('pkcs11 KEK retirement', () => {
         assert.equal(retired.state, 'retired');
         assert.equal((await pkcs11Backend.retireKey!(o, context, v1)).state, 'retired', 'retiring again is a no-op');
         assert.deepEqual((await pkcs11Backend.listKeys!(o, context)).map((v) => v.state), ['retired', 'current']);
+        // What a running backend learns at its refresh (the key hierarchy acts on it), without the token.
+        await kek.refresh();
+        assert.deepEqual([...kek.usableKeyIds!()], [v2]);
+        assert.equal(kek.wrappedBy!(old.ciphertext)?.keyId, v1);
+        assert.match(kek.wrappedBy!(old.ciphertext)?.refusal?.message ?? '', /may not decrypt \(retired\?\)/);
         await assert.rejects(kek.decrypt(old.ciphertext), (e: Error) => {
           assert.ok(e instanceof BackendError && e.code === 'KEY_NOT_FOUND', String(e));
           assert.match(e.message, new RegExp(`key version ${v1} may not decrypt \\(retired\\?\\): restore it with`));
@@ -62,49 +67,64 @@ describe('pkcs11 KEK retirement', () => {
 
         assert.equal((await pkcs11Backend.restoreKey!(o, context, v1)).state, 'active');
         assert.deepEqual(await kek.decrypt(old.ciphertext), dek);
+        await kek.refresh();
+        assert.deepEqual([...kek.usableKeyIds!()].sort(), [v1, v2].sort());
+        assert.equal(kek.wrappedBy!(old.ciphertext)?.refusal, undefined);
       } finally {
         await kek.close();
       }
     });
   }
 
-  it('a running atrest kms-plugin sees a retirement and a restore made by another process', async () => {
-    const socket = join(hsm.dir, 'retire.sock');
-    const env = {
-      ...hsm.env,
-      ATREST_KMS_PLUGIN_BACKEND: 'pkcs11',
-      ATREST_PKCS11_MODULE: hsm.modulePath,
-      ATREST_PKCS11_TOKEN_LABEL: hsm.token.label,
-      ATREST_PKCS11_PIN_FILE: hsm.token.pinFile,
-      ATREST_PKCS11_KEY_LABEL: 'kek-cli',
-    };
-    const init = await runAtrest(['kms-plugin', 'init-key'], env);
-    assert.equal(init.code, 0, init.stderr);
-    const v1 = init.stdout.trim();
-    const plugin = new PluginProcess(['--listen', `unix://${socket}`, '--refresh-interval', '200'], env);
-    const client = TestKmsClient.forPath(socket);
-    try {
-      await plugin.waitForEvent('start');
-      const dek = randomBytes(32);
-      const old = await client.encrypt(dek);
-      const rotate = await runAtrest(['kms-plugin', 'rotate-key'], env);
-      assert.equal(rotate.code, 0, rotate.stderr);
-      await waitFor('the plugin to use v2', async () => (await client.status()).keyId === rotate.stdout.trim());
+  // thread: the backend on its own thread, whose host learns the versions' usability from its replies.
+  for (const callMode of ['async', 'thread']) {
+    it(`a running atrest kms-plugin (--pkcs11-call-mode ${callMode}) sees a retirement and a restore made by another process`, async () => {
+      const socket = join(hsm.dir, `retire-${callMode}.sock`);
+      const env = {
+        ...hsm.env,
+        ATREST_KMS_PLUGIN_BACKEND: 'pkcs11',
+        ATREST_PKCS11_MODULE: hsm.modulePath,
+        ATREST_PKCS11_TOKEN_LABEL: hsm.token.label,
+        ATREST_PKCS11_PIN_FILE: hsm.token.pinFile,
+        ATREST_PKCS11_KEY_LABEL: `kek-cli-${callMode}`,
+        ATREST_PKCS11_CALL_MODE: callMode,
+      };
+      const init = await runAtrest(['kms-plugin', 'init-key'], env);
+      assert.equal(init.code, 0, init.stderr);
+      const v1 = init.stdout.trim();
+      const plugin = new PluginProcess(['--listen', `unix://${socket}`, '--refresh-interval', '200'], env);
+      const client = TestKmsClient.forPath(socket);
+      try {
+        await plugin.waitForEvent('start');
+        const dek = randomBytes(32);
+        const old = await client.encrypt(dek);
+        const rotate = await runAtrest(['kms-plugin', 'rotate-key'], env);
+        assert.equal(rotate.code, 0, rotate.stderr);
+        await waitFor('the plugin to use v2', async () => (await client.status()).keyId === rotate.stdout.trim());
 
-      await pkcs11Backend.retireKey!(opts('kek-cli'), context, v1);
-      await assert.rejects(client.decrypt(old.ciphertext, v1, 'v2', old.annotations), /may not decrypt \(retired\?\)/);
-      const listed = await runAtrest(['kms-plugin', 'list-keys', '-o', 'json'], env);
-      assert.equal(listed.code, 0, listed.stderr);
-      assert.deepEqual((JSON.parse(listed.stdout) as Array<{ state: string }>).map((v) => v.state), ['retired', 'current']);
+        // Held in memory (the local KEK the old value names is in the decrypt cache) until the retirement.
+        assert.deepEqual(Buffer.from((await client.decrypt(old.ciphertext, v1, 'v2', old.annotations)).plaintext), dek);
+        await pkcs11Backend.retireKey!(opts(`kek-cli-${callMode}`), context, v1);
+        // The plugin sees it at its next refresh (every 200 ms here) and drops what v1 wrapped.
+        const seen = await plugin.waitForEvent('remote-kek-version-unusable');
+        assert.equal(seen['keyId'], v1);
+        for (let i = 0; i < 3; i++) await assert.rejects(client.decrypt(old.ciphertext, v1, 'v2', old.annotations), /may not decrypt \(retired\?\)/);
+        const listed = await runAtrest(['kms-plugin', 'list-keys', '-o', 'json'], env);
+        assert.equal(listed.code, 0, listed.stderr);
+        assert.deepEqual((JSON.parse(listed.stdout) as Array<{ state: string }>).map((v) => v.state), ['retired', 'current']);
 
-      const restore = await runAtrest(['kms-plugin', 'restore-key', '--key-id', v1], env);
-      assert.equal(restore.code, 0, restore.stderr);
-      assert.deepEqual(Buffer.from((await client.decrypt(old.ciphertext, v1, 'v2', old.annotations)).plaintext), dek);
-    } finally {
-      client.close();
-      assert.equal(await plugin.stop(), 0);
-    }
-  });
+        const restore = await runAtrest(['kms-plugin', 'restore-key', '--key-id', v1], env);
+        assert.equal(restore.code, 0, restore.stderr);
+        await plugin.waitForEvent('remote-kek-version-usable');
+        // Log lines arrive in order: every refusal's is in by now.
+        assert.equal(plugin.logs.filter((l) => l.event === 'retired-remote-kek-used').length, 1, 'the refusals are logged once');
+        assert.deepEqual(Buffer.from((await client.decrypt(old.ciphertext, v1, 'v2', old.annotations)).plaintext), dek);
+      } finally {
+        client.close();
+        assert.equal(await plugin.stop(), 0);
+      }
+    });
+  }
 
   it('atrest rotate --backend pkcs11: rotates in the token, migrates, verifies and retires the old version', { skip: !etcdAvailable() && 'needs etcd' }, async () => {
     const o = opts('kek-rotate');

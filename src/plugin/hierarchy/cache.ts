@@ -51,6 +51,14 @@ export class LocalKekCache {
     return waiting;
   }
 
+  /** Drops every cached local KEK `drop` picks (a miss then unwraps through the remote again); returns how many. */
+  evictWhere(drop: (kek: InMemoryKek) => boolean): number {
+    const keys: string[] = [];
+    for (const [key, kek] of this.entries.entries()) if (drop(kek)) keys.push(key);
+    for (const key of keys) this.entries.delete(key);
+    return keys.length;
+  }
+
   clear(): void {
     this.entries.clear();
   }

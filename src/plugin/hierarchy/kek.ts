@@ -5,6 +5,7 @@
 // can reach the remote can decrypt any value. Decrypt opens values under local KEKs it holds (the
 // current one and the decrypt cache) and unwraps an unknown local KEK through the remote once.
 // Values from before the hierarchy (the remote backend's own ciphertexts) go to the remote as before.
+// A remote version retired by any process stops opening values at the next refresh (retirement.ts).
 // key_id is the remote KEK version's that wrapped the current local KEK, so a remote rotation still
 // makes kube-apiserver re-encrypt.
 import { createSecretKey } from 'node:crypto';
@@ -18,6 +19,7 @@ import { LocalKekLifecycle } from './lifecycle.js';
 import { InMemoryKek, cacheKeyOf } from './local-kek.js';
 import { HierarchyMetrics } from './metrics.js';
 import { RemoteKek, isRefusal } from './remote.js';
+import { RemoteRetirements } from './retirement.js';
 
 export interface HierarchyContext {
   log: Logger;
@@ -34,6 +36,7 @@ export class HierarchyKek implements KekBackend {
   private readonly cache: LocalKekCache;
   private readonly metrics: HierarchyMetrics;
   private readonly verifyIntervalMs: number;
+  private readonly retirements: RemoteRetirements;
   private lastVerify: number;
 
   private constructor(
@@ -43,8 +46,10 @@ export class HierarchyKek implements KekBackend {
     metrics: HierarchyMetrics,
     settings: HierarchySettings,
     private readonly now: () => number,
+    log: Logger,
   ) {
     this.kind = remote.inner.kind;
+    this.retirements = new RemoteRetirements(remote.inner, { endpoint: remote.endpoint, log, cache });
     this.cache = cache;
     this.metrics = metrics;
     this.verifyIntervalMs = settings.verifyIntervalMs ?? DEFAULT_VERIFY_INTERVAL_MS;
@@ -75,7 +80,7 @@ export class HierarchyKek implements KekBackend {
       { maxAgeMs: settings.maxAgeMs, maxUses: settings.maxUses, ...(settings.hardMaxUses === undefined ? {} : { hardMaxUses: settings.hardMaxUses }) },
       { remote, cache, metrics, log: context.log, now },
     );
-    const kek = new HierarchyKek(remote, lifecycle, cache, metrics, settings, now);
+    const kek = new HierarchyKek(remote, lifecycle, cache, metrics, settings, now, context.log);
     made.kek = kek;
     context.log.info({
       event: 'key-hierarchy', remote: context.endpoint, maxAgeMs: settings.maxAgeMs, maxUses: settings.maxUses, cacheSize: settings.cacheSize, remoteTimeoutMs: settings.remoteTimeoutMs,
@@ -100,25 +105,34 @@ export class HierarchyKek implements KekBackend {
 
   async decrypt(ciphertext: Uint8Array, annotations?: Annotations): Promise<Buffer> {
     // A value from before the hierarchy: the remote backend's own ciphertext of the DEK or seed.
-    if (!isEnvelope(ciphertext)) return this.remote.unwrap(ciphertext);
+    if (!isEnvelope(ciphertext)) {
+      const { refusal } = this.retirements.versionOf(ciphertext);
+      if (refusal) throw refusal;
+      return this.remote.unwrap(ciphertext);
+    }
     const envelope = parseEnvelope(ciphertext, annotations);
     const key = cacheKeyOf(envelope.wrapped);
     const current = this.lifecycle.current;
     const held = key === current.cacheKey ? current : this.cache.peek(key);
     this.metrics.cacheLookup(held !== undefined);
+    // Cached local KEKs of a retired version are dropped at refresh; the current one is marked.
+    if (held?.refusal) throw held.refusal;
     const kek = held ?? await this.cache.get(envelope.wrapped, key, (wrapped) => this.unwrapLocalKek(wrapped));
     return kek.open(envelope);
   }
 
   /**
    * Looks for a rotated remote KEK (the remote backend's refresh) and follows it with a new local
-   * KEK; replaces an overdue local KEK; now and then checks that the remote still unwraps the
-   * current one. The plugin server calls it every --refresh-interval; a failure (an outage) is
-   * reported by the server and retried on the next tick.
+   * KEK; stops using local KEKs of remote versions retired meanwhile (and again those restored);
+   * replaces an overdue local KEK; now and then checks that the remote still unwraps the current
+   * one. The plugin server calls it every --refresh-interval; a failure (an outage) is reported by
+   * the server and retried on the next tick, with everything as it was.
    */
   async refresh(): Promise<void> {
     await this.remote.refresh();
     const remoteKeyId = await this.remote.currentKeyId();
+    const refused = this.retirements.update(this.lifecycle.current, remoteKeyId);
+    if (refused) this.lifecycle.disown(this.lifecycle.current, refused);
     if (remoteKeyId !== this.lifecycle.current.remoteKeyId) await this.lifecycle.replaceNow('remote_key_changed');
     else await this.lifecycle.replaceIfDue();
     if (this.now() - this.lastVerify >= this.verifyIntervalMs) await this.verify();
@@ -139,10 +153,18 @@ export class HierarchyKek implements KekBackend {
     await this.remote.inner.close();
   }
 
+  /** A decrypt-cache miss: one remote unwrap, unless the remote version is known to be retired. */
   private async unwrapLocalKek(wrapped: Buffer): Promise<InMemoryKek> {
+    const before = this.retirements.versionOf(wrapped);
+    if (before.refusal) throw before.refusal;
     const raw = await this.remote.unwrap(wrapped);
-    // Only the wrapped bytes matter for Decrypt; which remote version wrapped them is the remote's business.
-    return new InMemoryKek(raw, wrapped, '', this.now());
+    // A refresh may have seen the version retired while the unwrap ran: then do not keep it.
+    const after = this.retirements.versionOf(wrapped);
+    if (after.refusal) {
+      raw.fill(0);
+      throw after.refusal;
+    }
+    return new InMemoryKek(raw, wrapped, after.keyId, this.now());
   }
 
   /** Asks the remote to unwrap the current local KEK: a refusal (revoked or destroyed remote key) stops it sealing. */

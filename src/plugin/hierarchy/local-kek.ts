@@ -31,7 +31,11 @@ export class InMemoryKek {
   readonly cacheKey: string;
   /** `sha256:<first 16 hex>` of the wrapped bytes: names this local KEK in logs (public data, never the key). */
   readonly fingerprint: string;
-  /** key_id of the remote KEK version that wrapped it (what Encrypt and Status report). */
+  /**
+   * key_id of the remote KEK version that wrapped it (what Encrypt and Status report for the current
+   * one); for one unwrapped for Decrypt, what the remote backend reads from the wrapped bytes ('' if
+   * it cannot say).
+   */
   readonly remoteKeyId: string;
   /** When the remote KEK version was created (for the rotation-age metric), if known. */
   readonly remoteKeyCreatedAt: number | undefined;
@@ -39,6 +43,12 @@ export class InMemoryKek {
   readonly createdAt: number;
   /** Values sealed with it by this process. */
   uses = 0;
+  /**
+   * Set while the remote version that wrapped it may not unwrap (retired): Decrypt of values under
+   * it fails with this, as the remote would answer (retirement.ts). Only the current local KEK
+   * carries it; cached ones are dropped instead.
+   */
+  refusal: BackendError | undefined = undefined;
   private readonly inline: SealPrefix;
   private readonly annotated: SealPrefix;
   private readonly annotations: Record<string, Uint8Array>;

@@ -1,16 +1,20 @@
 // The KEK of the kmip backend: AES-256 key objects on a KMIP server, one per version, named
 // `<name>/v<n>` and grouped in Object Group `<name>`. DEKs are wrapped and unwrapped by the server
 // (server-side Encrypt/Decrypt); the key never leaves it. The ciphertext records the KMIP unique
-// identifier that wrapped it (wrapped.ts), so old versions keep unwrapping after a rotation.
+// identifier that wrapped it (wrapped.ts), so old versions keep unwrapping after a rotation; which
+// versions may still unwrap (Active ones) is tracked in versions.ts.
 import { Counter, Histogram } from 'prom-client';
-import { BackendError, type BackendContext, type KekBackend, type WrapResult } from '../backend.js';
+import { BackendError, type BackendContext, type KekBackend, type WrapResult, type WrappingVersion } from '../backend.js';
 import type { Logger } from '../../log.js';
 import type { Registry } from '../../metrics.js';
 import { KmipClient, type CipherMode, type KmipClientOptions } from './client.js';
 import type { KmipSettings } from './config.js';
 import { KmipError } from './errors.js';
 import { ResultReason, STATE_NAMES, State } from './tags.js';
+import { KmipVersionStates, keyIdOf, notActiveError, versionLabel, versionName } from './versions.js';
 import { MAX_WRAPPED_BYTES, encodeWrapped, parseWrapped, wrappedAad, wrappedHeader } from './wrapped.js';
+
+export { keyIdOf, versionName };
 
 export interface KeyVersion {
   uid: string;
@@ -29,12 +33,6 @@ const GCM_TAG_BYTES = 16;
 const HEALTH_PROBE = Buffer.alloc(32);
 /** The server's answer on a failed GCM tag / CBC padding check (PyKMIP says General Failure). */
 const DECRYPT_REJECTED = new Set<number>([ResultReason.GeneralFailure, ResultReason.CryptographicFailure]);
-
-export const versionName = (keyName: string, version: number): string => `${keyName}/v${version}`;
-
-export function keyIdOf(keyName: string, v: { uid: string; version: number }): string {
-  return `kmip:${versionName(keyName, v.version)}:${v.uid}`;
-}
 
 /** The version number in a Name like `<keyName>/v12`, or undefined. */
 export function versionOf(keyName: string, names: string[]): number | undefined {
@@ -179,8 +177,8 @@ export class KmipKek implements KekBackend {
   private current: KeyVersion;
   private currentHeader: Buffer;
   private currentAad: Buffer;
-  /** uid → version, for objects confirmed to belong to this key family. */
-  private readonly known = new Map<string, number>();
+  /** uid → version and State, for objects confirmed to belong to this key family. */
+  private readonly versions: KmipVersionStates;
   private health: { at: number; result: Promise<void> } | undefined;
 
   constructor(o: KmipKekOptions) {
@@ -189,9 +187,8 @@ export class KmipKek implements KekBackend {
     this.mode = o.mode;
     this.log = o.log;
     this.healthTtlMs = o.healthTtlMs ?? 5000;
-    for (const v of o.known) this.known.set(v.uid, v.version);
+    this.versions = new KmipVersionStates(o.keyName, [...o.known, o.current]);
     this.current = o.current;
-    this.known.set(o.current.uid, o.current.version);
     this.currentHeader = wrappedHeader(this.mode, this.current.uid);
     this.currentAad = wrappedAad(this.currentHeader);
   }
@@ -279,12 +276,34 @@ export class KmipKek implements KekBackend {
     }
   }
 
+  /** The versions that may unwrap (Active), as the last refresh found them. */
+  usableKeyIds(): ReadonlySet<string> {
+    return this.versions.usableKeyIds();
+  }
+
+  wrappedBy(ciphertext: Uint8Array): WrappingVersion | undefined {
+    return this.versions.wrappedBy(ciphertext);
+  }
+
   /**
-   * Adopts newer Active versions created by rotate-key: looks up `<name>/v<n+1>`, `<name>/v<n+2>`,
-   * ... by Name and stops at the first that does not exist (one Locate when nothing changed). A
-   * version that exists but is not Active (an activation that failed) is stepped over.
+   * Adopts newer Active versions created by rotate-key, then re-reads the State of the versions
+   * believed Active, so a retirement (revocation) made by another process is seen (versions.ts).
    */
   async refresh(): Promise<void> {
+    await this.adoptNewVersions();
+    try {
+      await this.versions.reload(this.client);
+    } catch (e) {
+      throw toBackendError(e, `reading the State of the versions of KMIP key ${JSON.stringify(this.keyName)}`);
+    }
+  }
+
+  /**
+   * Looks up `<name>/v<n+1>`, `<name>/v<n+2>`, ... by Name and stops at the first that does not
+   * exist (one Locate when nothing changed). A version that exists but is not Active (an activation
+   * that failed) is stepped over.
+   */
+  private async adoptNewVersions(): Promise<void> {
     for (let next = this.current.version + 1; ; next++) {
       let uids: string[];
       let state: number | undefined;
@@ -299,9 +318,9 @@ export class KmipKek implements KekBackend {
       } catch (e) {
         throw toBackendError(e, `looking for KMIP key ${versionName(this.keyName, next)}`);
       }
+      this.versions.learn(uids[0]!, next, state);
       if (state !== State.Active) continue;
       const v: KeyVersion = { uid: uids[0]!, version: next, state, ...dates };
-      this.known.set(v.uid, v.version);
       this.current = v;
       this.currentHeader = wrappedHeader(this.mode, v.uid);
       this.currentAad = wrappedAad(this.currentHeader);
@@ -330,11 +349,12 @@ export class KmipKek implements KekBackend {
 
   /** The version of a uid in a ciphertext; refuses objects outside this key family. */
   private async versionOfUid(uid: string): Promise<number> {
-    const known = this.known.get(uid);
+    const known = this.versions.versionOf(uid);
     if (known !== undefined) return known;
     let names: string[];
+    let state: number | undefined;
     try {
-      names = (await this.client.describe(uid)).names;
+      ({ names, state } = await this.client.describe(uid));
     } catch (e) {
       throw toBackendError(e, `KMIP object ${JSON.stringify(uid)} named in the ciphertext`);
     }
@@ -342,18 +362,19 @@ export class KmipKek implements KekBackend {
     if (version === undefined) {
       throw new BackendError('INVALID_CIPHERTEXT', `the ciphertext names KMIP object ${JSON.stringify(uid)}, which is not a version of key ${JSON.stringify(this.keyName)}`);
     }
-    this.known.set(uid, version);
+    this.versions.learn(uid, version, state);
     return version;
   }
 
   /** A clear error for a failed Encrypt/Decrypt: says when the key was revoked or destroyed. */
   private async explain(e: unknown, uid: string, version: number): Promise<BackendError> {
-    const label = `KMIP key ${versionName(this.keyName, version)} (unique identifier ${uid})`;
+    const label = versionLabel(this.keyName, uid, version);
     if (e instanceof KmipError && e.code === 'KMIP_RESULT' && e.resultReason === ResultReason.PermissionDenied) {
       try {
         const { state } = await this.client.describe(uid);
         if (state !== undefined && state !== State.Active) {
-          return new BackendError('KEY_NOT_FOUND', `${label} is ${STATE_NAMES[state] ?? `in state ${state}`} (revoked?) and cannot be used: ${e.message}`, { cause: e });
+          this.versions.learn(uid, version, state);
+          return notActiveError(label, state, { message: e.message, cause: e });
         }
       } catch (inner) {
         return toBackendError(inner, label);

@@ -8,7 +8,7 @@
 import { createSecretKey, type KeyObject } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import type { Logger } from '../../log.js';
-import { BackendError, type KekBackend, type WrapResult } from '../backend.js';
+import { BackendError, type KekBackend, type WrapResult, type WrappingVersion } from '../backend.js';
 import { open as openCiphertext, seal, sealPrefix, versionRefOf, type SealPrefix } from './ciphertext.js';
 import { keyIdOf, readKeyFile, type KeyFileContents, type KeyFileStamp } from './key-file.js';
 
@@ -35,6 +35,8 @@ interface Loaded {
   retired: Map<string, RetiredVersion>;
   current: LoadedVersion;
   stamp: KeyFileStamp;
+  /** key_ids of byRef. */
+  usable: ReadonlySet<string>;
 }
 
 function refKey(version: number, id: string): string {
@@ -61,7 +63,7 @@ function load(contents: KeyFileContents, stamp: KeyFileStamp): Loaded {
     if (!current || loaded.version > current.version) current = loaded;
   }
   if (!current) throw new BackendError('CONFIG', 'key file has no versions');
-  return { byRef, retired, current, stamp };
+  return { byRef, retired, current, stamp, usable: new Set([...byRef.values()].map((v) => v.keyId)) };
 }
 
 export class LocalKek implements KekBackend {
@@ -122,6 +124,25 @@ export class LocalKek implements KekBackend {
       throw new BackendError('INVALID_CIPHERTEXT', `ciphertext names key version ${ref.version} (id ${ref.id}), which key file ${this.path} does not hold`);
     }
     return openCiphertext(entry.prefix, entry.keyId, entry.key, ciphertext);
+  }
+
+  /** The versions loaded (not retired). */
+  usableKeyIds(): ReadonlySet<string> {
+    return this.loaded().usable;
+  }
+
+  wrappedBy(ciphertext: Uint8Array): WrappingVersion | undefined {
+    let ref;
+    try {
+      ref = versionRefOf(ciphertext);
+    } catch {
+      return undefined; // not one of ours: decrypt says why
+    }
+    const { byRef, retired } = this.loaded();
+    const loaded = byRef.get(refKey(ref.version, ref.id));
+    if (loaded) return { keyId: loaded.keyId };
+    const gone = retired.get(refKey(ref.version, ref.id));
+    return gone ? { keyId: gone.keyId, refusal: this.retiredError(gone) } : undefined;
   }
 
   /** Something still needs a retired version: say so loudly, and how to bring it back. */

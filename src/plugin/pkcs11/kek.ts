@@ -4,7 +4,7 @@
 import { randomFillSync } from 'node:crypto';
 import type { GcmParams } from 'pkcs11js';
 import type { Logger } from '../../log.js';
-import { BackendError, type KekBackend, type WrapResult } from '../backend.js';
+import { BackendError, type KekBackend, type WrapResult, type WrappingVersion } from '../backend.js';
 import {
   GCM_IV_BYTES,
   GCM_TAG_BYTES,
@@ -23,6 +23,7 @@ import { listKeyVersions, type KeyUsage, type KeyVersion } from './key-objects.j
 import type { Handle, Pkcs11Library } from './library.js';
 import { PoolClosedError, SessionPool } from './session-pool.js';
 import { closeSessions, openTokenSessions } from './token.js';
+import { Pkcs11Usability, retiredVersionError, type VersionUsability } from './usability.js';
 
 /** After a failed reconnect, calls fail fast for this long instead of hammering the HSM. */
 const RECONNECT_BACKOFF_MS = 1000;
@@ -66,6 +67,7 @@ export class Pkcs11Kek implements KekBackend {
   /** Data operations on worker threads (config.callMode, see config.ts). */
   private readonly async: boolean;
   private versions = new Map<string, KeyVersion>();
+  private usability = new Pkcs11Usability([]);
   private current: KeyVersion | undefined;
   private connection: Connection | undefined;
   private lastConnectFailure: { at: number; error: BackendError } | undefined;
@@ -173,7 +175,7 @@ export class Pkcs11Kek implements KekBackend {
       } catch (err) {
         if (ckrOf(err) === CKR.KEY_FUNCTION_NOT_PERMITTED) {
           // What a retired version answers (retirement.ts): say how to bring it back.
-          throw new BackendError('KEY_NOT_FOUND', `pkcs11 key version ${version.keyId} may not decrypt (retired?): restore it with \`atrest kms-plugin restore-key --backend pkcs11 ... --key-id ${version.keyId}\``, { cause: err });
+          throw retiredVersionError(version.keyId, err);
         }
         if (mayBeBadCiphertext(err)) {
           // SoftHSM reports a failed tag check as CKR_GENERAL_ERROR: only blame the ciphertext when
@@ -186,9 +188,23 @@ export class Pkcs11Kek implements KekBackend {
     });
   }
 
+  /** The versions that may unwrap (not retired), as the last listing found them. */
+  usableKeyIds(): ReadonlySet<string> {
+    return this.usability.usableKeyIds;
+  }
+
+  wrappedBy(ciphertext: Uint8Array): WrappingVersion | undefined {
+    return this.usability.wrappedBy(ciphertext);
+  }
+
+  /** Every listed version's public facts (what the backend thread tells its host). */
+  get versionUsability(): VersionUsability[] {
+    return this.usability.versions;
+  }
+
   /**
-   * Re-reads the key objects: picks up versions rotate-key added (in any process). Concurrent
-   * callers share one listing.
+   * Re-reads the key objects: picks up versions rotate-key added and versions retired or restored
+   * (in any process). Concurrent callers share one listing.
    */
   refresh(): Promise<void> {
     this.refreshing ??= this.reloadVersions().finally(() => {
@@ -203,6 +219,7 @@ export class Pkcs11Kek implements KekBackend {
       listKeyVersions(this.lib, session, this.config.tokenLabel, this.config.keyLabel),
     );
     this.versions = new Map(versions.map((v) => [v.idHex, v]));
+    this.usability = new Pkcs11Usability(versions.map(({ idHex, keyId, usable }) => ({ idHex, keyId, usable })));
     this.current = versions.at(-1);
     if (before && this.current && before.idHex !== this.current.idHex) {
       this.log.info({ event: 'pkcs11-key-rotated', backend: 'pkcs11', keyId: this.current.keyId, previousKeyId: before.keyId, versions: versions.length }, 'pkcs11 key rotated');

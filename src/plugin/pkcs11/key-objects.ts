@@ -26,6 +26,8 @@ export interface KeyVersion {
   keyId: string;
   /** CKA_START_DATE as epoch ms (midnight UTC), read for the newest version only; undefined when the object has none. */
   createdAt?: number;
+  /** CKA_DECRYPT or CKA_UNWRAP is true: the version may unwrap (false: retired, retirement.ts). */
+  usable: boolean;
 }
 
 /** A CK_DATE ("YYYYMMDD" in ASCII) for the UTC day of `at`. */
@@ -74,7 +76,8 @@ function ulong(value: Buffer | undefined): number {
 
 /**
  * Lists the key objects labelled `keyLabel` (oldest version first) and checks each one: AES-256,
- * sensitive, never extractable, usable for `usage`. Anything else under that label fails closed.
+ * sensitive, never extractable. Anything else under that label fails closed. Whether each may still
+ * unwrap (retirement) is read in the same call.
  */
 export function listKeyVersions(lib: Pkcs11Library, session: Handle, tokenLabel: string, keyLabel: string): KeyVersion[] {
   const { api, k } = lib;
@@ -101,8 +104,10 @@ export function listKeyVersions(lib: Pkcs11Library, session: Handle, tokenLabel:
       { type: k.CKA_VALUE_LEN },
       { type: k.CKA_SENSITIVE },
       { type: k.CKA_EXTRACTABLE },
+      { type: k.CKA_DECRYPT },
+      { type: k.CKA_UNWRAP },
     ]);
-    const [id, keyType, valueLen, sensitive, extractable] = attrs.map((a) => a.value);
+    const [id, keyType, valueLen, sensitive, extractable, decrypt, unwrap] = attrs.map((a) => a.value);
     const where = `key object labelled ${JSON.stringify(keyLabel)} in token ${JSON.stringify(tokenLabel)}`;
     if (id === undefined || id.length !== KEY_VERSION_ID_BYTES) {
       throw new BackendError('CONFIG', `${where} has a CKA_ID of ${id?.length ?? 0} bytes, not an atrest key version (${KEY_VERSION_ID_BYTES} bytes); give it another label`);
@@ -117,7 +122,7 @@ export function listKeyVersions(lib: Pkcs11Library, session: Handle, tokenLabel:
     }
     if (seen.has(idHex)) throw new BackendError('CONFIG', `${whereId} exists twice`);
     seen.add(idHex);
-    versions.push({ id: Buffer.from(id), idHex, version: id.readUInt32BE(0), handle, keyId: keyIdOf(tokenLabel, keyLabel, idHex) });
+    versions.push({ id: Buffer.from(id), idHex, version: id.readUInt32BE(0), handle, keyId: keyIdOf(tokenLabel, keyLabel, idHex), usable: bool(decrypt) || bool(unwrap) });
   }
   versions.sort((a, b) => a.version - b.version || (a.idHex < b.idHex ? -1 : a.idHex > b.idHex ? 1 : 0));
   // Only the current (newest) version's creation time is reported: one extra call, not one per version.

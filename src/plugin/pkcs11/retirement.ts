@@ -14,18 +14,8 @@ import { ckDate, dateAttributeOf, listKeyVersions, startDateOf, type KeyVersion 
 import type { Handle, Pkcs11Library } from './library.js';
 import { closeSessions, openTokenSessions } from './token.js';
 
-function flag(value: Buffer | undefined): boolean {
-  return value !== undefined && value.length > 0 && value.some((b) => b !== 0);
-}
-
-/** Whether the object may still decrypt or unwrap (false: retired). */
-function usable(lib: Pkcs11Library, session: Handle, v: KeyVersion): boolean {
-  const [decrypt, unwrap] = lib.api.C_GetAttributeValue(session, v.handle, [{ type: lib.k.CKA_DECRYPT }, { type: lib.k.CKA_UNWRAP }]).map((a) => a.value);
-  return flag(decrypt) || flag(unwrap);
-}
-
-function info(lib: Pkcs11Library, session: Handle, v: KeyVersion, current: boolean): KeyVersionInfo {
-  const retired = !usable(lib, session, v);
+/** A version as list-keys shows it; `retired` defaults to what the listing read (CKA_DECRYPT/CKA_UNWRAP). */
+function info(lib: Pkcs11Library, session: Handle, v: KeyVersion, current: boolean, retired = !v.usable): KeyVersionInfo {
   const createdAt = v.createdAt ?? startDateOf(lib, session, v.handle);
   // CKA_END_DATE is read like CKA_START_DATE: a token that cannot return it reports none.
   const endDate = retired ? dateAttributeOf(lib, session, v.handle, lib.k.CKA_END_DATE) : undefined;
@@ -76,7 +66,7 @@ export function retirePkcs11Version(lib: Pkcs11Library, config: Pkcs11Config, ke
   return withVersions(lib, config, 'retire', (session, versions) => {
     const target = find(config, versions, keyId);
     if (target === versions[versions.length - 1]) throw new BackendError('CONFIG', `key_id ${keyId} is the current version: it cannot be retired (rotate first)`);
-    if (usable(lib, session, target)) {
+    if (target.usable) {
       const { k } = lib;
       lib.api.C_SetAttributeValue(session, target.handle, [
         { type: k.CKA_DECRYPT, value: false },
@@ -87,7 +77,7 @@ export function retirePkcs11Version(lib: Pkcs11Library, config: Pkcs11Config, ke
       ]);
       log.info({ event: 'pkcs11-key-retired', backend: 'pkcs11', token: config.tokenLabel, keyLabel: config.keyLabel, keyId }, 'pkcs11 key version retired (CKA_DECRYPT and CKA_UNWRAP false)');
     }
-    return info(lib, session, target, false);
+    return info(lib, session, target, false, true);
   });
 }
 
@@ -96,7 +86,7 @@ export function restorePkcs11Version(lib: Pkcs11Library, config: Pkcs11Config, k
   return withVersions(lib, config, 'restore', (session, versions, mechanisms) => {
     const target = find(config, versions, keyId);
     const current = target === versions[versions.length - 1];
-    if (!usable(lib, session, target)) {
+    if (!target.usable) {
       const wrap = usageOf(chooseMechanism(lib, mechanisms, config.mechanism, config.tokenLabel)) === 'wrap';
       const { k } = lib;
       lib.api.C_SetAttributeValue(session, target.handle, [
@@ -107,6 +97,6 @@ export function restorePkcs11Version(lib: Pkcs11Library, config: Pkcs11Config, k
       ]);
       log.info({ event: 'pkcs11-key-restored', backend: 'pkcs11', token: config.tokenLabel, keyLabel: config.keyLabel, keyId }, 'pkcs11 key version restored');
     }
-    return info(lib, session, target, current);
+    return info(lib, session, target, current, false);
   });
 }

@@ -8,8 +8,8 @@
 // thread it stops only the backend, and the key hierarchy's timeouts (--remote-kek-timeout) turn it
 // into an outage the plugin serves through.
 //
-// What the host adds around the thread: currentKeyId/currentKeyCreatedAt answer from the last reply
-// (they never wait for the thread); opening is bounded by `timeoutMs` (a plugin started while the
+// What the host adds around the thread: currentKeyId/currentKeyCreatedAt, usableKeyIds and wrappedBy
+// answer from the last reply (they never wait for the thread); opening is bounded by `timeoutMs` (a plugin started while the
 // HSM hangs fails closed); while a call has been running longer than `timeoutMs` new calls fail at
 // once with UNAVAILABLE and refreshes share the one already queued, so a long outage queues nothing;
 // close() gives the thread `timeoutMs` to close the module. A thread still inside a module call
@@ -18,16 +18,20 @@
 import { Worker } from 'node:worker_threads';
 import pino from 'pino';
 import type { Logger } from '../../log.js';
-import { BackendError, type BackendErrorCode, type KekBackend, type WrapResult } from '../backend.js';
+import { BackendError, type BackendErrorCode, type KekBackend, type WrapResult, type WrappingVersion } from '../backend.js';
 import type { Pkcs11Config } from './config.js';
+import { Pkcs11Usability, type VersionUsability } from './usability.js';
 
 /** What the thread is asked to do. */
 export type ThreadRequest =
   | { id: number; op: 'encrypt' | 'decrypt'; data: Uint8Array }
   | { id: number; op: 'refresh' | 'close' };
 
-/** The current key version as the thread last saw it. */
-export interface ThreadKeyState { keyId: string; createdAt: number | undefined }
+/**
+ * The current key version as the thread last saw it; with the replies to the open and to a refresh
+ * also every version's usability (retired or not).
+ */
+export interface ThreadKeyState { keyId: string; createdAt: number | undefined; versions?: VersionUsability[] }
 
 /** What the thread says: it runs (before opening), a reply to a request (id; 0: the open), a log line. */
 export type ThreadMessage =
@@ -74,6 +78,7 @@ export class ThreadedPkcs11Kek implements KekBackend {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private key: ThreadKeyState = { keyId: '', createdAt: undefined };
+  private usability = new Pkcs11Usability([]);
   private refreshing: Promise<void> | undefined;
   private exited: Error | undefined;
   private closing: Promise<void> | undefined;
@@ -109,8 +114,7 @@ export class ThreadedPkcs11Kek implements KekBackend {
       timer = setTimeout(fail, Math.max(timeoutMs, THREAD_START_MS));
     });
     try {
-      const reply = await Promise.race([opened, deadline]);
-      kek.key = reply.key;
+      await Promise.race([opened, deadline]);
       return kek;
     } catch (err) {
       await kek.close();
@@ -126,6 +130,14 @@ export class ThreadedPkcs11Kek implements KekBackend {
 
   async currentKeyCreatedAt(): Promise<number | undefined> {
     return this.key.createdAt;
+  }
+
+  usableKeyIds(): ReadonlySet<string> {
+    return this.usability.usableKeyIds;
+  }
+
+  wrappedBy(ciphertext: Uint8Array): WrappingVersion | undefined {
+    return this.usability.wrappedBy(ciphertext);
   }
 
   async encrypt(plaintext: Uint8Array): Promise<WrapResult> {
@@ -216,6 +228,7 @@ export class ThreadedPkcs11Kek implements KekBackend {
     this.pending.delete(m.id);
     if (m.ok) {
       this.key = m.key;
+      if (m.key.versions) this.usability = new Pkcs11Usability(m.key.versions);
       p.resolve(m);
     } else {
       p.reject(new BackendError(m.error.code as BackendErrorCode, m.error.message));

@@ -20,8 +20,11 @@ function failure(id: number, err: unknown): ThreadMessage {
   return { t: 'reply', id, ok: false, error: { code, message: messageOf(err) } };
 }
 
-async function keyState(kek: Pkcs11Kek): Promise<ThreadKeyState> {
-  return { keyId: await kek.currentKeyId(), createdAt: await kek.currentKeyCreatedAt() };
+/** The current version; after the open and a refresh also every version's usability (the host's wrappedBy). */
+async function keyState(kek: Pkcs11Kek, withVersions = false): Promise<ThreadKeyState> {
+  const state: ThreadKeyState = { keyId: await kek.currentKeyId(), createdAt: await kek.currentKeyCreatedAt() };
+  if (withVersions) state.versions = kek.versionUsability;
+  return state;
 }
 
 async function main(): Promise<void> {
@@ -30,7 +33,7 @@ async function main(): Promise<void> {
   try {
     const library = await processPkcs11Loader.acquire(config.modulePath);
     kek = await Pkcs11Kek.open({ config, library, log });
-    send({ t: 'reply', id: 0, ok: true, key: await keyState(kek) });
+    send({ t: 'reply', id: 0, ok: true, key: await keyState(kek, true) });
   } catch (err) {
     send(failure(0, err));
     return;
@@ -55,7 +58,7 @@ async function main(): Promise<void> {
           }
           case 'refresh':
             await kek.refresh();
-            send({ t: 'reply', id: r.id, ok: true, key: await keyState(kek) });
+            send({ t: 'reply', id: r.id, ok: true, key: await keyState(kek, true) });
             break;
           case 'close':
             await kek.close();

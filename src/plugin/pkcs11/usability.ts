@@ -1,0 +1,47 @@
+// Which pkcs11 key versions may unwrap, as the backend last listed them (CKA_DECRYPT/CKA_UNWRAP,
+// read with the versions on every refresh: no extra call), and what a ciphertext under a retired one
+// is answered. Shared by the backend on the event loop (kek.ts) and the host of the backend thread
+// (thread-host.ts), which learns the list from the thread's replies: no key material, no handles.
+import { BackendError, type WrappingVersion } from '../backend.js';
+import { parseCiphertext } from './ciphertext.js';
+
+/** One version's public facts. */
+export interface VersionUsability {
+  /** CKA_ID in lower-case hex (what a ciphertext names). */
+  idHex: string;
+  keyId: string;
+  usable: boolean;
+}
+
+/** What decrypt answers for a ciphertext under a retired version: the token's refusal, explained. */
+export function retiredVersionError(keyId: string, cause?: unknown): BackendError {
+  return new BackendError('KEY_NOT_FOUND', `pkcs11 key version ${keyId} may not decrypt (retired?): restore it with \`atrest kms-plugin restore-key --backend pkcs11 ... --key-id ${keyId}\``, cause === undefined ? undefined : { cause });
+}
+
+/** The versions by CKA_ID hex, and the set KekBackend.usableKeyIds reports. */
+export class Pkcs11Usability {
+  readonly usableKeyIds: ReadonlySet<string>;
+  private readonly byIdHex: ReadonlyMap<string, VersionUsability>;
+
+  constructor(versions: readonly VersionUsability[]) {
+    this.byIdHex = new Map(versions.map((v) => [v.idHex, v]));
+    this.usableKeyIds = new Set(versions.filter((v) => v.usable).map((v) => v.keyId));
+  }
+
+  get versions(): VersionUsability[] {
+    return [...this.byIdHex.values()].map((v) => ({ ...v }));
+  }
+
+  /** KekBackend.wrappedBy: the version a pkcs11 ciphertext names, if listed. */
+  wrappedBy(ciphertext: Uint8Array): WrappingVersion | undefined {
+    let idHex: string;
+    try {
+      idHex = parseCiphertext(ciphertext).keyVersionId.toString('hex');
+    } catch {
+      return undefined; // not one of ours: decrypt says why
+    }
+    const v = this.byIdHex.get(idHex);
+    if (!v) return undefined;
+    return v.usable ? { keyId: v.keyId } : { keyId: v.keyId, refusal: retiredVersionError(v.keyId) };
+  }
+}

@@ -19,6 +19,11 @@ export function createLogger(
   component: string,
   level: string = process.env['ATREST_LOG_LEVEL'] ?? 'info',
   format: LogFormat = defaultLogFormat(),
+  /**
+   * Write each line before returning (JSON lines are otherwise written in the background, through
+   * libuv's thread pool): for the last lines of a process that ends itself at once (SIGKILL).
+   */
+  sync = false,
 ): Logger {
   const options = { level, base: { component }, timestamp: pino.stdTimeFunctions.isoTime };
   if (format === 'text') {
@@ -26,7 +31,7 @@ export function createLogger(
     const stderr = endOnBrokenPipe(pino.destination({ fd: 2, sync: true }));
     return pino(options, textDestination((line) => stderr.write(line)));
   }
-  return pino(options, endOnBrokenPipe(pino.destination(2)));
+  return pino(options, endOnBrokenPipe(pino.destination(sync ? { dest: 2, sync: true } : 2)));
 }
 
 /**

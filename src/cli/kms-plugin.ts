@@ -9,6 +9,8 @@
 //   atrest kms-plugin restore-key --key-file /etc/atrest/kek.json --key-id local:v1:0123456789abcdef
 // Retiring a version is `atrest rotate`'s last step (src/cli/rotate.ts), which first proves that no
 // stored value needs it.
+import { writeSync } from 'node:fs';
+import { setTimeout as delay } from 'node:timers/promises';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { AtrestError, messageOf } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -184,9 +186,13 @@ export function rotationAdvice(hash: string, refreshMs: number): string {
 async function leaveIfHsmCallStuck(log: Logger, err?: unknown): Promise<void> {
   const { stuckPkcs11Threads } = await import('../plugin/pkcs11/thread-host.js');
   if (stuckPkcs11Threads() === 0) return;
-  log.warn({ event: 'exit-hsm-call-abandoned', threads: stuckPkcs11Threads() }, 'a PKCS#11 call has not returned: exiting without waiting for it');
-  await new Promise<void>((resolve) => log.flush(() => resolve()));
-  if (err !== undefined) process.stderr.write(`atrest: ${messageOf(err)}\n`);
+  // Lines already logged are written in the background (through libuv's thread pool, which a module
+  // call may hold too): give them a moment, never more, and write the last ones synchronously.
+  await Promise.race([new Promise<void>((resolve) => log.flush(() => resolve())), delay(500)]);
+  const { createLogger } = await import('../log.js');
+  createLogger('kms-plugin', undefined, undefined, true)
+    .warn({ event: 'exit-hsm-call-abandoned', threads: stuckPkcs11Threads() }, 'a PKCS#11 call has not returned: exiting without waiting for it');
+  if (err !== undefined) writeSync(2, `atrest: ${messageOf(err)}\n`);
   process.kill(process.pid, 'SIGKILL');
 }
 

@@ -45,10 +45,14 @@ export interface ThreadInit { config: Pkcs11Config }
 /** How long the thread may take to start running (before the open's own bound applies). */
 const THREAD_START_MS = 30_000;
 
-/** Threads whose module call did not return by close(): the process cannot exit normally. */
+/**
+ * Threads whose backend was closed but which have not ended yet (a module call that did not return,
+ * or a terminate still under way): the process cannot exit normally while one runs. A thread leaves
+ * the set only on its 'exit' event, so no race between close() and terminate() can hide one.
+ */
 const stuck = new Set<Worker>();
 
-/** How many pkcs11 backend threads are still inside a module call after their backend closed. */
+/** How many pkcs11 backend threads are still running after their backend closed. */
 export function stuckPkcs11Threads(): number {
   return stuck.size;
 }
@@ -103,7 +107,10 @@ export class ThreadedPkcs11Kek implements KekBackend {
     const kek = new ThreadedPkcs11Kek(worker, where, timeoutMs);
     worker.on('message', (m: ThreadMessage) => kek.onMessage(m, log));
     worker.on('error', (err) => kek.onExit(new BackendError('INTERNAL', `the pkcs11 backend thread failed: ${err.message}`, { cause: err })));
-    worker.on('exit', (code) => kek.onExit(new BackendError('UNAVAILABLE', `the pkcs11 backend thread ended (exit code ${code})`)));
+    worker.on('exit', (code) => {
+      stuck.delete(worker);
+      kek.onExit(new BackendError('UNAVAILABLE', `the pkcs11 backend thread ended (exit code ${code})`));
+    });
     // Request 0 is the open the thread starts by itself. The bound starts once the thread runs
     // (starting it, from source with tsx, takes a while on a loaded machine and is not the HSM's).
     const opened = kek.expect(0);
@@ -164,6 +171,8 @@ export class ThreadedPkcs11Kek implements KekBackend {
   }
 
   private async shutDown(): Promise<void> {
+    // Counted until the thread's 'exit' event (see `stuck`).
+    if (!this.exited) stuck.add(this.worker);
     if (!this.exited) {
       const id = this.nextId++;
       const closed = this.expect(id).then(() => true, () => true);
@@ -173,10 +182,9 @@ export class ThreadedPkcs11Kek implements KekBackend {
       clearTimeout(timer);
       if (!done) {
         // Still inside a module call: it cannot be interrupted. Let the process exit around it.
-        stuck.add(this.worker);
         this.worker.unref();
         this.onExit(new BackendError('UNAVAILABLE', `the pkcs11 backend is closed (${this.where} had not returned from a call)`));
-        void this.worker.terminate().then(() => stuck.delete(this.worker), () => undefined);
+        void this.worker.terminate().catch(() => undefined);
         return;
       }
     }

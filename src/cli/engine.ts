@@ -24,6 +24,8 @@ export interface KmsEngine {
   transformers: TransformerSet;
   /** Which resources the tool looks at: `--resources`, else those the configuration names. */
   selects(gr: GroupResource): boolean;
+  /** The resources the configuration names, whatever `--resources` says (`atrest rotate`'s retirement check). */
+  configures(gr: GroupResource): boolean;
   /**
    * The write provider (first provider) of each selected resource that is a kms provider, with its
    * own health check (the kms v2 Status probe, or the v1 Encrypt+Decrypt probe) and, for kms v2,
@@ -127,9 +129,8 @@ export async function openKmsEngine(flags: EngineConfigFlags, options: Omit<Open
   }
   const table = buildResourceTable(config);
   const wanted = flags.resources ? parseResourceSelection(flags.resources) : undefined;
-  const selects = wanted
-    ? (gr: GroupResource) => isSelected(wanted, gr)
-    : (gr: GroupResource) => table.providersFor(gr) !== undefined;
+  const configures = (gr: GroupResource) => table.providersFor(gr) !== undefined;
+  const selects = wanted ? (gr: GroupResource) => isSelected(wanted, gr) : configures;
 
   const kmsSets: KmsProviders[] = [];
   const health = new Map<KMSConfiguration, { check: HealthCheck; providers: KmsProviders }>();
@@ -163,6 +164,7 @@ export async function openKmsEngine(flags: EngineConfigFlags, options: Omit<Open
   return {
     transformers,
     selects,
+    configures,
     writeKmsProviders() {
       const out: WriteKmsProvider[] = [];
       const seen = new Set<string>();

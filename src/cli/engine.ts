@@ -109,13 +109,18 @@ export function storeLocation(flags: EngineFlags, readonly: boolean): StoreLocat
   };
 }
 
-/** Opens the store; any failure is a StoreError UNAVAILABLE naming the store (a check that cannot complete: exit 3). */
+/**
+ * Opens the store; any failure is a StoreError UNAVAILABLE naming the store (a check that cannot
+ * complete: exit 3). That includes the embedded store's READ_ONLY / NO_SPACE / IO_ERROR of a
+ * read-write open (rewrite): exit 1 would say "stale values found".
+ */
 export async function openToolStore(loc: StoreLocation): Promise<Store> {
   try {
     return await openStore(loc);
   } catch (err) {
-    if (err instanceof StoreError) throw err;
-    throw new StoreError('UNAVAILABLE', `cannot open the ${describeStoreLocation(loc)}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    if (err instanceof StoreError && err.code === 'UNAVAILABLE') throw err;
+    const message = err instanceof StoreError ? err.message : `cannot open the ${describeStoreLocation(loc)}: ${err instanceof Error ? err.message : String(err)}`;
+    throw new StoreError('UNAVAILABLE', message, { cause: err });
   }
 }
 

@@ -53,7 +53,6 @@ function duration(minMs: number): (v: string) => number {
   };
 }
 
-/** Go's strconv.ParseBool, for `--leader-elect=false`. */
 const goDurationText = (ms: number): string => formatGoDuration(millisToNanos(ms));
 
 function integer(min: number, max: number): (v: string) => number {

@@ -13,7 +13,6 @@ function exponentialBuckets(start: number, factor: number, count: number): numbe
   return Array.from({ length: count }, (_, i) => start * factor ** i);
 }
 
-
 export class KmsMetrics implements KmsV1TransformerObserver, KmsV2TransformerObserver {
   private readonly latency: Histogram<'provider_name' | 'method_name' | 'grpc_status_code'>;
   private readonly keyIdTotal: Counter<'transformation_type' | 'provider_name' | 'key_id_hash' | 'apiserver_id_hash'>;

@@ -11,7 +11,6 @@ export function keyIdHash(keyId: string): string {
   return keyId === '' ? '' : `sha256:${createHash('sha256').update(keyId).digest('hex')}`;
 }
 
-
 export class PluginMetrics {
   private readonly operations: Counter<'api_version' | 'method' | 'outcome'>;
   private readonly latency: Histogram<'api_version' | 'method'>;

@@ -11,7 +11,6 @@ export type RemoteOperation = 'wrap' | 'unwrap' | 'refresh' | 'verify';
 export type RemoteOutcome = 'ok' | 'unavailable' | 'refused';
 export type RotationReason = 'start' | 'max_age' | 'max_uses' | 'remote_key_changed' | 'remote_refused';
 
-
 /** What the gauges read when scraped. */
 export interface HierarchyGaugeSource {
   remoteUp(): boolean;

@@ -36,7 +36,6 @@ export function isRefusal(err: unknown): boolean {
   return err instanceof BackendError && (err.code === 'KEY_NOT_FOUND' || err.code === 'INVALID_CIPHERTEXT');
 }
 
-
 /**
  * An outage as the plugin answers it: UNAVAILABLE (gRPC Unavailable), whatever code the remote
  * backend gave it (PyKMIP's General Failure and most PKCS#11 failures come as INTERNAL). Callers

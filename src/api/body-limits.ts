@@ -1,7 +1,7 @@
 // What one request body may cost (issue #20 §1): nesting depth, JSON-patch operations, the bytes a
 // patch's copies add. Checked before a document is parsed or walked where that is possible, so a
 // hostile body is refused before it costs memory or stack. The YAML-specific bounds (time, heap,
-// aliases) live with the YAML decoder (yaml-decoder.ts); the byte size limit is read in server.ts.
+// aliases) live with the YAML decoder (src/api/yaml/decoder.ts); the byte size limit is read in server.ts.
 import { ApiError, badRequest } from './errors.js';
 
 /**

@@ -24,6 +24,8 @@ export interface KmsEngine {
   transformers: TransformerSet;
   /** Which resources the tool looks at: `--resources`, else those the configuration names. */
   selects(gr: GroupResource): boolean;
+  /** The resources the configuration names, whatever `--resources` says (`atrest rotate`'s retirement check). */
+  configures(gr: GroupResource): boolean;
   /**
    * The write provider (first provider) of each selected resource that is a kms provider, with its
    * own health check (the kms v2 Status probe, or the v1 Encrypt+Decrypt probe) and, for kms v2,
@@ -107,13 +109,18 @@ export function storeLocation(flags: EngineFlags, readonly: boolean): StoreLocat
   };
 }
 
-/** Opens the store; any failure is a StoreError UNAVAILABLE naming the store (a check that cannot complete: exit 3). */
+/**
+ * Opens the store; any failure is a StoreError UNAVAILABLE naming the store (a check that cannot
+ * complete: exit 3). That includes the embedded store's READ_ONLY / NO_SPACE / IO_ERROR of a
+ * read-write open (rewrite): exit 1 would say "stale values found".
+ */
 export async function openToolStore(loc: StoreLocation): Promise<Store> {
   try {
     return await openStore(loc);
   } catch (err) {
-    if (err instanceof StoreError) throw err;
-    throw new StoreError('UNAVAILABLE', `cannot open the ${describeStoreLocation(loc)}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    if (err instanceof StoreError && err.code === 'UNAVAILABLE') throw err;
+    const message = err instanceof StoreError ? err.message : `cannot open the ${describeStoreLocation(loc)}: ${err instanceof Error ? err.message : String(err)}`;
+    throw new StoreError('UNAVAILABLE', message, { cause: err });
   }
 }
 
@@ -127,9 +134,8 @@ export async function openKmsEngine(flags: EngineConfigFlags, options: Omit<Open
   }
   const table = buildResourceTable(config);
   const wanted = flags.resources ? parseResourceSelection(flags.resources) : undefined;
-  const selects = wanted
-    ? (gr: GroupResource) => isSelected(wanted, gr)
-    : (gr: GroupResource) => table.providersFor(gr) !== undefined;
+  const configures = (gr: GroupResource) => table.providersFor(gr) !== undefined;
+  const selects = wanted ? (gr: GroupResource) => isSelected(wanted, gr) : configures;
 
   const kmsSets: KmsProviders[] = [];
   const health = new Map<KMSConfiguration, { check: HealthCheck; providers: KmsProviders }>();
@@ -163,6 +169,7 @@ export async function openKmsEngine(flags: EngineConfigFlags, options: Omit<Open
   return {
     transformers,
     selects,
+    configures,
     writeKmsProviders() {
       const out: WriteKmsProvider[] = [];
       const seen = new Set<string>();

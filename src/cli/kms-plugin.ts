@@ -28,7 +28,6 @@ interface KmsPluginOptions extends BackendOptions {
   refreshInterval: string;
   statusVersion: string;
   shutdownGrace: string;
-  authorityRepair: string;
 }
 
 function milliseconds(flag: string, min: number) {
@@ -48,7 +47,7 @@ export function registerKmsPlugin(program: Command): void {
     .addOption(new Option('--refresh-interval <ms>', 'how often to look for a rotated KEK').default('5000').argParser(milliseconds('--refresh-interval', 50)).env('ATREST_KMS_PLUGIN_REFRESH_INTERVAL'))
     .addOption(new Option('--status-version <version>', 'version in v2 Status answers (v2beta1: kube-apiserver 1.27+; v2: 1.29+)').choices(['v2beta1', 'v2']).default('v2beta1').env('ATREST_KMS_PLUGIN_STATUS_VERSION'))
     .addOption(new Option('--shutdown-grace <ms>', 'on SIGTERM, how long in-flight calls may take to finish').default('10000').argParser(milliseconds('--shutdown-grace', 0)).env('ATREST_KMS_PLUGIN_SHUTDOWN_GRACE'))
-    .addOption(new Option('--authority-repair <on|off>', 'rewrite an HTTP/2 :authority Node\'s HTTP/2 refuses (the socket path kube-apiserver 1.27/1.28 send) to localhost; off hands connections to gRPC as accepted (a benchmark baseline)').choices(['on', 'off']).default('on').env('ATREST_KMS_PLUGIN_AUTHORITY_REPAIR'))
+    .addOption(new Option('--authority-repair', 'rewrite an HTTP/2 :authority Node\'s HTTP/2 refuses (the socket path kube-apiserver 1.27/1.28 send) to localhost; --authority-repair=false hands connections to gRPC as accepted (a benchmark baseline)').default(true).env('ATREST_KMS_PLUGIN_AUTHORITY_REPAIR'))
     .configureHelp({ showGlobalOptions: true });
   // The key hierarchy's flags apply to the remote backends (kmip, pkcs11) a serving plugin wraps.
   addBackendFlags(cmd, [], [hierarchyFlags]);
@@ -237,7 +236,8 @@ async function serve(opts: KmsPluginOptions, log: Logger): Promise<void> {
       refreshIntervalMs: Number(opts.refreshInterval),
       statusVersion: opts.statusVersion as StatusVersion,
       shutdownGraceMs: Number(opts.shutdownGrace),
-      authorityRepair: opts.authorityRepair !== 'off',
+      // A boolean flag (commander's value is not a string like the backend options').
+      authorityRepair: (opts as { authorityRepair?: unknown }).authorityRepair !== false,
     });
     if (opts.healthListen) {
       const degraded = backend.degraded?.bind(backend);

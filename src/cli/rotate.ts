@@ -146,7 +146,8 @@ async function runRotate(flags: RotateFlags): Promise<number> {
       const result = await rotate({
         backend,
         providers: () => engine.writeKmsProviders(),
-        verify: (onValue) => verifyStore({ ...base, onValue, reader: reader() }),
+        // Retirement is checked over every resource of the configuration (scope 'all'), not only --resources.
+        verify: (onValue, scope) => verifyStore({ ...base, ...(scope === 'all' ? { selects: engine.configures } : {}), onValue, reader: reader() }),
         rewrite: (onProgress) => rewriteStore({ ...base, signal: abort.signal, onProgress, reader: reader() }),
         migrateWith: flags.migrateWith,
         servers,

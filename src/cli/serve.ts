@@ -53,13 +53,6 @@ function duration(minMs: number): (v: string) => number {
   };
 }
 
-/** Go's strconv.ParseBool, for `--leader-elect=false`. */
-function goBool(v: string): boolean {
-  if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(v)) return true;
-  if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(v)) return false;
-  throw new InvalidArgumentError('must be true or false');
-}
-
 const goDurationText = (ms: number): string => formatGoDuration(millisToNanos(ms));
 
 function integer(min: number, max: number): (v: string) => number {
@@ -96,7 +89,7 @@ export function registerServe(program: Command): void {
     .addOption(new Option('--max-requests-inflight <n>', 'read-only requests served at once; more get 429 (0: no limit)').default(DEFAULT_MAX_REQUESTS_INFLIGHT).argParser(integer(0, 1_000_000)).env('ATREST_MAX_REQUESTS_INFLIGHT'))
     .addOption(new Option('--max-mutating-requests-inflight <n>', 'mutating requests served at once; more get 429 (0: no limit)').default(DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT).argParser(integer(0, 1_000_000)).env('ATREST_MAX_MUTATING_REQUESTS_INFLIGHT'))
     .addOption(featureGatesOption())
-    .addOption(new Option('--leader-elect [bool]', 'run the controllers (StorageVersionMigration) only on the replica holding their Lease; false: run them here without one (a single server only)').argParser(goBool).default(true).env('ATREST_LEADER_ELECT'))
+    .addOption(new Option('--leader-elect', 'run the controllers (StorageVersionMigration) only on the replica holding their Lease; --leader-elect=false: run them here without one (a single server only)').default(true).env('ATREST_LEADER_ELECT'))
     .addOption(new Option('--leader-elect-lease-duration <duration>', 'how long a holder\'s Lease must stay unrenewed before another replica takes it over').argParser(duration(1000)).default(DEFAULT_LEADER_ELECTION.leaseDurationMs, goDurationText(DEFAULT_LEADER_ELECTION.leaseDurationMs)).env('ATREST_LEADER_ELECT_LEASE_DURATION'))
     .addOption(new Option('--leader-elect-renew-deadline <duration>', 'the leader stops when it could not renew its Lease for this long (less than the lease duration)').argParser(duration(100)).default(DEFAULT_LEADER_ELECTION.renewDeadlineMs, goDurationText(DEFAULT_LEADER_ELECTION.renewDeadlineMs)).env('ATREST_LEADER_ELECT_RENEW_DEADLINE'))
     .addOption(new Option('--leader-elect-retry-period <duration>', 'how often to try to acquire or renew the Lease').argParser(duration(10)).default(DEFAULT_LEADER_ELECTION.retryPeriodMs, goDurationText(DEFAULT_LEADER_ELECTION.retryPeriodMs)).env('ATREST_LEADER_ELECT_RETRY_PERIOD'))

@@ -4,16 +4,13 @@
 // config reload) reuses the existing collectors.
 import { createHash } from 'node:crypto';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { reuseMetric } from '../metrics.js';
 import { keyIdHash } from '../transform/kmsv2/validation.js';
 import type { KmsV1TransformerObserver } from '../transform/kmsv1.js';
 import type { KmsV2TransformerObserver } from '../transform/kmsv2/transformer.js';
 
 function exponentialBuckets(start: number, factor: number, count: number): number[] {
   return Array.from({ length: count }, (_, i) => start * factor ** i);
-}
-
-function reuse<T>(registry: Registry, name: string, make: () => T): T {
-  return (registry.getSingleMetric(name) as T | undefined) ?? make();
 }
 
 export class KmsMetrics implements KmsV1TransformerObserver, KmsV2TransformerObserver {
@@ -36,51 +33,51 @@ export class KmsMetrics implements KmsV1TransformerObserver, KmsV2TransformerObs
     const registers = [registry];
     this.now = options.now ?? Date.now;
     this.apiServerIdHash = options.apiServerId ? `sha256:${createHash('sha256').update(options.apiServerId).digest('hex')}` : '';
-    this.latency = reuse(registry, 'apiserver_envelope_encryption_kms_operations_latency_seconds', () => new Histogram({
+    this.latency = reuseMetric(registry, 'apiserver_envelope_encryption_kms_operations_latency_seconds', () => new Histogram({
       name: 'apiserver_envelope_encryption_kms_operations_latency_seconds',
       help: 'KMS operation duration with gRPC error code status total.',
       labelNames: ['provider_name', 'method_name', 'grpc_status_code'], buckets: exponentialBuckets(0.001, 2, 20), registers,
     }));
-    this.keyIdTotal = reuse(registry, 'apiserver_envelope_encryption_key_id_hash_total', () => new Counter({
+    this.keyIdTotal = reuseMetric(registry, 'apiserver_envelope_encryption_key_id_hash_total', () => new Counter({
       name: 'apiserver_envelope_encryption_key_id_hash_total',
       help: 'Number of times a keyID is used split by transformation type, provider, and apiserver identity.',
       labelNames: ['transformation_type', 'provider_name', 'key_id_hash', 'apiserver_id_hash'], registers,
     }));
-    this.keyIdLast = reuse(registry, 'apiserver_envelope_encryption_key_id_hash_last_timestamp_seconds', () => new Gauge({
+    this.keyIdLast = reuseMetric(registry, 'apiserver_envelope_encryption_key_id_hash_last_timestamp_seconds', () => new Gauge({
       name: 'apiserver_envelope_encryption_key_id_hash_last_timestamp_seconds',
       help: 'The last time in seconds when a keyID was used.',
       labelNames: ['transformation_type', 'provider_name', 'key_id_hash', 'apiserver_id_hash'], registers,
     }));
-    this.keyIdStatusLast = reuse(registry, 'apiserver_envelope_encryption_key_id_hash_status_last_timestamp_seconds', () => new Gauge({
+    this.keyIdStatusLast = reuseMetric(registry, 'apiserver_envelope_encryption_key_id_hash_status_last_timestamp_seconds', () => new Gauge({
       name: 'apiserver_envelope_encryption_key_id_hash_status_last_timestamp_seconds',
       help: 'The last time in seconds when a keyID was returned by the Status RPC call.',
       labelNames: ['provider_name', 'key_id_hash', 'apiserver_id_hash'], registers,
     }));
-    this.invalidKeyId = reuse(registry, 'apiserver_envelope_encryption_invalid_key_id_from_status_total', () => new Counter({
+    this.invalidKeyId = reuseMetric(registry, 'apiserver_envelope_encryption_invalid_key_id_from_status_total', () => new Counter({
       name: 'apiserver_envelope_encryption_invalid_key_id_from_status_total',
       help: 'Number of times an invalid keyID is returned by the Status RPC call split by error.',
       labelNames: ['provider_name', 'error'], registers,
     }));
-    this.dekSourceCacheSizeGauge = reuse(registry, 'apiserver_envelope_encryption_dek_source_cache_size', () => new Gauge({
+    this.dekSourceCacheSizeGauge = reuseMetric(registry, 'apiserver_envelope_encryption_dek_source_cache_size', () => new Gauge({
       name: 'apiserver_envelope_encryption_dek_source_cache_size',
       help: 'Number of records in data encryption key (DEK) source cache. On a restart, this value is an approximation of the number of decrypt RPC calls the server will make to the KMS plugin.',
       labelNames: ['provider_name'], registers,
     }));
-    this.dekCacheFill = reuse(registry, 'apiserver_envelope_encryption_dek_cache_fill_percent', () => new Gauge({
+    this.dekCacheFill = reuseMetric(registry, 'apiserver_envelope_encryption_dek_cache_fill_percent', () => new Gauge({
       name: 'apiserver_envelope_encryption_dek_cache_fill_percent',
       help: 'Percent of the cache slots currently occupied by cached DEKs.', registers,
     }));
-    this.interArrival = reuse(registry, 'apiserver_envelope_encryption_dek_cache_inter_arrival_time_seconds', () => new Histogram({
+    this.interArrival = reuseMetric(registry, 'apiserver_envelope_encryption_dek_cache_inter_arrival_time_seconds', () => new Histogram({
       name: 'apiserver_envelope_encryption_dek_cache_inter_arrival_time_seconds',
       help: 'Time (in seconds) of inter arrival of transformation requests.',
       labelNames: ['transformation_type'], buckets: exponentialBuckets(60, 2, 10), registers,
     }));
-    this.cacheMisses = reuse(registry, 'apiserver_storage_envelope_transformation_cache_misses_total', () => new Counter({
+    this.cacheMisses = reuseMetric(registry, 'apiserver_storage_envelope_transformation_cache_misses_total', () => new Counter({
       name: 'apiserver_storage_envelope_transformation_cache_misses_total',
       help: 'Total number of cache misses while accessing key decryption key(KEK).', registers,
     }));
     // Not in kube-apiserver: when the current write DEK seed was made, for rotation-age alerts.
-    this.dekSeedCreated = reuse(registry, 'atrest_envelope_encryption_dek_seed_created_timestamp_seconds', () => new Gauge({
+    this.dekSeedCreated = reuseMetric(registry, 'atrest_envelope_encryption_dek_seed_created_timestamp_seconds', () => new Gauge({
       name: 'atrest_envelope_encryption_dek_seed_created_timestamp_seconds',
       help: 'When the kms v2 provider\'s current write DEK seed was generated (Unix seconds); a new seed is made at start and whenever the plugin reports a new key_id.',
       labelNames: ['provider_name'], registers,
@@ -149,12 +146,12 @@ export function createTransformationMetrics(registry: Registry): {
   record(type: 'to_storage' | 'from_storage', transformerPrefix: string, seconds: number, err?: unknown): void;
 } {
   const registers = [registry];
-  const total = reuse(registry, 'apiserver_storage_transformation_operations_total', () => new Counter({
+  const total = reuseMetric(registry, 'apiserver_storage_transformation_operations_total', () => new Counter({
     name: 'apiserver_storage_transformation_operations_total',
     help: 'Total number of transformations. Successful transformation will have a status \'OK\' and a varied status string when the transformation fails. This status and transformation_type fields may be used for alerting on encryption/decryption failure using transformation_type from_storage for decryption and to_storage for encryption',
     labelNames: ['transformation_type', 'transformer_prefix', 'status'], registers,
   })) as Counter<'transformation_type' | 'transformer_prefix' | 'status'>;
-  const duration = reuse(registry, 'apiserver_storage_transformation_duration_seconds', () => new Histogram({
+  const duration = reuseMetric(registry, 'apiserver_storage_transformation_duration_seconds', () => new Histogram({
     name: 'apiserver_storage_transformation_duration_seconds',
     help: 'Latencies in seconds of value transformation operations.',
     labelNames: ['transformation_type', 'transformer_prefix'], buckets: exponentialBuckets(5e-6, 2, 25), registers,

@@ -28,7 +28,8 @@ function capturingProgram(): { program: Command; parsed: () => Record<string, un
   let last: Record<string, unknown> | undefined;
   for (const cmd of allCommands(program)) {
     cmd.configureOutput({ writeOut: () => undefined, writeErr: () => undefined, outputError: () => undefined });
-    if (cmd.commands.length === 0) cmd.action(() => { last = cmd.optsWithGlobals(); });
+    // Commands with subcommands too (kms-plugin serves with its own flags), not the program itself.
+    if (cmd.parent !== null) cmd.action(() => { last = cmd.optsWithGlobals(); });
   }
   return { program, parsed: () => last };
 }
@@ -96,6 +97,8 @@ test('every boolean flag: --flag, --flag=true|false, its variable as true/false;
   const program = buildProgram();
   const booleans = allCommands(program).flatMap((cmd) => cmd.options.filter((o) => isBooleanFlag(o) && !(cmd.parent === null)).map((o) => ({ cmd, o })));
   assert.ok(booleans.length >= 5, booleans.map((b) => b.o.long).join(' '));
+  // Booleans that defaulted to true were once an optional value (`--leader-elect [bool]`) and a choice (`--authority-repair on|off`).
+  for (const long of ['--leader-elect', '--authority-repair']) assert.ok(booleans.some((b) => b.o.long === long), `${long} is a kube-style boolean`);
   for (const { cmd, o } of booleans) {
     const args = [...pathOf(cmd), ...(cmd.registeredArguments.some((a) => a.required) ? ['/registry/secrets/a/b'] : [])];
     const key = o.attributeName();

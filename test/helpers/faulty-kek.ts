@@ -6,7 +6,7 @@
 import { registerTestSecret } from './test-log.js';
 import { BackendError, type Annotations, type KekBackend, type WrapOptions, type WrapResult, type WrappingVersion } from '../../src/plugin/backend.js';
 
-export type FaultMode = 'up' | 'down' | 'frozen' | 'refusing';
+export type FaultMode = 'up' | 'down' | 'failing' | 'frozen' | 'refusing';
 
 export class FaultyKek implements KekBackend {
   mode: FaultMode = 'up';
@@ -77,6 +77,8 @@ export class FaultyKek implements KekBackend {
         return run();
       case 'down':
         return Promise.reject(new BackendError('UNAVAILABLE', 'injected outage: remote unreachable (ECONNREFUSED)'));
+      case 'failing':
+        return Promise.reject(new BackendError('INTERNAL', 'injected server failure: General Failure'));
       case 'refusing':
         return Promise.reject(new BackendError('KEY_NOT_FOUND', 'injected refusal: the remote key is Deactivated (revoked?)'));
       case 'frozen':

@@ -252,6 +252,26 @@ test('a frozen remote: every remote call times out, Encrypt and held Decrypts ne
   });
 });
 
+test('a remote that answers with a server-side failure (PyKMIP General Failure, a device error) is an outage: its misses are UNAVAILABLE, not a verdict on the value', async () => {
+  await withRemote(async ({ remote, registry, open }) => {
+    const h = await open();
+    const stranger = await open();
+    const foreign = await stranger.encrypt(Buffer.alloc(32, 4), { annotations: true });
+    const legacy = await remote.encrypt(Buffer.alloc(32, 5));
+    remote.mode = 'failing';
+    // A miss (another process's local KEK) and a value from before the hierarchy: both need the
+    // remote, which failed. gRPC Unavailable is what tells kube-apiserver and atrest verify "cannot
+    // check now"; INTERNAL would make verify call the value undecryptable.
+    for (const [ciphertext, annotations] of [[foreign.ciphertext, foreign.annotations], [legacy.ciphertext, undefined]] as const) {
+      await assert.rejects(h.decrypt(ciphertext, annotations), (e: unknown) => e instanceof BackendError && e.code === 'UNAVAILABLE' && /General Failure/.test(e.message));
+    }
+    assert.equal(await metric(registry, 'atrest_kms_plugin_remote_kek_up'), 0);
+    assert.ok((await remoteCalls(registry, 'unwrap', 'unavailable')) >= 2);
+    remote.recover();
+    assert.deepEqual(await h.decrypt(foreign.ciphertext, foreign.annotations), Buffer.alloc(32, 4));
+  });
+});
+
 test('start while the remote is down fails closed, naming the remote', async () => {
   await withRemote(async ({ remote, open }) => {
     remote.mode = 'down';

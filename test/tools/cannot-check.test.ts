@@ -9,7 +9,7 @@
 // call counts are asserted in test/storage/check-failure.test.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseEncryptionConfig } from '../../src/config/load.js';
 import { createKmsProviders } from '../../src/kms/factory.js';
@@ -163,6 +163,14 @@ test('a KMS plugin that is down makes values "not checked" (exit 3), never undec
     const junkText = await readFile(junkProm, 'utf8');
     assert.match(junkText, /^atrest_verify_check_complete 0$/m);
     assert.doesNotMatch(junkText, /_values[{ ]/);
+    // One the store refuses to open for writing (a file it may not write: SQLITE_CANTOPEN, READ_ONLY): a
+    // rewrite cannot complete either (it used to exit 1, which says stale values were found).
+    const lockedDir = join(dir, 'locked');
+    await mkdir(lockedDir);
+    await symlink('/proc/version', join(lockedDir, 'store.db'));
+    const locked = await runCli(['rewrite', '--encryption-provider-config', configPath, '--data-dir', lockedDir]);
+    assert.equal(locked.code, 3, locked.stderr);
+    assert.match(locked.stderr, /^atrest rewrite: could not complete: cannot open the embedded store .*locked\/store\.db: /m);
 
     // The plugin back: every value is there, as before (nothing was lost).
     plugin = await startPlugin(keyFile, socket);

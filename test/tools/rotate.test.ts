@@ -3,12 +3,13 @@
 // after an interruption (see rotate-fixture.ts for the setting).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { localBackend } from '../../src/plugin/backends/local.js';
 import { etcdAvailable } from '../helpers/etcd.js';
-import { apiRequest } from '../helpers/server.js';
+import { apiRequest, kmsV2ProviderLine } from '../helpers/server.js';
 import { inProcessLogger } from '../helpers/test-log.js';
-import { PREFIX, seedSecrets, startRotateWorld, type RotateWorld } from './rotate-fixture.js';
+import { PREFIX, kmsTransformers, seedSecrets, startRotateWorld, type RotateWorld } from './rotate-fixture.js';
 
 const ctx = { log: inProcessLogger('rotate-test') };
 
@@ -119,5 +120,31 @@ describe('atrest rotate', { skip: !etcdAvailable() && 'needs etcd' }, () => {
     const rerun = await w.rotate([]);
     assert.equal(rerun.code, 0, rerun.stderr);
     assert.match(rerun.stdout, /^rotation complete: current KEK version local:v5:\S+; retired local:v4:/);
+  });
+
+  it('--resources narrows the migration, never the retirement check: a resource left out with values under the old version makes it refuse', async () => {
+    // A configuration in which configmaps are under the same KMS provider as secrets.
+    const both = join(w.dir, 'both.yaml');
+    await writeFile(both, `apiVersion: apiserver.config.k8s.io/v1
+kind: EncryptionConfiguration
+resources:
+  - resources: [secrets, configmaps]
+    providers:
+${kmsV2ProviderLine(join(w.dir, 'kms.sock'))}
+      - identity: {}
+`);
+    const { store, close } = await kmsTransformers(both);
+    try {
+      await store(await w.store()).create(`${PREFIX}/configmaps/default/c1`, Buffer.from(JSON.stringify({ kind: 'ConfigMap', apiVersion: 'v1', metadata: { name: 'c1', namespace: 'default' }, data: { k: 'v' } })));
+    } finally {
+      await close();
+    }
+    const narrowed = await w.rotate(['--encryption-provider-config', both, '--resources', 'secrets', '--migrate-with', 'rewrite']);
+    assert.equal(narrowed.code, 1, narrowed.stderr);
+    assert.match(narrowed.stderr, /1 stored values are still under local:v5:\S+ \(configmaps: 1\), e\.g\. \/registry\/configmaps\/default\/c1: not retiring/);
+    assert.deepEqual(await states(), ['v1:retired', 'v2:retired', 'v3:retired', 'v4:retired', 'v5:active', 'v6:current'], 'nothing retired');
+    const whole = await w.rotate(['--encryption-provider-config', both, '--migrate-with', 'rewrite']);
+    assert.equal(whole.code, 0, whole.stderr);
+    assert.match(whole.stdout, /^rotation complete: current KEK version local:v6:\S+; retired local:v5:/);
   });
 });

@@ -9,7 +9,7 @@ import { storageKey } from '../../storage/keys.js';
 import type { Watch } from '../../storage/types.js';
 import { LeaderElector } from '../leader-election.js';
 import { createMigrationMetrics } from './metrics.js';
-import { MigrationRunner } from './migrate.js';
+import { MIGRATION_DELETED, MigrationRunner } from './migrate.js';
 import type { MigrationControllerOptions } from './types.js';
 
 export const MIGRATOR_LEASE = { namespace: 'kube-system', name: 'atrest-storage-version-migrator' } as const;
@@ -88,7 +88,7 @@ export class StorageVersionMigrationController {
               if (e.obj.metadata.name && !isFinished(e.obj)) enqueue(e.obj.metadata.name);
             } else {
               queue.delete(e.name);
-              if (current?.name === e.name) current.abort.abort();
+              if (current?.name === e.name) current.abort.abort(MIGRATION_DELETED);
             }
           },
           onError: (err) => {

@@ -23,6 +23,9 @@ import type { MigrationMetrics } from './metrics.js';
 import { addCounts, describeCounts, readProgress, writeProgress, ZERO_COUNTS, type MigrationCounts } from './progress.js';
 import type { MigrationControllerOptions } from './types.js';
 
+/** The abort reason the controller gives a run whose object its watch saw deleted. */
+export const MIGRATION_DELETED = 'storage version migration deleted';
+
 /** `done`: finished or nothing to do; `retry`: try again later; `stopped`: the run was stopped (lease lost, shutdown). */
 export type RunResult = 'done' | 'retry' | 'stopped';
 
@@ -190,8 +193,9 @@ export class MigrationRunner {
       report();
       await progressWriter.flush();
       if (err instanceof RewriteError && err.code === 'REWRITE_ABORTED') {
-        // Not the controller's signal: the object was deleted (seen by the watch, or by a progress write).
-        const deleted = gone || !signal.aborted;
+        // The object was deleted: seen by a progress write (gone), or by the controller's watch (the
+        // signal's reason); else the lease was lost or the server stops.
+        const deleted = gone || signal.reason === MIGRATION_DELETED;
         log.info({ migration: name, resource }, deleted ? 'storage version migration deleted while running' : 'storage version migration stopped; it resumes where it stopped');
         return deleted ? 'done' : 'stopped';
       }

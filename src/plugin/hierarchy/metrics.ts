@@ -3,16 +3,13 @@
 // current local KEK (uses, creation time, overdue), local KEK rotations by reason and the decrypt
 // cache. Gauges about the current local KEK are read at scrape time, not set on the hot path.
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { reuseMetric } from '../../metrics.js';
 
 /** What a call to the remote KEK was for. */
 export type RemoteOperation = 'wrap' | 'unwrap' | 'refresh' | 'verify';
 /** ok; unavailable (no answer or a failure: an outage); refused (the key is unusable or the bytes are not its). */
 export type RemoteOutcome = 'ok' | 'unavailable' | 'refused';
 export type RotationReason = 'start' | 'max_age' | 'max_uses' | 'remote_key_changed' | 'remote_refused';
-
-function reuse<T>(registry: Registry, name: string, make: () => T): T {
-  return (registry.getSingleMetric(name) as T | undefined) ?? make();
-}
 
 /** What the gauges read when scraped. */
 export interface HierarchyGaugeSource {
@@ -29,17 +26,17 @@ export class HierarchyMetrics {
 
   constructor(registry: Registry, source: HierarchyGaugeSource) {
     const registers = [registry];
-    this.calls = reuse(registry, 'atrest_kms_plugin_remote_kek_calls_total', () => new Counter({
+    this.calls = reuseMetric(registry, 'atrest_kms_plugin_remote_kek_calls_total', () => new Counter({
       name: 'atrest_kms_plugin_remote_kek_calls_total',
       help: 'Calls of the key hierarchy to the remote KEK (kmip, pkcs11) by operation (wrap: a new local KEK; unwrap: a decrypt-cache miss or a value from before the hierarchy; refresh: looking for a rotated remote key; verify: the periodic check that the remote still unwraps the current local KEK) and outcome (ok, unavailable, refused).',
       labelNames: ['operation', 'outcome'], registers,
     }));
-    this.rotations = reuse(registry, 'atrest_kms_plugin_local_kek_rotations_total', () => new Counter({
+    this.rotations = reuseMetric(registry, 'atrest_kms_plugin_local_kek_rotations_total', () => new Counter({
       name: 'atrest_kms_plugin_local_kek_rotations_total',
       help: 'Local KEKs made, by reason (start, max_age, max_uses, remote_key_changed, remote_refused).',
       labelNames: ['reason'], registers,
     }));
-    this.cacheLookups = reuse(registry, 'atrest_kms_plugin_local_kek_cache_lookups_total', () => new Counter({
+    this.cacheLookups = reuseMetric(registry, 'atrest_kms_plugin_local_kek_cache_lookups_total', () => new Counter({
       name: 'atrest_kms_plugin_local_kek_cache_lookups_total',
       help: 'Decrypts of key-hierarchy values by whether their local KEK was held (hit) or had to be unwrapped by the remote (miss).',
       labelNames: ['result'], registers,

@@ -3,7 +3,7 @@
 // outcome, and classed: success or a refusal (a revoked or destroyed key, bytes that are not its)
 // means the remote is up; anything else (no answer, the timeout, a server-side failure) an outage. The outage is logged once
 // when it starts and once when it ends, with the remote named and how long it lasted.
-import { messageOf } from '../../errors.js';
+import { AtrestError, messageOf } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { BackendError, type KekBackend, type WrapResult } from '../backend.js';
 import type { HierarchyMetrics, RemoteOperation } from './metrics.js';
@@ -36,6 +36,18 @@ export function isRefusal(err: unknown): boolean {
   return err instanceof BackendError && (err.code === 'KEY_NOT_FOUND' || err.code === 'INVALID_CIPHERTEXT');
 }
 
+/**
+ * An outage as the plugin answers it: UNAVAILABLE (gRPC Unavailable), whatever code the remote
+ * backend gave it (PyKMIP's General Failure and most PKCS#11 failures come as INTERNAL). Callers
+ * tell "cannot check now" from "this value is refused" by that code (kube-apiserver retries,
+ * `atrest verify` reports the value as not checked, never as undecryptable).
+ */
+function asOutage(err: unknown, endpoint: string): BackendError {
+  if (err instanceof BackendError && err.code === 'UNAVAILABLE') return err;
+  // The text of an error not of ours is not vetted for secrets (as toCallError): name its type only.
+  const reason = err instanceof AtrestError ? err.message : `the remote KEK (${endpoint}) failed: ${err instanceof Error ? err.name : 'non-error thrown'}`;
+  return new BackendError('UNAVAILABLE', reason, { cause: err });
+}
 
 export class RemoteKek {
   readonly endpoint: string;
@@ -96,14 +108,14 @@ export class RemoteKek {
       this.answered();
       return result;
     } catch (err) {
-      if (!isRefusal(err)) {
-        this.metrics.remoteCall(operation, 'unavailable');
-        this.unreachable(operation, err);
-      } else {
+      if (isRefusal(err)) {
         this.metrics.remoteCall(operation, 'refused');
         this.answered(false);
+        throw err;
       }
-      throw err;
+      this.metrics.remoteCall(operation, 'unavailable');
+      this.unreachable(operation, err);
+      throw asOutage(err, this.endpoint);
     } finally {
       clearTimeout(timer);
     }

@@ -1,7 +1,7 @@
 // The HPACK Huffman code (RFC 7541 §5.2, Appendix B). The code is canonical: sorted by length,
 // then by symbol, each code is the previous one plus one (shifted left when the length grows), so
 // the 257 code lengths below are the whole table and the codes are rebuilt from them at load.
-// (test/plugin/http2-edge-hpack.test.ts checks the result against header blocks Node's own HTTP/2
+// (test/plugin/http2-edge-codec.test.ts checks the result against header blocks Node's own HTTP/2
 // encoder, nghttp2, writes.)
 import { PluginError } from '../errors.js';
 

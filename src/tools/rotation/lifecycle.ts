@@ -7,7 +7,8 @@
 //   3 migrate     a StorageVersionMigration per resource that has values under an old key_id, each
 //                 waited to Succeeded (migrations.ts), or `atrest rewrite`'s engine with
 //                 --migrate-with rewrite
-//   4 verify      no stored value is under an old key_id (verifyStore, key-usage.ts)
+//   4 verify      no stored value of any resource the configuration names (not only --resources)
+//                 is under an old key_id (verifyStore, key-usage.ts)
 //   5 retire      every old version, only after step 4 found nothing (run on its own, it verifies
 //                 first)
 // A rerun finds the old versions still active and continues; migrations it created are found by
@@ -31,11 +32,17 @@ export interface WriteProvider {
 }
 
 export type MigrateWith = 'storageversionmigration' | 'rewrite';
+export type VerifyScope = 'selected' | 'all';
 
 export interface RotateOptions {
   backend: RotationBackend;
   providers(): WriteProvider[];
-  verify(onValue: (key: string, writer: string) => void): Promise<VerifyReport>;
+  /**
+   * Scans the store. `selected`: the resources the run works on (--resources); `all`: every resource
+   * the configuration names, whatever --resources says. Retirement rests on `all`: a version retired
+   * while a resource left out of the run still has values under it would lose them.
+   */
+  verify(onValue: (key: string, writer: string) => void, scope: VerifyScope): Promise<VerifyReport>;
   /** Needed with --migrate-with rewrite. */
   rewrite?(onProgress: (p: RewriteProgress) => void): Promise<RewriteSummary>;
   migrateWith: MigrateWith;
@@ -110,7 +117,7 @@ export async function rotate(o: RotateOptions): Promise<RotateResult> {
 
   if (runs('migrate')) {
     step('migrate');
-    const usage = await scan(o, oldHashes);
+    const usage = await scan(o, oldHashes, 'selected');
     o.report.line(usage.old === 0 ? 'no value is under an old key_id: nothing to migrate' : `${usage.old} values under an old key_id (${perResource(usage.oldByResource)})`);
     if (usage.old > 0) await migrate(o, usage, wantHash);
   }
@@ -118,7 +125,8 @@ export async function rotate(o: RotateOptions): Promise<RotateResult> {
   let verified: KeyUsage | undefined;
   if (runs('verify') || runs('retire')) {
     step('verify');
-    verified = await scan(o, oldHashes);
+    // Every resource of the configuration, not only --resources: what retirement rests on.
+    verified = await scan(o, oldHashes, 'all');
     refuseUnlessUnused(verified, old);
     o.report.line(`no value needs ${old.map((v) => v.keyId).join(', ')}`);
   }
@@ -143,7 +151,7 @@ function ourProviders(o: RotateOptions, hashes: ReadonlySet<string>): WriteProvi
   const v1 = all.filter((p) => p.apiVersion !== 'v2');
   if (v1.length > 0) {
     throw new RotateError('usage', `kms ${v1[0]!.apiVersion} provider ${JSON.stringify(v1[0]!.name)} writes ${v1[0]!.resource}: kms v1 values do not record which KEK version wrapped them, so atrest rotate cannot prove an old version unused`,
-      'move to kms v2 first (docs/operator-guide.md), or leave those resources out with --resources');
+      'move to kms v2 first (docs/operator-guide.md); leaving those resources out with --resources rotates the others, but retirement still refuses while any resource holds kms v1 values');
   }
   const silent = all.filter((p) => p.keyIdHash() === undefined);
   if (silent.length > 0) {
@@ -171,9 +179,9 @@ async function waitForPlugins(o: RotateOptions, ours: WriteProvider[], wantHash:
   o.report.line(`the KMS plugin${ours.length > 1 ? 's' : ''} of ${[...new Set(ours.map((p) => p.name))].join(', ')} report${ours.length > 1 ? '' : 's'} the new key_id`);
 }
 
-async function scan(o: RotateOptions, oldHashes: ReadonlySet<string>): Promise<KeyUsage> {
+async function scan(o: RotateOptions, oldHashes: ReadonlySet<string>, scope: VerifyScope): Promise<KeyUsage> {
   const sampler = oldKeySampler(oldHashes);
-  const report = await o.verify(sampler.onValue);
+  const report = await o.verify(sampler.onValue, scope);
   return keyUsage(report, oldHashes, sampler.samples);
 }
 

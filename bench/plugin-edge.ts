@@ -34,7 +34,7 @@ if (process.argv[2] === '--serve') {
 }
 
 export async function run(ctx: BenchContext): Promise<SuiteResult> {
-  const title = 'HTTP/2 edge (issue #19): v2 Encrypt calls/s, edge vs --authority-repair off, two servers in one process, go client, ABBA';
+  const title = 'HTTP/2 edge (issue #19): v2 Encrypt calls/s, edge vs --authority-repair=false, two servers in one process, go client, ABBA';
   const loadgen = ctx.quick ? undefined : goBinary('go-loadgen', true, ctx.log);
   if (!loadgen) return { suite: 'edge', title, rows: [], notes: [`n/a (${ctx.quick ? 'not in quick mode' : 'no Go toolchain or binary'})`] };
   const { dir, cleanup } = await makeTempDir('atrest-bench-edge-');

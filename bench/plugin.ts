@@ -11,7 +11,7 @@
 // The Go binaries are built offline from Debian's golang packages when `go` exists (see
 // bench/go-plugin/README.md); without them the Go rows say n/a. Quick mode never builds nor runs them.
 // Issue #19's rows (go client, Encrypt): a fresh local plugin against a twin started with it with
-// `--authority-repair off` (connections handed to grpc-js as accepted: the listener before the
+// `--authority-repair=false` (connections handed to grpc-js as accepted: the listener before the
 // HTTP/2 edge), measured in ABBA ABBA order in this run (target ≥ 0.95×), and the repaired path (the
 // load generator dialing the bare socket path, as kube-apiserver 1.27/1.28 do), for information.
 // `--size` is unused. The plugins run from source (tsx) in their own processes.
@@ -108,7 +108,7 @@ async function startGo(bin: string, dir: string): Promise<Target> {
 
 /**
  * Issue #19: Encrypt through the HTTP/2 edge (local-edge) against a twin plugin without it
- * (local-raw, `--authority-repair off`), ABBA ABBA per caller count so drift and load hit both
+ * (local-raw, `--authority-repair=false`), ABBA ABBA per caller count so drift and load hit both
  * alike; then the repaired path (bare-path :authority) against the native one.
  */
 function edgeRows(loadgen: string, local: Target, raw: Target, ctx: BenchContext): Row[] {
@@ -116,7 +116,7 @@ function edgeRows(loadgen: string, local: Target, raw: Target, ctx: BenchContext
   for (const t of [raw, local]) goLoad(loadgen, t.socket, 'Encrypt', 8, 1); // the same JIT warm-up for both
   const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
   for (const callers of CALLERS) {
-    ctx.log(`go load generator: HTTP/2 edge vs --authority-repair off, Encrypt x${callers}`);
+    ctx.log(`go load generator: HTTP/2 edge vs --authority-repair=false, Encrypt x${callers}`);
     const rawRuns: number[] = [];
     const edgeRuns: number[] = [];
     // ABBA twice: A B B A A B B A.
@@ -173,7 +173,7 @@ export async function run(ctx: BenchContext): Promise<SuiteResult> {
     // neither carries the history of the other rows), one with the edge and one without. Only the
     // go client can see a few per cent (the node client is its own bound).
     const pair = goPlugin ? await Promise.allSettled([
-      startAtrest('local-raw', dir, ['--key-file', keyFile, '--authority-repair', 'off'], {}),
+      startAtrest('local-raw', dir, ['--key-file', keyFile, '--authority-repair=false'], {}),
       startAtrest('local-edge', dir, ['--key-file', keyFile], {}),
     ]) : [];
     for (const r of pair) if (r.status === 'fulfilled') targets.push(r.value);
@@ -233,7 +233,7 @@ export async function run(ctx: BenchContext): Promise<SuiteResult> {
     }
     notes.push(`${ctx.seconds} s per measurement; node client rows: grpc-js in the bench process, one channel — it costs ~220–300 µs CPU per call itself, so against a fast plugin it is the bound`);
     notes.push('pkcs11 = SoftHSM2 with --pkcs11-call-mode async (HSM calls on worker threads); DEK = 32 random bytes; Decrypt of one ciphertext');
-    notes.push('edge vs repair off: local-edge and local-raw are two fresh local plugins started together, local-raw with --authority-repair off (the listener before issue #19); mean of 4 runs each in ABBA ABBA order; target ≥ 0.95×. The repaired row: go-loadgen -bare (the socket path as :authority, as kube-apiserver 1.27/1.28 send), through the repairing JS stream');
+    notes.push('edge vs repair off: local-edge and local-raw are two fresh local plugins started together, local-raw with --authority-repair=false (the listener before issue #19); mean of 4 runs each in ABBA ABBA order; target ≥ 0.95×. The repaired row: go-loadgen -bare (the socket path as :authority, as kube-apiserver 1.27/1.28 send), through the repairing JS stream');
   } finally {
     for (const t of targets.reverse()) await t.stop().catch(() => undefined);
     await hsm?.cleanup();

@@ -74,7 +74,7 @@ test('grpc-go dialing the bare socket path as kube-apiserver 1.27/1.28 do: KMS v
   }
 });
 
-test('with --authority-repair off (the listener before issue #19) the same kube 1.27/1.28 dial is reset: RST_STREAM PROTOCOL_ERROR', async () => {
+test('with --authority-repair=false (the listener before issue #19) the same kube 1.27/1.28 dial is reset: RST_STREAM PROTOCOL_ERROR', async () => {
   const bin = goFixtureBinary('test/fixtures/go-kms-client');
   const { dir, cleanup } = await makeTempDir();
   const keyFile = join(dir, 'kek.json');
@@ -83,7 +83,7 @@ test('with --authority-repair off (the listener before issue #19) the same kube 
   try {
     const init = await runAtrest(['kms-plugin', 'init-key', '--key-file', keyFile]);
     assert.equal(init.code, 0, init.stderr);
-    plugin = new PluginProcess(['--listen', endpoint, '--key-file', keyFile, '--authority-repair', 'off']);
+    plugin = new PluginProcess(['--listen', endpoint, '--key-file', keyFile, '--authority-repair=false']);
     await plugin.waitForEvent('start');
     const [kmsV2, kmsV2Localhost] = await Promise.all([
       runClient(bin, ['-endpoint', endpoint, '-api', 'v2']),

@@ -127,7 +127,7 @@ export async function rotate(o: RotateOptions): Promise<RotateResult> {
     step('verify');
     // Every resource of the configuration, not only --resources: what retirement rests on.
     verified = await scan(o, oldHashes, 'all');
-    refuseUnlessUnused(verified, old);
+    refuseUnlessUnused(verified, old, (hashes) => restoreAdvice(o.backend, versions, hashes));
     o.report.line(`no value needs ${old.map((v) => v.keyId).join(', ')}`);
   }
 
@@ -206,8 +206,21 @@ async function migrate(o: RotateOptions, usage: KeyUsage, wantHash: string): Pro
   }
 }
 
+/**
+ * How to bring back the retired versions with these key_id hashes: the backend's restore-key
+ * command for each, or, where retirement is final (kmip), who can still help.
+ */
+function restoreAdvice(backend: RotationBackend, versions: readonly KeyVersionView[], hashes: ReadonlySet<string>): string {
+  const named = versions.filter((v) => hashes.has(keyIdHash(v.keyId)));
+  const command = (keyId: string): string => backend.restoreCommand(keyId)
+    ?? `${keyId}: ${backend.name} retirement is final for atrest, but the key material is kept by the key manager: ask its administrator to let it decrypt`;
+  const how = named.length > 0 ? named.map((v) => command(v.keyId)).join('; ')
+    : `the KMS plugin's message names the version: atrest verify prints it with the command (${backend.restoreCommand('<key_id>') ?? 'no restore-key for this backend: ask the key manager\'s administrator'})`;
+  return `they are not lost: restore the version (${how}), then run atrest rotate again: it migrates them to the current version and retires the old one again`;
+}
+
 /** Retirement is refused while anything may still need an old version. */
-function refuseUnlessUnused(usage: KeyUsage, old: readonly KeyVersionView[]): void {
+function refuseUnlessUnused(usage: KeyUsage, old: readonly KeyVersionView[], restore: (hashes: ReadonlySet<string>) => string): void {
   const names = old.map((v) => v.keyId).join(', ');
   // Not checked is not known to be unused (nor lost): it stops the run as incomplete, never as a finding.
   if (usage.unchecked > 0) {
@@ -221,6 +234,11 @@ function refuseUnlessUnused(usage: KeyUsage, old: readonly KeyVersionView[]): vo
   if (usage.kmsV1 > 0) {
     throw new RotateError('findings', `${usage.kmsV1} stored values are kms v1, which does not record the KEK version: cannot prove ${names} unused, not retiring`,
       'move them to kms v2 (docs/operator-guide.md) and run atrest rotate again');
+  }
+  if (usage.needsRetiredKey > 0) {
+    // Values under a version retired by an earlier run (a backup restored since): they still need it.
+    throw new RotateError('findings', `${usage.needsRetiredKey} stored values need a KEK version that is already retired (e.g. ${usage.needsRetiredKeySamples.join(', ')}): ` +
+      `the KMS plugin refuses to decrypt them until it is restored; not retiring ${names}`, restore(usage.retiredKeyIdHashes));
   }
   if (usage.undecryptable > 0) {
     throw new RotateError('findings', `${usage.undecryptable} stored values cannot be decrypted (e.g. ${usage.undecryptableSamples.join(', ')}): cannot prove ${names} unused, not retiring`,

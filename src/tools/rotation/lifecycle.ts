@@ -227,6 +227,12 @@ function refuseUnlessUnused(usage: KeyUsage, old: readonly KeyVersionView[], res
     throw new RotateError('incomplete', `${usage.unchecked} stored values could not be checked (${usage.uncheckedCauses.join('; ')}): cannot prove ${names} unused, not retiring`,
       'bring the KMS plugin (or the store) back and run atrest rotate again');
   }
+  if (usage.needsRetiredKey > 0) {
+    // Values under a version retired by an earlier run (a backup restored since): they still need it,
+    // and they cannot be read now — the most urgent finding, so the first one told.
+    throw new RotateError('findings', `${usage.needsRetiredKey} stored values need a KEK version that is already retired (e.g. ${usage.needsRetiredKeySamples.join(', ')}): ` +
+      `the KMS plugin refuses to decrypt them until it is restored; not retiring ${names}`, restore(usage.retiredKeyIdHashes));
+  }
   if (usage.old > 0) {
     throw new RotateError('findings', `${usage.old} stored values are still under ${names} (${perResource(usage.oldByResource)}), e.g. ${usage.oldSamples.join(', ')}: not retiring`,
       'they were written after the migration (an API server not listed with --server, still on the old key_id?) or restored from a backup: run atrest rotate again to migrate them');
@@ -234,11 +240,6 @@ function refuseUnlessUnused(usage: KeyUsage, old: readonly KeyVersionView[], res
   if (usage.kmsV1 > 0) {
     throw new RotateError('findings', `${usage.kmsV1} stored values are kms v1, which does not record the KEK version: cannot prove ${names} unused, not retiring`,
       'move them to kms v2 (docs/operator-guide.md) and run atrest rotate again');
-  }
-  if (usage.needsRetiredKey > 0) {
-    // Values under a version retired by an earlier run (a backup restored since): they still need it.
-    throw new RotateError('findings', `${usage.needsRetiredKey} stored values need a KEK version that is already retired (e.g. ${usage.needsRetiredKeySamples.join(', ')}): ` +
-      `the KMS plugin refuses to decrypt them until it is restored; not retiring ${names}`, restore(usage.retiredKeyIdHashes));
   }
   if (usage.undecryptable > 0) {
     throw new RotateError('findings', `${usage.undecryptable} stored values cannot be decrypted (e.g. ${usage.undecryptableSamples.join(', ')}): cannot prove ${names} unused, not retiring`,

@@ -4,9 +4,9 @@
 // provider's KMS plugin is unhealthy. Progress: a bar on a TTY, else a log line every few seconds.
 // Exit codes (src/cli/exit-codes.ts): 0 every selected value ends current; 1 some do not
 // (undecryptable, needing a retired KEK version, still changing, written meanwhile with an old key,
-// or the kms v2 key_id changed during the run); 2 usage and configuration errors; 3 the run could not complete (the write
-// provider's plugin is not healthy, a read provider's plugin or the store could not be reached, or
-// the run was stopped): run it again.
+// or the kms v2 key_id changed during the run); 2 usage and configuration errors; 3 the run could
+// not complete (the write provider's plugin is not healthy, a read provider's plugin or the store
+// could not be reached, or the run was stopped): run it again.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { SingleBar } from 'cli-progress';
 import { messageOf } from '../errors.js';

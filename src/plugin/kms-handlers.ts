@@ -33,16 +33,16 @@ export class CallError extends AtrestError {
  * operation"), until the version is restored; nothing else the plugin answers uses it, so callers
  * (`atrest verify`, src/storage/check-failure.ts) tell "restore the key" from "the value is refused".
  */
-const GRPC_CODES: Readonly<Record<string, GrpcStatus>> = {
-  INVALID_CIPHERTEXT: GrpcStatus.INVALID_ARGUMENT,
-  UNAVAILABLE: GrpcStatus.UNAVAILABLE,
-  KEY_RETIRED: GrpcStatus.FAILED_PRECONDITION,
-};
+const GRPC_CODES: ReadonlyMap<string, GrpcStatus> = new Map([
+  ['INVALID_CIPHERTEXT', GrpcStatus.INVALID_ARGUMENT],
+  ['UNAVAILABLE', GrpcStatus.UNAVAILABLE],
+  ['KEY_RETIRED', GrpcStatus.FAILED_PRECONDITION],
+]);
 
 /** Maps anything a backend throws to a CallError. */
 export function toCallError(err: unknown): CallError {
   if (err instanceof CallError) return err;
-  if (err instanceof AtrestError) return new CallError(GRPC_CODES[err.code] ?? GrpcStatus.INTERNAL, err.message, { cause: err });
+  if (err instanceof AtrestError) return new CallError(GRPC_CODES.get(err.code) ?? GrpcStatus.INTERNAL, err.message, { cause: err });
   // Not one of ours: say little (the text of a foreign error is not vetted for secrets).
   return new CallError(GrpcStatus.INTERNAL, `internal error in the KMS plugin: ${err instanceof Error ? err.name : 'non-error thrown'}`, { cause: err });
 }

@@ -11,8 +11,8 @@ import { stat } from 'node:fs/promises';
 import type { Logger } from '../../log.js';
 import { BackendError, type KekBackend, type WrapResult, type WrappingVersion } from '../backend.js';
 import { open as openCiphertext, seal, sealPrefix, versionRefOf, type SealPrefix } from './ciphertext.js';
-import { keyIdOf, readKeyFile, type KeyFileContents, type KeyFileStamp } from './key-file.js';
 import { restoreKeyCommand } from '../restore-command.js';
+import { keyIdOf, readKeyFile, type KeyFileContents, type KeyFileStamp } from './key-file.js';
 
 /** The restore-key command line for a version of the key file at `path`. */
 export function localRestoreCommand(path: string, keyId: string): string {

@@ -20,7 +20,7 @@ import pino from 'pino';
 import type { Logger } from '../../log.js';
 import { BackendError, type BackendErrorCode, type KekBackend, type WrapResult, type WrappingVersion } from '../backend.js';
 import type { Pkcs11Config } from './config.js';
-import { Pkcs11Usability, type Pkcs11KeyPlace, type VersionUsability } from './usability.js';
+import { keyPlaceOf, Pkcs11Usability, type Pkcs11KeyPlace, type VersionUsability } from './usability.js';
 
 /** What the thread is asked to do. */
 export type ThreadRequest =
@@ -108,7 +108,7 @@ export class ThreadedPkcs11Kek implements KekBackend {
     // `start`: tests put a thread of their own here to make it hang on demand.
     const worker = start(init);
     const where = `token ${JSON.stringify(config.tokenLabel)} (PKCS#11 module ${config.modulePath})`;
-    const kek = new ThreadedPkcs11Kek(worker, where, timeoutMs, config);
+    const kek = new ThreadedPkcs11Kek(worker, where, timeoutMs, keyPlaceOf(config));
     worker.on('message', (m: ThreadMessage) => kek.onMessage(m, log));
     worker.on('error', (err) => kek.onExit(new BackendError('INTERNAL', `the pkcs11 backend thread failed: ${err.message}`, { cause: err })));
     worker.on('exit', (code) => {

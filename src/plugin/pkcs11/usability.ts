@@ -11,6 +11,11 @@ import type { Pkcs11Config } from './config.js';
 /** Where the key lives, as restore-key needs it (the PIN file's path, never the PIN). */
 export type Pkcs11KeyPlace = Pick<Pkcs11Config, 'modulePath' | 'tokenLabel' | 'keyLabel' | 'pinFile'>;
 
+/** Only the place of a configuration: a copy kept for error messages holds no PIN. */
+export function keyPlaceOf(config: Pkcs11KeyPlace): Pkcs11KeyPlace {
+  return { modulePath: config.modulePath, tokenLabel: config.tokenLabel, keyLabel: config.keyLabel, ...(config.pinFile !== undefined ? { pinFile: config.pinFile } : {}) };
+}
+
 /** The restore-key command line for `keyId` of the key at `place`. */
 export function pkcs11RestoreCommand(place: Pkcs11KeyPlace, keyId: string): string {
   return restoreKeyCommand('pkcs11', [

@@ -2,8 +2,9 @@
 // stored data — verify, status, rewrite, decrypt (and any later tool of that kind) — use all four:
 //
 //   0  all current (decrypt: every value decrypted)
-//   1  a finding: stale, plaintext-where-encryption-is-configured or undecryptable values
-//      (decrypt: a value that does not decrypt); for the other commands: the command failed
+//   1  a finding: stale, plaintext-where-encryption-is-configured or undecryptable values, or values
+//      that need a retired KEK version (decrypt: a value that does not decrypt); for the other
+//      commands: the command failed
 //   2  usage or configuration error: a typo'd flag, a bad value, a bad or missing config file
 //   3  the check could not complete: the store or a KMS plugin could not be reached (nothing is
 //      known to be lost; fix the store or the plugin and run it again)
@@ -26,7 +27,7 @@ export const EXIT_BROKEN_PIPE = 141;
 /** The checking tools' exit codes, for their --help (the README's table says the same). */
 export const CHECK_EXIT_CODES: ReadonlyArray<readonly [number, string]> = [
   [EXIT_OK, 'every value is current'],
-  [EXIT_FOUND, 'stale, plaintext (where a provider other than identity writes) or undecryptable values found'],
+  [EXIT_FOUND, 'stale, plaintext (where a provider other than identity writes) or undecryptable values found, or values that need a retired KEK version (restore it; they are not lost)'],
   [EXIT_USAGE, 'usage or configuration error (a bad flag, a bad or missing configuration file)'],
   [EXIT_INCOMPLETE, 'the check could not complete: the store or a KMS plugin could not be reached (nothing is known to be lost; fix it and run again). 3 wins over 1'],
 ];
@@ -34,7 +35,7 @@ export const CHECK_EXIT_CODES: ReadonlyArray<readonly [number, string]> = [
 /** `atrest decrypt`: the same codes, with 1 meaning a value that does not decrypt. */
 export const DECRYPT_EXIT_CODES: ReadonlyArray<readonly [number, string]> = [
   [EXIT_OK, 'every value decrypted (stale ones too: stderr says which)'],
-  [EXIT_FOUND, 'a value does not decrypt (or, with -o json|yaml, is not an object), or KEY is not found'],
+  [EXIT_FOUND, 'a value does not decrypt (or needs a retired KEK version, or, with -o json|yaml, is not an object), or KEY is not found'],
   [EXIT_USAGE, 'usage or configuration error (a bad flag, a bad or missing configuration file)'],
   [EXIT_INCOMPLETE, 'the store or a KMS plugin could not be reached: those values could not be checked'],
 ];

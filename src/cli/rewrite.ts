@@ -3,10 +3,10 @@
 // -f -`, server-side, with compare-and-swap instead of conflicts. Refuses to start while the write
 // provider's KMS plugin is unhealthy. Progress: a bar on a TTY, else a log line every few seconds.
 // Exit codes (src/cli/exit-codes.ts): 0 every selected value ends current; 1 some do not
-// (undecryptable, still changing, written meanwhile with an old key, or the kms v2 key_id changed
-// during the run); 2 usage and configuration errors; 3 the run could not complete (the write
-// provider's plugin is not healthy, a read provider's plugin or the store could not be reached, or
-// the run was stopped): run it again.
+// (undecryptable, needing a retired KEK version, still changing, written meanwhile with an old key,
+// or the kms v2 key_id changed during the run); 2 usage and configuration errors; 3 the run could
+// not complete (the write provider's plugin is not healthy, a read provider's plugin or the store
+// could not be reached, or the run was stopped): run it again.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { SingleBar } from 'cli-progress';
 import { messageOf } from '../errors.js';
@@ -42,7 +42,7 @@ export function registerRewrite(program: Command): void {
     .command('rewrite')
     .description('re-encrypt every stale value in place with the current write provider (compare-and-swap, resumable)')
     .addHelpText('after', exitCodesHelp(CHECK_EXIT_CODES.map(([code, text]) => [code, code === EXIT_OK ? 'every selected value ends current'
-      : code === EXIT_FOUND ? 'some values did not end current: undecryptable, still changing after the retry limit, written during the run with an old key, or the kms v2 key_id changed during the run'
+      : code === EXIT_FOUND ? 'some values did not end current: undecryptable, needing a retired KEK version (restore it), still changing after the retry limit, written during the run with an old key, or the kms v2 key_id changed during the run'
       : code === EXIT_INCOMPLETE ? 'the run could not complete: the write provider\'s plugin is not healthy, a KMS plugin or the store could not be reached, or the run was stopped (nothing is known to be lost; run it again). 3 wins over 1' : text])));
   addEngineOptions(command)
     .addOption(new Option('--batch-size <n>', 'values listed and written per batch (one transaction on the embedded store)').argParser(nonNegativeInt('--batch-size', 1)).default(DEFAULT_REWRITE_BATCH_SIZE).env('ATREST_BATCH_SIZE'))
@@ -74,8 +74,8 @@ async function runRewrite(flags: RewriteFlags): Promise<number> {
   const tty = Boolean(process.stderr.isTTY);
   const report = (summary: RewriteSummary): void => {
     if (!tty) {
-      const { undecryptable, retriesExhausted, ...counts } = summary;
-      log.info({ event: 'rewrite-done', ...counts, undecryptable: undecryptable.length, retriesExhausted: retriesExhausted.length }, 'rewrite finished');
+      const { undecryptable, needsRetiredKey, retriesExhausted, ...counts } = summary;
+      log.info({ event: 'rewrite-done', ...counts, undecryptable: undecryptable.length, needsRetiredKey: needsRetiredKey.length, retriesExhausted: retriesExhausted.length }, 'rewrite finished');
     }
     process.stdout.write(flags.output === 'json' ? JSON.stringify(summary, null, 2) + '\n' : formatRewriteSummary(summary));
   };

@@ -133,9 +133,8 @@ async function runRotate(flags: RotateFlags): Promise<number> {
       listKeys: () => module.listKeys!(options, ctx),
       rotateKey: () => module.rotateKey(options, ctx),
       retireKey: (keyId) => module.retireKey!(options, ctx, keyId),
-      restoreCommand: (keyId) => (module.restoreKey
-        ? `atrest kms-plugin restore-key --backend ${module.name}${module.name === 'local' ? ` --key-file ${String(options['keyFile'])}` : ' <the same backend flags>'} --key-id ${keyId}`
-        : undefined),
+      // The backend's own spelling, as its plugin's Decrypt refusals print it (src/plugin/restore-command.ts).
+      restoreCommand: (keyId) => (module.restoreKey ? module.restoreCommand?.(options, keyId) : undefined),
     };
     const { CheckedReader } = await import('../storage/checked-read.js');
     const base = { store: engine.store, transformers: engine.transformers, etcdPrefix: flags.etcdPrefix, selects: engine.selects };

@@ -162,7 +162,7 @@ async function runDecrypt(keyArg: string | undefined, opts: DecryptFlags): Promi
         process.stderr.write('  warning: the SHA-256 that etcdctl snapshot save appended does not match: the file was damaged after it was saved (etcdutl snapshot restore would refuse it)\n');
       }
       if (report.notChecked.length > 0) return EXIT_INCOMPLETE;
-      return report.undecryptable.length > 0 || out.undecodable.length > 0 ? EXIT_FOUND : EXIT_OK;
+      return report.undecryptable.length > 0 || report.needsRetiredKey.length > 0 || out.undecodable.length > 0 ? EXIT_FOUND : EXIT_OK;
     }
     const storageKey = key as string;
     const resource = resourceOf(storageKey, opts);
@@ -177,6 +177,8 @@ async function runDecrypt(keyArg: string | undefined, opts: DecryptFlags): Promi
     const outcome = await reader.read(engine.transformers.forResource(resource), storageKey, input);
     if (outcome.kind === 'unchecked') throw new CheckIncompleteError(`could not check ${storageKey} (not known to be lost): ${outcome.cause}`);
     if (outcome.kind === 'undecryptable') throw new Error(outcome.error);
+    // A finding (exit 1), worded so that nobody reads it as lost: the plugin's message says how to restore the version.
+    if (outcome.kind === 'needs-retired-key') throw new Error(`${storageKey} needs a retired KEK version (not lost: restore it, then decrypt again): ${outcome.error}`);
     const result = outcome.result;
     const out = formatOne({ key: storageKey, plaintext: Buffer.from(result.plaintext), origin: result.origin, stale: result.stale }, opts.output);
     const problem = out.undecodable[0];

@@ -20,11 +20,14 @@ export class KmsUnavailableError extends AtrestError {
   readonly grpcCode: string | undefined;
   /** No connection to the plugin was ready when the call failed (it never answered): "plugin unreachable". */
   readonly unreachable: boolean;
+  /** kms v2 Decrypt: the `sha256:` hash of the key_id the value names (which KEK version it needs). */
+  readonly keyIdHash: string | undefined;
 
-  constructor(message: string, grpcCode?: string, options?: { cause?: unknown; unreachable?: boolean }) {
+  constructor(message: string, grpcCode?: string, options?: { cause?: unknown; unreachable?: boolean; keyIdHash?: string }) {
     super('KMS_UNAVAILABLE', message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.grpcCode = grpcCode;
     this.unreachable = options?.unreachable ?? false;
+    this.keyIdHash = options?.keyIdHash;
   }
 }
 

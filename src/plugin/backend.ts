@@ -70,9 +70,14 @@ export interface WrappingVersion {
 
 /**
  * Errors a backend raises use these codes (class BackendError below); the server maps them to gRPC
- * status codes: INVALID_CIPHERTEXT → InvalidArgument, UNAVAILABLE → Unavailable, others → Internal.
+ * status codes: INVALID_CIPHERTEXT → InvalidArgument, UNAVAILABLE → Unavailable, KEY_RETIRED →
+ * FailedPrecondition, others → Internal. KEY_RETIRED: the KEK version the ciphertext needs is
+ * retired (or otherwise switched off) but its key material still exists — the value is not lost,
+ * the version must be brought back (the message says how, or that atrest cannot and who can);
+ * `atrest verify` reports such values apart from undecryptable ones (src/storage/check-failure.ts).
+ * KEY_NOT_FOUND: the version does not exist (destroyed, never ours).
  */
-export type BackendErrorCode = 'INVALID_CIPHERTEXT' | 'UNAVAILABLE' | 'KEY_NOT_FOUND' | 'CONFIG' | 'INTERNAL';
+export type BackendErrorCode = 'INVALID_CIPHERTEXT' | 'UNAVAILABLE' | 'KEY_NOT_FOUND' | 'KEY_RETIRED' | 'CONFIG' | 'INTERNAL';
 
 /** One command-line flag of a backend; also read from the environment variable `env`. */
 export interface BackendFlag {
@@ -132,6 +137,12 @@ export interface BackendModule {
   retireKey?(options: BackendOptions, context: BackendContext, keyId: string): Promise<KeyVersionInfo>;
   /** Makes a retired version unwrap again (`kms-plugin restore-key`); absent where retirement is final (kmip). */
   restoreKey?(options: BackendOptions, context: BackendContext, keyId: string): Promise<KeyVersionInfo>;
+  /**
+   * The `atrest kms-plugin restore-key` command line that restores `keyId` with these options (no
+   * secrets: the PIN file's path at most); absent where retirement is final (kmip). The serving
+   * backend puts the same line into its Decrypt refusals.
+   */
+  restoreCommand?(options: BackendOptions, keyId: string): string;
 }
 
 export class BackendError extends AtrestError {

@@ -1,7 +1,8 @@
 // What the plugin answers, independent of transport: the v1beta1 and v2 KeyManagementService
 // methods (format.md §2.1–2.2) on top of a KekBackend, with the request and response limits of the
 // protocol. Failures are CallErrors carrying the gRPC status code; backend errors are mapped here
-// (INVALID_CIPHERTEXT → InvalidArgument, UNAVAILABLE → Unavailable, anything else → Internal).
+// (INVALID_CIPHERTEXT → InvalidArgument, UNAVAILABLE → Unavailable, KEY_RETIRED → FailedPrecondition,
+// anything else → Internal).
 import { create } from '@bufbuild/protobuf';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { AtrestError } from '../errors.js';
@@ -26,14 +27,22 @@ export class CallError extends AtrestError {
   }
 }
 
+/**
+ * gRPC codes of backend error codes. FailedPrecondition for a retired KEK version: the plugin is not
+ * in a state in which it may unwrap the value (gRPC's "the system is not in a state required for the
+ * operation"), until the version is restored; nothing else the plugin answers uses it, so callers
+ * (`atrest verify`, src/storage/check-failure.ts) tell "restore the key" from "the value is refused".
+ */
+const GRPC_CODES: ReadonlyMap<string, GrpcStatus> = new Map([
+  ['INVALID_CIPHERTEXT', GrpcStatus.INVALID_ARGUMENT],
+  ['UNAVAILABLE', GrpcStatus.UNAVAILABLE],
+  ['KEY_RETIRED', GrpcStatus.FAILED_PRECONDITION],
+]);
+
 /** Maps anything a backend throws to a CallError. */
 export function toCallError(err: unknown): CallError {
   if (err instanceof CallError) return err;
-  if (err instanceof AtrestError) {
-    const code = err.code === 'INVALID_CIPHERTEXT' ? GrpcStatus.INVALID_ARGUMENT
-      : err.code === 'UNAVAILABLE' ? GrpcStatus.UNAVAILABLE : GrpcStatus.INTERNAL;
-    return new CallError(code, err.message, { cause: err });
-  }
+  if (err instanceof AtrestError) return new CallError(GRPC_CODES.get(err.code) ?? GrpcStatus.INTERNAL, err.message, { cause: err });
   // Not one of ours: say little (the text of a foreign error is not vetted for secrets).
   return new CallError(GrpcStatus.INTERNAL, `internal error in the KMS plugin: ${err instanceof Error ? err.name : 'non-error thrown'}`, { cause: err });
 }

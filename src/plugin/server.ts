@@ -123,7 +123,8 @@ export async function startPluginServer(options: PluginServerOptions): Promise<P
           const failure = toCallError(err);
           const outcome = grpcCodeName(failure.grpcCode);
           metrics.observe(apiVersion, method, outcome, (performance.now() - started) / 1000);
-          const level = failure.grpcCode === grpc.status.INVALID_ARGUMENT ? 'warn' : 'error';
+          // A refused ciphertext or a retired KEK version is a verdict on the value, not a plugin fault.
+          const level = failure.grpcCode === grpc.status.INVALID_ARGUMENT || failure.grpcCode === grpc.status.FAILED_PRECONDITION ? 'warn' : 'error';
           log[level]({ event: 'call-failed', apiVersion, method, grpcCode: outcome, err: failure.message }, 'KMS call failed');
           callback({ code: failure.grpcCode, details: failure.message });
         },

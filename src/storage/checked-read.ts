@@ -8,13 +8,15 @@
 // it is down for the rest of the run: its values are counted as not checked without a call. A read
 // that fails for an unreachable-class reason (src/storage/check-failure.ts: a transport failure, a
 // timeout, no DEK seed yet) marks its provider down the same way, so a plugin that dies in the middle
-// of a run costs one timeout. Every other failure is a verdict on the value: undecryptable.
+// of a run costs one timeout. A plugin's refusal because the KEK version the value needs is retired
+// (gRPC FailedPrecondition) is `needs-retired-key`: not lost, restore the version; the provider stays
+// in use. Every other failure is a verdict on the value: undecryptable.
 import { messageOf } from '../errors.js';
 import { kmsCauseText } from '../kms/naming.js';
 import { reasonOf } from '../transform/errors.js';
 import { kmsPrefix } from '../transform/build.js';
 import type { TransformResult, Transformer } from '../transform/types.js';
-import { isUnreachable } from './check-failure.js';
+import { isUnreachable, retiredKeyRefusal } from './check-failure.js';
 
 /** A kms provider of the configuration, with its own health check. */
 export interface KmsProviderProbe {
@@ -29,6 +31,12 @@ export type ReadOutcome =
   | { kind: 'read'; result: TransformResult }
   /** Looked at and refused: no key or prefix matches, it does not authenticate, the plugin said no. */
   | { kind: 'undecryptable'; error: string }
+  /**
+   * The KMS plugin refused it because the KEK version it needs is retired (still restorable, or kept by
+   * the key manager): not lost. `error` is the plugin's answer (it names the key_id and how to restore
+   * it); `keyIdHash` the version's key_id hash (kms v2).
+   */
+  | { kind: 'needs-retired-key'; error: string; keyIdHash?: string }
   /** Could not be checked: the KMS plugin (or the store) could not be reached. Not known to be lost. */
   | { kind: 'unchecked'; cause: string };
 
@@ -68,7 +76,11 @@ export class CheckedReader {
     try {
       return { kind: 'read', result: await transformer.fromStorage(value, Buffer.from(key)) };
     } catch (err) {
-      if (!isUnreachable(err)) return { kind: 'undecryptable', error: messageOf(err) };
+      if (!isUnreachable(err)) {
+        const retired = retiredKeyRefusal(err);
+        if (retired) return { kind: 'needs-retired-key', error: messageOf(err), ...retired };
+        return { kind: 'undecryptable', error: messageOf(err) };
+      }
       if (!provider) return this.unchecked(reasonOf(err));
       provider.down ??= kmsCauseText(provider.probe, true, reasonOf(err));
       return this.unchecked(provider.down);

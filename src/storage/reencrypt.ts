@@ -9,7 +9,9 @@
 // concurrent write is never overwritten, and nothing is ever written that was not just decrypted
 // from that very revision. A rerun sees only what is still stale, so a stopped run is resumed by
 // running it again. Encryption failures stop the run (fail closed: never a plaintext fallback).
-// Values whose KMS plugin cannot be reached are "not read" (checked-read.ts), never undecryptable.
+// Values whose KMS plugin cannot be reached are "not read" (checked-read.ts), never undecryptable;
+// values the plugin refuses because their KEK version is retired are counted apart (needsRetiredKey:
+// not lost, restore the version), never as undecryptable either.
 // With `recheckOtherWrites`, values another writer put there during the run are checked once after
 // the pass: stale ones mean an API server still writes with an old key (issue #20, rotation).
 // Never logs or returns a value.
@@ -68,6 +70,7 @@ export interface RewriteCounts {
 
 export interface RewriteProgress extends RewriteCounts {
   undecryptable: number;
+  needsRetiredKey: number;
 }
 
 export interface RewriteSummary extends RewriteCounts {
@@ -76,6 +79,8 @@ export interface RewriteSummary extends RewriteCounts {
   dryRun: boolean;
   /** Values that do not decrypt with the configuration (keys only, never values). */
   undecryptable: Array<{ key: string; error: string }>;
+  /** Values the KMS plugin refused because the KEK version they need is retired: not lost, not rewritten; restore the version. */
+  needsRetiredKey: Array<{ key: string; error: string }>;
   /** Keys still changing after the retry limit: still stale, rerun to finish them. */
   retriesExhausted: string[];
   /** Values that could not be read because their KMS plugin could not be reached (not known to be lost), by cause. */
@@ -167,7 +172,7 @@ async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) 
 
 
 /** A value read through its transformer, or why it could not be (`unchecked`: not known to be lost). */
-type Read = { plaintext: Buffer; stale: boolean; error?: undefined } | { error: string; unchecked?: boolean };
+type Read = { plaintext: Buffer; stale: boolean; error?: undefined } | { error: string; unchecked?: boolean; retiredKey?: boolean };
 
 /** A page as listed, its selected values, and their reads (in the order of `selected`). */
 interface FetchedPage {
@@ -197,15 +202,17 @@ export async function rewriteStore(options: RewriteOptions): Promise<RewriteSumm
   const reader = options.reader ?? new CheckedReader();
   const summary: RewriteSummary = {
     revision: 0, dryRun, scanned: 0, stale: 0, rewritten: 0, alreadyCurrent: 0, conflictsRetried: 0,
-    deletedMeanwhile: 0, undecryptable: [], retriesExhausted: [], notChecked: [], staleWrittenMeanwhile: [], keyChanged: [],
+    deletedMeanwhile: 0, undecryptable: [], needsRetiredKey: [], retriesExhausted: [], notChecked: [], staleWrittenMeanwhile: [], keyChanged: [],
     durationMs: 0, complete: false, ok: false,
   };
   const finish = (): RewriteSummary => {
     summary.durationMs = now() - started;
-    summary.undecryptable.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    const byKey = (a: { key: string }, b: { key: string }) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
+    summary.undecryptable.sort(byKey);
+    summary.needsRetiredKey.sort(byKey);
     summary.notChecked = reader.notChecked();
     summary.complete = summary.notChecked.length === 0;
-    summary.ok = summary.complete && summary.undecryptable.length === 0 && summary.retriesExhausted.length === 0
+    summary.ok = summary.complete && summary.undecryptable.length === 0 && summary.needsRetiredKey.length === 0 && summary.retriesExhausted.length === 0
       && summary.staleWrittenMeanwhile.length === 0 && summary.keyChanged.length === 0;
     return summary;
   };
@@ -245,12 +252,14 @@ export async function rewriteStore(options: RewriteOptions): Promise<RewriteSumm
     const outcome = await reader.read(transformer, kv.key, kv.value);
     if (outcome.kind === 'read') return { plaintext: outcome.result.plaintext, stale: outcome.result.stale };
     if (outcome.kind === 'undecryptable') return { error: outcome.error };
+    if (outcome.kind === 'needs-retired-key') return { error: outcome.error, retiredKey: true };
     if (options.stopWhenUnchecked) throw fail('REWRITE_UNCHECKED', `cannot read ${kv.key}: ${outcome.cause}; nothing of it was written`);
     return { error: outcome.cause, unchecked: true };
   };
-  /** Counts a failed read (undecryptable unless it was only not checked). */
-  const countFailure = (kv: KeyValue, r: { error: string; unchecked?: boolean }): void => {
-    if (!r.unchecked) summary.undecryptable.push({ key: kv.key, error: r.error });
+  /** Counts a failed read: undecryptable, unless it needs a retired KEK version or was only not checked. */
+  const countFailure = (kv: KeyValue, r: { error: string; unchecked?: boolean; retiredKey?: boolean }): void => {
+    if (r.retiredKey) summary.needsRetiredKey.push({ key: kv.key, error: r.error });
+    else if (!r.unchecked) summary.undecryptable.push({ key: kv.key, error: r.error });
   };
   /** Decrypts; undefined (and counted) when it does not decrypt. */
   const decrypt = async (kv: KeyValue): Promise<{ plaintext: Buffer; stale: boolean } | undefined> => {
@@ -286,6 +295,7 @@ export async function rewriteStore(options: RewriteOptions): Promise<RewriteSumm
     options.onProgress?.({
       scanned: summary.scanned, stale: summary.stale, rewritten: summary.rewritten, alreadyCurrent: summary.alreadyCurrent,
       conflictsRetried: summary.conflictsRetried, deletedMeanwhile: summary.deletedMeanwhile, undecryptable: summary.undecryptable.length,
+      needsRetiredKey: summary.needsRetiredKey.length,
     });
 
   /** A key whose CAS failed: re-read it and rewrite it only if what is there now is stale, bounded. */

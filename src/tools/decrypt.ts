@@ -40,6 +40,8 @@ export interface KeyProblem {
 export interface DecryptReport {
   decrypted: DecryptedValue[];
   undecryptable: KeyProblem[];
+  /** Values the KMS plugin refused because the KEK version they need is retired (not lost: restore it). */
+  needsRetiredKey: KeyProblem[];
   /** Values not read because their KMS plugin could not be reached (not known to be lost), by cause. */
   notChecked: NotChecked[];
   /** Keys under the prefix that are not `<prefix>/<resource>/[<namespace>/]<name>` object keys. */
@@ -61,7 +63,7 @@ export interface DecryptManyOptions {
 export async function decryptValues(values: Iterable<StoredValue> | AsyncIterable<StoredValue>, options: DecryptManyOptions): Promise<DecryptReport> {
   const prefix = normalizePrefix(options.etcdPrefix);
   const reader = options.reader ?? new CheckedReader();
-  const report: DecryptReport = { decrypted: [], undecryptable: [], notChecked: [], skipped: [], unselected: 0 };
+  const report: DecryptReport = { decrypted: [], undecryptable: [], needsRetiredKey: [], notChecked: [], skipped: [], unselected: 0 };
   for await (const { key, value } of values) {
     if (!key.startsWith(prefix + '/')) continue;
     let gr: GroupResource;
@@ -81,6 +83,8 @@ export async function decryptValues(values: Iterable<StoredValue> | AsyncIterabl
       report.decrypted.push({ key, plaintext: Buffer.from(read.plaintext), origin: read.origin, stale: read.stale });
     } else if (outcome.kind === 'undecryptable') {
       report.undecryptable.push({ key, error: oneLine(outcome.error) });
+    } else if (outcome.kind === 'needs-retired-key') {
+      report.needsRetiredKey.push({ key, error: oneLine(outcome.error) });
     }
   }
   report.notChecked = reader.notChecked();
@@ -160,13 +164,17 @@ export function summarize(source: string, report: DecryptReport, output: Pick<Fo
     if (v.stale) stale++;
   }
   const unchecked = report.notChecked.reduce((n, c) => n + c.values, 0);
-  const lines = [`${source}: ${report.decrypted.length} values decrypted, ${report.undecryptable.length} undecryptable, ${stale} stale${unchecked ? `, ${unchecked} not checked` : ''}`];
+  const retired = report.needsRetiredKey.length;
+  const lines = [`${source}: ${report.decrypted.length} values decrypted, ${report.undecryptable.length} undecryptable, ${stale} stale` +
+    `${retired ? `, ${retired} need${retired === 1 ? 's' : ''} a retired KEK version` : ''}${unchecked ? `, ${unchecked} not checked` : ''}`];
   const byWriter = Object.entries(writers).sort(([a], [b]) => a.localeCompare(b)).map(([w, n]) => `${w} ${n}`);
   if (byWriter.length) lines.push(`  read by: ${byWriter.join(', ')}`);
   if (report.unselected) lines.push(`  ${report.unselected} values of other resources left out (--resources)`);
   if (report.skipped.length) lines.push(`  ${report.skipped.length} keys under the prefix are not object keys and were left out: ${report.skipped.slice(0, 5).join(', ')}${report.skipped.length > 5 ? ', ...' : ''}`);
   for (const [kind, n] of Object.entries(output.partialKinds)) lines.push(`  ${n} ${kind} objects are protobuf of a kind without a schema here: only apiVersion, kind and metadata are shown`);
   for (const u of report.undecryptable) lines.push(`  undecryptable ${u.key}: ${u.error}`);
+  for (const u of report.needsRetiredKey) lines.push(`  needs a retired KEK version ${u.key}: ${u.error}`);
+  if (retired) lines.push('  these values are NOT lost (they are left out of the output): restore the KEK version the message names and run it again.');
   for (const n of report.notChecked) lines.push(`  could not check ${n.values} value${n.values === 1 ? '' : 's'} (not known to be lost; they are left out of the output): ${oneLine(n.cause)}`);
   for (const u of output.undecodable) lines.push(`  not an object ${u.key}: ${u.error}`);
   return lines.join('\n') + '\n';

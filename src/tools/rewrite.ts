@@ -13,9 +13,12 @@ export function formatRewriteSummary(s: RewriteSummary): string {
   const lines = [
     `${s.dryRun ? 'dry run (nothing written): ' : ''}scanned ${s.scanned}, ${s.dryRun ? 'would rewrite' : 'rewritten'} ${s.dryRun ? s.stale : s.rewritten}, already current ${s.alreadyCurrent}, ` +
       `conflicts retried ${s.conflictsRetried}, deleted meanwhile ${s.deletedMeanwhile}, undecryptable ${s.undecryptable.length}, ` +
+      (s.needsRetiredKey.length ? `need a retired KEK version ${s.needsRetiredKey.length}, ` : '') +
       `duration ${(s.durationMs / 1000).toFixed(1)}s`,
   ];
   for (const u of s.undecryptable) lines.push(`undecryptable ${u.key}: ${u.error}`);
+  for (const u of s.needsRetiredKey) lines.push(`needs a retired KEK version ${u.key}: ${u.error}`);
+  if (s.needsRetiredKey.length) lines.push(`  these values are NOT lost and were left as they are: ${RETIRED_KEY_ADVICE}`);
   for (const k of s.retriesExhausted) lines.push(`still changing after the retry limit (run it again): ${k}`);
   for (const n of s.notChecked) lines.push(`could not read ${n.values} value${n.values === 1 ? '' : 's'}: ${n.cause}`);
   if (s.notChecked.length) lines.push('  these values are NOT known to be lost: bring the KMS plugin back and run it again.');
@@ -39,6 +42,9 @@ export function formatRewriteSummary(s: RewriteSummary): string {
   }
   return lines.join('\n') + '\n';
 }
+
+/** What to do about values that need a retired KEK version (rewrite, StorageVersionMigration). */
+export const RETIRED_KEY_ADVICE = 'restore the KEK version the message names (atrest kms-plugin restore-key), then run it again to re-encrypt them; do not delete them.';
 
 /**
  * What to do when API servers still write with an old key: kube-apiserver (and atrest serve) asks

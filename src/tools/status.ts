@@ -6,7 +6,7 @@
 import type { ProviderConfiguration } from '../config/types.js';
 import { kmsProviderLabel } from '../kms/naming.js';
 import { samples } from './prometheus-text.js';
-import { notCheckedLines, type VerifyReport } from './verify.js';
+import { notCheckedLines, retiredKeyLines, type VerifyReport } from './verify.js';
 
 export interface KmsProviderStatus {
   name: string;
@@ -63,7 +63,7 @@ export interface StatusReport {
 
 /**
  * What is wrong, for the summary line: unhealthy kms providers and plugins, a store that could not
- * be read, values not checked, stale and undecryptable values.
+ * be read, values not checked, stale and undecryptable values, values that need a retired KEK version.
  */
 export function statusProblems(report: Omit<StatusReport, 'problems' | 'ok'>): string[] {
   const problems: string[] = [];
@@ -78,9 +78,11 @@ export function statusProblems(report: Omit<StatusReport, 'problems' | 'ok'>): s
     const unchecked = sum((r) => r.unchecked);
     const stale = sum((r) => r.stale);
     const undecryptable = sum((r) => r.undecryptable.length);
+    const retired = sum((r) => r.needsRetiredKey.length);
     if (unchecked) problems.push(`${unchecked} value${unchecked === 1 ? '' : 's'} could not be checked (KMS plugin unreachable; not known to be lost)`);
     if (stale) problems.push(`${stale} stale value${stale === 1 ? '' : 's'} (atrest rewrite)`);
     if (undecryptable) problems.push(`${undecryptable} undecryptable value${undecryptable === 1 ? '' : 's'} (atrest verify lists them)`);
+    if (retired) problems.push(`${retired} value${retired === 1 ? ' needs' : 's need'} a retired KEK version (not lost: restore it; atrest verify lists them with the command)`);
   }
   return problems;
 }
@@ -157,11 +159,11 @@ export function formatStatus(report: StatusReport): string {
   if (report.verify) {
     out.push('', `STORED VALUES (verify at revision ${report.verify.revision})`);
     if (report.verify.resources.length === 0) out.push('  no stored values of the selected resources');
-    else out.push(...table(['RESOURCE', 'TOTAL', 'CURRENT', 'STALE', 'PLAINTEXT', 'UNDECRYPTABLE', 'NOT CHECKED'], report.verify.resources.map((r) => [
-      r.resource, String(r.total), String(r.total - r.stale - r.undecryptable.length - r.unchecked), String(r.stale), String(r.plaintext),
-      String(r.undecryptable.length), String(r.unchecked),
+    else out.push(...table(['RESOURCE', 'TOTAL', 'CURRENT', 'STALE', 'PLAINTEXT', 'UNDECRYPTABLE', 'RETIRED KEK', 'NOT CHECKED'], report.verify.resources.map((r) => [
+      r.resource, String(r.total), String(r.total - r.stale - r.undecryptable.length - r.needsRetiredKey.length - r.unchecked), String(r.stale), String(r.plaintext),
+      String(r.undecryptable.length), String(r.needsRetiredKey.length), String(r.unchecked),
     ])));
-    out.push(...notCheckedLines(report.verify.notChecked));
+    out.push(...retiredKeyLines(report.verify.resources, '`atrest verify` prints the plugin\'s message with the `atrest kms-plugin restore-key` command'), ...notCheckedLines(report.verify.notChecked));
   } else if (report.storeError !== undefined) {
     out.push('', 'STORED VALUES', `  could not read the store: ${report.storeError}`);
   }

@@ -1,8 +1,10 @@
 // `atrest verify`: what protects every stored value of the selected resources. Reads the store at
 // one revision, page by page, decrypts each value through the engine and tallies who wrote it
 // (provider, key name, kms v2 key_id hash), how many are stale (not written by the current write
-// provider and key), which cannot be decrypted, and which could not be checked because their KMS
-// plugin could not be reached (src/storage/checked-read.ts: those are never called undecryptable).
+// provider and key), which cannot be decrypted, which need a retired KEK version (the plugin refused
+// them until it is restored: not lost, no unsafe-delete advice), and which could not be checked
+// because their KMS plugin could not be reached (src/storage/checked-read.ts: those are never called
+// undecryptable).
 // A store that fails mid-scan stops the check (CheckIncompleteError). Never prints a value.
 import { messageOf } from '../errors.js';
 import { groupResourceString } from '../config/group-resource.js';
@@ -36,6 +38,8 @@ export interface ResourceReport {
   plaintext: number;
   stale: number;
   undecryptable: UndecryptableValue[];
+  /** Values the KMS plugin refused because the KEK version they need is retired: not lost, restore the version. */
+  needsRetiredKey: RetiredKeyValue[];
   /** Values that could not be checked (their KMS plugin could not be reached): not known to be lost. */
   unchecked: number;
 }
@@ -54,6 +58,21 @@ export interface UndecryptableValue {
   name: string;
   /** core/v1 only: `/api/v1/namespaces/<ns>/<resource>/<name>?ignoreStoreReadErrorWithClusterBreakingPotential=true`. */
   deletePath?: string;
+}
+
+/**
+ * A value that needs a retired KEK version: the plugin refused it until the version is restored.
+ * No delete path on purpose: the value is not lost.
+ */
+export interface RetiredKeyValue {
+  key: string;
+  /** The refusal, naming the key_id and (from atrest's plugin) the restore-key command. */
+  error: string;
+  /** `sha256:` hash of the key_id the value needs (kms v2; kms v1 values do not record it). */
+  keyIdHash?: string;
+  resource: string;
+  namespace?: string;
+  name: string;
 }
 
 /** The API path of kube's unsafe delete of one object; undefined outside core/v1 (the version is not in the key). */
@@ -118,7 +137,7 @@ export async function verifyStore(options: VerifyOptions): Promise<VerifyReport>
       const name = groupResourceString(gr);
       let report = reports.get(name);
       if (!report) {
-        report = { resource: name, total: 0, writers: {}, plaintext: 0, stale: 0, undecryptable: [], unchecked: 0 };
+        report = { resource: name, total: 0, writers: {}, plaintext: 0, stale: 0, undecryptable: [], needsRetiredKey: [], unchecked: 0 };
         reports.set(name, report);
       }
       report.total++;
@@ -131,6 +150,15 @@ export async function verifyStore(options: VerifyOptions): Promise<VerifyReport>
         if (outcome.result.stale) report.stale++;
       } else if (outcome.kind === 'unchecked') {
         report.unchecked++;
+      } else if (outcome.kind === 'needs-retired-key') {
+        report.needsRetiredKey.push({
+          key: kv.key,
+          error: outcome.error,
+          ...(outcome.keyIdHash !== undefined ? { keyIdHash: outcome.keyIdHash } : {}),
+          resource: name,
+          ...(parsed.namespace !== undefined ? { namespace: parsed.namespace } : {}),
+          name: parsed.name,
+        });
       } else {
         const deletePath = unsafeDeletePath(gr.group, gr.resource, parsed.namespace, parsed.name);
         report.undecryptable.push({
@@ -154,7 +182,7 @@ export async function verifyStore(options: VerifyOptions): Promise<VerifyReport>
     resources,
     notChecked,
     complete,
-    ok: complete && resources.every((r) => r.stale === 0 && r.undecryptable.length === 0),
+    ok: complete && resources.every((r) => r.stale === 0 && r.undecryptable.length === 0 && r.needsRetiredKey.length === 0),
   };
 }
 
@@ -163,7 +191,9 @@ export function formatVerifyReport(report: VerifyReport): string {
   const lines: string[] = [];
   if (report.resources.length === 0) lines.push('no stored values of the selected resources');
   for (const r of report.resources) {
-    lines.push(`${r.resource}: ${r.total} values, ${r.plaintext} plaintext, ${r.stale} stale, ${r.undecryptable.length} undecryptable${r.unchecked ? `, ${r.unchecked} not checked` : ''}`);
+    const retired = r.needsRetiredKey.length;
+    lines.push(`${r.resource}: ${r.total} values, ${r.plaintext} plaintext, ${r.stale} stale, ${r.undecryptable.length} undecryptable` +
+      `${retired ? `, ${retired} need${retired === 1 ? 's' : ''} a retired KEK version` : ''}${r.unchecked ? `, ${r.unchecked} not checked` : ''}`);
     const width = Math.max(6, ...Object.keys(r.writers).map((w) => w.length));
     lines.push(`  ${'WRITER'.padEnd(width)}  COUNT`);
     for (const [writer, count] of Object.entries(r.writers).sort()) lines.push(`  ${writer.padEnd(width)}  ${count}`);
@@ -172,9 +202,31 @@ export function formatVerifyReport(report: VerifyReport): string {
       // The way out when the key is gone for good (KEP-3926; docs/operator-guide.md, key-loss recovery).
       if (u.deletePath) lines.push(`    unsafe delete (serve with --feature-gates=AllowUnsafeMalformedObjectDeletion=true): kubectl delete --raw '${u.deletePath}'`);
     }
+    // Never an unsafe-delete line here: these values come back with the key version.
+    for (const v of r.needsRetiredKey) lines.push(`  needs a retired KEK version${v.keyIdHash ? ` (key_id ${v.keyIdHash})` : ''} ${v.key}: ${v.error}`);
   }
-  lines.push(...notCheckedLines(report.notChecked), verifySummary(report));
+  lines.push(...retiredKeyLines(report.resources), ...notCheckedLines(report.notChecked), verifySummary(report));
   return lines.join('\n') + '\n';
+}
+
+/** How many values need each retired KEK version (by key_id hash; '' when the value does not record it). */
+export function retiredKeyCounts(resources: readonly ResourceReport[]): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const r of resources) for (const v of r.needsRetiredKey) counts.set(v.keyIdHash ?? '', (counts.get(v.keyIdHash ?? '') ?? 0) + 1);
+  return counts;
+}
+
+/**
+ * The "needs a retired KEK version" block of a report: per version, how many, and what to do (never
+ * delete). `how`: where the restore command is to be found.
+ */
+export function retiredKeyLines(resources: readonly ResourceReport[], how = 'the plugin\'s message above names it and the `atrest kms-plugin restore-key` command'): string[] {
+  const counts = retiredKeyCounts(resources);
+  if (counts.size === 0) return [];
+  return [
+    ...[...counts].map(([hash, n]) => `${n} value${n === 1 ? ' needs' : 's need'} a retired KEK version${hash ? ` (key_id ${hash})` : ''}`),
+    `  these values are NOT lost: restore the KEK version (${how}), run the check again, then re-encrypt them (atrest rewrite, or atrest rotate). Do not delete them.`,
+  ];
 }
 
 /** The "could not check" block of a report: each cause, and that nothing is known to be lost. */
@@ -190,10 +242,12 @@ export function notCheckedLines(notChecked: readonly NotChecked[]): string[] {
 export function verifySummary(report: VerifyReport): string {
   const stale = report.resources.reduce((n, r) => n + r.stale, 0);
   const undecryptable = report.resources.reduce((n, r) => n + r.undecryptable.length, 0);
+  const retired = report.resources.reduce((n, r) => n + r.needsRetiredKey.length, 0);
   const unchecked = report.notChecked.reduce((n, c) => n + c.values, 0);
   if (report.ok) return 'OK: every value is written by the current write provider and key';
   const found = [
     ...(stale ? [`${stale} stale (run atrest rewrite)`] : []),
+    ...(retired ? [`${retired} need${retired === 1 ? 's' : ''} a retired KEK version (restore it, see above; not lost)`] : []),
     ...(undecryptable ? [`${undecryptable} undecryptable (restore the key that wrote them, see above)`] : []),
   ];
   if (!report.complete) return `INCOMPLETE: ${unchecked} value${unchecked === 1 ? '' : 's'} could not be checked (KMS plugin unreachable)${found.length ? `; of the rest: ${found.join(', ')}` : ''}`;
@@ -228,6 +282,7 @@ export function formatVerifyTextfile(report: VerifyReport | undefined, nowMs: nu
     family('atrest_verify_plaintext_values', 'Stored values written unencrypted (identity) at the last atrest verify run.', rs.map((r) => [{ resource: r.resource }, r.plaintext]));
     family('atrest_verify_stale_values', 'Stored values not written by the current write provider and key (rewrite them) at the last atrest verify run.', rs.map((r) => [{ resource: r.resource }, r.stale]));
     family('atrest_verify_undecryptable_values', 'Stored values no configured provider can decrypt (looked at and refused) at the last atrest verify run.', rs.map((r) => [{ resource: r.resource }, r.undecryptable.length]));
+    family('atrest_verify_retired_key_values', 'Stored values a KMS plugin refused at the last atrest verify run because the KEK version they need is retired (restore it: atrest kms-plugin restore-key); not lost, not counted as undecryptable.', rs.map((r) => [{ resource: r.resource }, r.needsRetiredKey.length]));
     family('atrest_verify_unchecked_values', 'Stored values atrest verify could not check at its last run because their KMS plugin could not be reached (not known to be lost).', rs.map((r) => [{ resource: r.resource }, r.unchecked]));
   }
   family('atrest_verify_check_complete', '1 when the last atrest verify run checked every selected value; 0 when a KMS plugin or the store could not be reached (the other counts are then partial or absent).', [[{}, report?.complete ? 1 : 0]]);

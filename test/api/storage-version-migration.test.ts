@@ -85,7 +85,7 @@ describe('StorageVersionMigration API', { skip: !kubectlAvailable() && 'kubectl 
       ['Running', 'False', 'StorageVersionMigrationInProgress'],
       ['Succeeded', 'True', 'StorageVersionMigrationSucceeded'],
     ]);
-    assert.deepEqual(progressOf(obj), { scanned: SECRETS, rewritten: SECRETS, alreadyCurrent: 0, conflictsRetried: 0, deletedMeanwhile: 0, undecryptable: 0 });
+    assert.deepEqual(progressOf(obj), { scanned: SECRETS, rewritten: SECRETS, alreadyCurrent: 0, conflictsRetried: 0, deletedMeanwhile: 0, undecryptable: 0, needsRetiredKey: 0 });
     const described = await k.ok(['describe', 'storageversionmigration', 'secrets-now']);
     assert.match(described, /Name:\s+secrets-now/);
     assert.match(described, /Reason:\s+StorageVersionMigrationSucceeded/);

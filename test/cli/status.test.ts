@@ -49,8 +49,9 @@ test('atrest status: health, key_id, providers per resource and verify counts; e
     assert.match(out, new RegExp(`^127\\.0\\.0\\.1:${healthPort}\\s+ok\\s+${keyIdHash}\\s+${v.created.replace(/\./g, '\\.')}\\s+0$`, 'm'));
     assert.match(out, /^secrets\s+kms v2:atrest, identity$/m);
     assert.match(out, /^configmaps\s+identity$/m);
-    assert.match(out, /^secrets\s+3\s+3\s+0\s+0\s+0\s+0$/m);
-    assert.match(out, /^configmaps\s+1\s+1\s+0\s+1\s+0\s+0$/m);
+    assert.match(out, /^RESOURCE +TOTAL +CURRENT +STALE +PLAINTEXT +UNDECRYPTABLE +RETIRED KEK +NOT CHECKED$/m);
+    assert.match(out, /^secrets\s+3\s+3\s+0\s+0\s+0\s+0\s+0$/m);
+    assert.match(out, /^configmaps\s+1\s+1\s+0\s+1\s+0\s+0\s+0$/m);
     assert.match(out, /^OK$/m);
 
     // A new write provider first: the kms values are stale now (exit 1), key names shown, never key bytes.

@@ -289,7 +289,7 @@ export async function atrestVerify(configPath: string, endpoint: string, prefix:
   } catch {
     throw new Error(`atrest verify exited ${r.code} without a JSON report: ${r.stderr}`);
   }
-  const secrets = report.resources.find((x) => x.resource === 'secrets') ?? { resource: 'secrets', total: 0, writers: {}, plaintext: 0, stale: 0, undecryptable: [], unchecked: 0 };
+  const secrets = report.resources.find((x) => x.resource === 'secrets') ?? { resource: 'secrets', total: 0, writers: {}, plaintext: 0, stale: 0, undecryptable: [], needsRetiredKey: [], unchecked: 0 };
   const writers: Record<string, number> = {};
   for (const [label, count] of Object.entries(secrets.writers)) {
     const short = label.replace(/:sha256:[0-9a-f]+$/, '');

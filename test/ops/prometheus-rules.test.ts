@@ -36,7 +36,7 @@ test('promtool test rules: every alert has a case that fires it and one that doe
   assert.equal(run.status, 0, run.output);
   const alerts = (parse(readFileSync(rulesFile, 'utf8')) as RulesDoc).groups.flatMap((g) => g.rules.map((r) => r.alert)).filter((a): a is string => a !== undefined);
   for (const required of ['AtrestKmsPluginDown', 'AtrestKmsPluginUnhealthy', 'AtrestKmsErrorRatioHigh', 'AtrestKmsLatencyHigh',
-    'AtrestKekTooOld', 'AtrestDekSeedTooOld', 'AtrestUndecryptableValues', 'AtrestStaleValuesAfterRotation', 'AtrestVerifyIncomplete']) {
+    'AtrestKekTooOld', 'AtrestDekSeedTooOld', 'AtrestUndecryptableValues', 'AtrestStaleValuesAfterRotation', 'AtrestVerifyIncomplete', 'AtrestRetiredKeyValues']) {
     assert.ok(alerts.includes(required), `rule ${required}`);
   }
   const cases = (parse(readFileSync(testsFile, 'utf8')) as TestsDoc).tests.flatMap((t) => t.alert_rule_test ?? []);

@@ -171,7 +171,7 @@ scrape_configs:
     assert.equal(verify.code, 0, verify.stderr + verify.stdout);
     await expectValue(promPort, 'sum(atrest_verify_values{job="atrest-verify", resource="secrets", writer=~"kms v2:atrest:sha256:.+"})', SECRETS);
     await expectValue(promPort, 'atrest_verify_plaintext_values{resource="configmaps"}', CONFIGMAPS);
-    await expectValue(promPort, 'sum(atrest_verify_stale_values) + sum(atrest_verify_undecryptable_values)', 0);
+    await expectValue(promPort, 'sum(atrest_verify_stale_values) + sum(atrest_verify_undecryptable_values) + sum(atrest_verify_retired_key_values)', 0);
     await expectValue(promPort, 'atrest_verify_ok', 1);
     await expectValue(promPort, 'max(atrest_verify_check_complete) + sum(atrest_verify_unchecked_values)', 1);
     // verify's own engine asked the plugin for a DEK seed too.

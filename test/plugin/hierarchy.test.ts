@@ -313,7 +313,7 @@ test('a remote that refuses the current local KEK (revoked key) stops it sealing
 });
 
 /** What the local backend (the "remote" here) answers for a retired version. */
-const retiredRefusal = (e: unknown): boolean => e instanceof BackendError && e.code === 'KEY_NOT_FOUND' && /retired at .*: restore it with `atrest kms-plugin restore-key/.test(e.message);
+const retiredRefusal = (e: unknown): boolean => e instanceof BackendError && e.code === 'KEY_RETIRED' && /retired at .*: restore it with `atrest kms-plugin restore-key/.test(e.message);
 
 test('a remote version retired by another process: from the next refresh its held local KEKs open nothing (no remote call, logged once); an outage changes nothing; a restore brings them back', async () => {
   await withRemote(async ({ keyFile, remote, open }) => {
@@ -377,7 +377,7 @@ test('the current local KEK of a version retired before this plugin followed the
     remote.mode = 'refusing';
     await assert.rejects(h.refresh(), /injected refusal/);
     await assert.rejects(h.decrypt(old.ciphertext, old.annotations), retiredRefusal);
-    await assert.rejects(h.encrypt(Buffer.alloc(32)), (e: unknown) => e instanceof BackendError && e.code === 'KEY_NOT_FOUND' && /seals nothing more.*retired at/.test(e.message));
+    await assert.rejects(h.encrypt(Buffer.alloc(32)), (e: unknown) => e instanceof BackendError && e.code === 'KEY_RETIRED' && /seals nothing more.*retired at/.test(e.message));
     remote.recover();
     await h.refresh();
     assert.equal(await h.currentKeyId(), newKeyId);

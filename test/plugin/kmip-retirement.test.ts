@@ -1,6 +1,7 @@
 // Retiring KEK versions of the kmip backend on a real KMIP server (Debian's PyKMIP): Revoke with
 // reason Superseded makes the version Deactivated; the server then refuses it, and there is no
-// way back (no restore-key for kmip); a running `atrest kms-plugin` (key hierarchy) that did not
+// way back (no restore-key for kmip) — but the key material is still there, so Decrypt answers
+// FailedPrecondition (needs a retired version), not a loss; a running `atrest kms-plugin` (key hierarchy) that did not
 // make the change stops unwrapping with it at its next refresh.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,7 +10,8 @@ import { BackendError, type BackendOptions } from '../../src/plugin/backend.js';
 import { kmipBackend } from '../../src/plugin/backends/kmip.js';
 import { newRegistry } from '../../src/metrics.js';
 import { startPykmip, type PykmipServer } from '../helpers/pykmip.js';
-import { PluginProcess, TestKmsClient, makeTempDir, runAtrest, waitFor } from '../helpers/plugin.js';
+import * as grpc from '@grpc/grpc-js';
+import { PluginProcess, TestKmsClient, grpcCodeOf, makeTempDir, runAtrest, waitFor } from '../helpers/plugin.js';
 import { inProcessLogger } from '../helpers/test-log.js';
 
 let srv: PykmipServer;
@@ -50,11 +52,13 @@ test('kmip: a retired (revoked) version is Deactivated and refused by the server
     await kek.refresh();
     assert.deepEqual([...kek.usableKeyIds!()], [v2]);
     assert.equal(kek.wrappedBy!(old.ciphertext)?.keyId, v1);
-    assert.match(kek.wrappedBy!(old.ciphertext)?.refusal?.message ?? '', /retire-kek\/v1 \(unique identifier .*\) is Deactivated \(revoked\?\)/);
+    assert.match(kek.wrappedBy!(old.ciphertext)?.refusal?.message ?? '', /retire-kek\/v1 \(unique identifier .*\) \(key_id kmip:retire-kek\/v1:.*\) is Deactivated \(retired or revoked\)/);
 
     await assert.rejects(kek.decrypt(old.ciphertext), (e: Error) => {
-      assert.ok(e instanceof BackendError && e.code === 'KEY_NOT_FOUND', String(e));
-      assert.match(e.message, /retire-kek\/v1 .* is Deactivated/);
+      // KEY_RETIRED (gRPC FailedPrecondition): the key material is still on the server, so the values are not lost;
+      // the message says atrest cannot restore it and who may still help.
+      assert.ok(e instanceof BackendError && e.code === 'KEY_RETIRED', String(e));
+      assert.match(e.message, /retire-kek\/v1 .* is Deactivated \(retired or revoked\) and cannot be used: atrest cannot restore it \(KMIP has no way back from Deactivated\), but its key material is still on the KMIP server.*ask the server's administrator/);
       return true;
     });
     const fresh = await kek.encrypt(dek);
@@ -106,10 +110,11 @@ test('kmip: a running atrest kms-plugin stops unwrapping with a version another 
     await kmipBackend.retireKey!(options('retire-running'), context(), v1);
     const seen = await plugin.waitForEvent('remote-kek-version-unusable');
     assert.equal(seen['keyId'], v1);
-    const deactivated = /retire-running\/v1 \(unique identifier .*\) is Deactivated \(revoked\?\) and cannot be used/;
+    const deactivated = /retire-running\/v1 \(unique identifier .*\) \(key_id kmip:retire-running\/v1:.*\) is Deactivated \(retired or revoked\) and cannot be used/;
+    const refused = (e: unknown): boolean => grpcCodeOf(e) === grpc.status.FAILED_PRECONDITION && deactivated.test(String(e));
     for (let i = 0; i < 3; i++) {
-      await assert.rejects(client.decrypt(old.ciphertext, v1, 'v2', old.annotations), deactivated);
-      await assert.rejects(client.v1Decrypt(oldV1.cipher), deactivated);
+      await assert.rejects(client.decrypt(old.ciphertext, v1, 'v2', old.annotations), refused);
+      await assert.rejects(client.v1Decrypt(oldV1.cipher), refused);
     }
     const fresh = await client.encrypt(dek);
     assert.equal(fresh.keyId, v2);

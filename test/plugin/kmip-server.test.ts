@@ -239,10 +239,12 @@ test('backend: a revoked key and a destroyed key give clear errors', async () =>
   const b = await openBackend('doomed-kek');
   const w = await b.encrypt(Buffer.alloc(32, 3));
   await admin.revoke(uid, RevocationReasonCode.CessationOfOperation);
-  await rejectsBackend(b.encrypt(Buffer.alloc(32)), 'KEY_NOT_FOUND', /KMIP key doomed-kek\/v1 \(unique identifier \S+\) is Deactivated \(revoked\?\) and cannot be used/);
-  await rejectsBackend(b.decrypt(w.ciphertext), 'KEY_NOT_FOUND', /doomed-kek\/v1 .* is Deactivated/);
+  // Revoked (Deactivated): the key material is still on the server, so KEY_RETIRED (gRPC FailedPrecondition), not lost.
+  await rejectsBackend(b.encrypt(Buffer.alloc(32)), 'KEY_RETIRED', /KMIP key doomed-kek\/v1 \(unique identifier \S+\) \(key_id kmip:doomed-kek\/v1:\S+\) is Deactivated \(retired or revoked\) and cannot be used/);
+  await rejectsBackend(b.decrypt(w.ciphertext), 'KEY_RETIRED', /doomed-kek\/v1 .* is Deactivated .*ask the server's administrator/);
   await rejectsBackend(kmipBackend.open(options('doomed-kek'), context()), 'KEY_NOT_FOUND', /no Active version of KMIP key "doomed-kek" \(v1 Deactivated\)/);
   await admin.destroy(uid);
+  // Destroyed: gone for good (KEY_NOT_FOUND: undecryptable).
   await rejectsBackend(b.decrypt(w.ciphertext), 'KEY_NOT_FOUND', /doomed-kek\/v1 .* does not exist on the KMIP server \(destroyed\?\)/);
 });
 

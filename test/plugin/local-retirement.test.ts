@@ -65,7 +65,8 @@ test('a retired version no longer unwraps (the error says how to restore it); re
       await kek.refresh();
       assert.ok(events(lines).includes('key-versions-retired'), lines.join(''));
       await assert.rejects(kek.decrypt(old.ciphertext), (e: Error) => {
-        assert.ok(e instanceof BackendError && e.code === 'KEY_NOT_FOUND', String(e));
+        // KEY_RETIRED: the plugin answers FailedPrecondition, which atrest verify reports as "restore it", never as lost.
+        assert.ok(e instanceof BackendError && e.code === 'KEY_RETIRED', String(e));
         assert.match(e.message, new RegExp(`retired at .*atrest kms-plugin restore-key --backend local --key-file ${keyFile} --key-id ${v1}.*possible until`));
         return true;
       });
@@ -84,16 +85,26 @@ test('a retired version no longer unwraps (the error says how to restore it); re
 test('after the grace period a retired version cannot be restored and the next rewrite drops it from the file', async () => {
   await withKeyFile(async (keyFile) => {
     const v1 = await localBackend.initKey({ keyFile }, ctx);
-    await localBackend.rotateKey({ keyFile }, ctx);
-    await localBackend.retireKey!({ keyFile, retirementGracePeriod: '1ms' }, ctx, v1);
-    assert.deepEqual(await states(keyFile), ['v1:retired', 'v2:current']);
-    await new Promise((r) => setTimeout(r, 20));
-    await assert.rejects(localBackend.restoreKey!({ keyFile }, ctx, v1), /grace period ended at .* cannot be restored/);
-    const v3 = await localBackend.rotateKey({ keyFile }, ctx);
-    const versions = await localBackend.listKeys!({ keyFile }, ctx);
-    assert.deepEqual(versions.map((v) => v.keyId), [versions[0]!.keyId, v3]);
-    assert.ok(!versions.some((v) => v.keyId === v1), 'v1 purged');
-    assert.doesNotMatch(await readFile(keyFile, 'utf8'), /"retired"/);
+    await withOpen({ keyFile }, async (kek) => {
+      const old = await kek.encrypt(Buffer.from('dek-under-v1'));
+      await localBackend.rotateKey({ keyFile }, ctx);
+      await localBackend.retireKey!({ keyFile, retirementGracePeriod: '1ms' }, ctx, v1);
+      assert.deepEqual(await states(keyFile), ['v1:retired', 'v2:current']);
+      await new Promise((r) => setTimeout(r, 20));
+      await assert.rejects(localBackend.restoreKey!({ keyFile }, ctx, v1), /grace period ended at .* cannot be restored/);
+      // Still in the file: not lost yet (KEY_RETIRED), and the message says restore-key will not help.
+      await kek.refresh();
+      await assert.rejects(kek.decrypt(old.ciphertext), (e: Error) => e instanceof BackendError && e.code === 'KEY_RETIRED'
+        && /grace period ended at .*restore-key no longer restores it .*copy the file now/.test(e.message));
+      const v3 = await localBackend.rotateKey({ keyFile }, ctx);
+      const versions = await localBackend.listKeys!({ keyFile }, ctx);
+      assert.deepEqual(versions.map((v) => v.keyId), [versions[0]!.keyId, v3]);
+      assert.ok(!versions.some((v) => v.keyId === v1), 'v1 purged');
+      assert.doesNotMatch(await readFile(keyFile, 'utf8'), /"retired"/);
+      // Gone from the file: the ciphertext is refused for good (undecryptable).
+      await kek.refresh();
+      await assert.rejects(kek.decrypt(old.ciphertext), (e: Error) => e instanceof BackendError && e.code === 'INVALID_CIPHERTEXT');
+    });
   });
 });
 

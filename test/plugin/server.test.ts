@@ -274,7 +274,7 @@ test('rotation while serving: Status reports the new key_id within the refresh i
 /** A backend wrapper that injects faults (the only fake here). */
 class FaultyBackend implements KekBackend {
   readonly kind = 'faulty';
-  fault: 'none' | 'unavailable' | 'key-not-found' | 'foreign' | 'huge' = 'none';
+  fault: 'none' | 'unavailable' | 'key-not-found' | 'key-retired' | 'foreign' | 'huge' = 'none';
   gate: Promise<void> | undefined;
   decrypting = 0;
   constructor(private readonly inner: KekBackend) {}
@@ -282,6 +282,7 @@ class FaultyBackend implements KekBackend {
   private check(): void {
     if (this.fault === 'unavailable') throw new BackendError('UNAVAILABLE', 'HSM not reachable');
     if (this.fault === 'key-not-found') throw new BackendError('KEY_NOT_FOUND', 'no such key object');
+    if (this.fault === 'key-retired') throw new BackendError('KEY_RETIRED', 'key version k is retired: restore it with `atrest kms-plugin restore-key --key-id k`');
     if (this.fault === 'foreign') throw new TypeError('secret-looking detail 0xdeadbeef');
   }
   async encrypt(plaintext: Uint8Array): Promise<WrapResult> {
@@ -315,6 +316,9 @@ test('backend errors map to gRPC codes, never crash the server, and make Status 
     assert.ok(unhealthy.keyId.length > 0, 'key_id still reported');
     f.fault = 'key-not-found';
     await rejectsWith(client.decrypt(good.ciphertext, good.keyId), GrpcStatus.INTERNAL, /no such key object/);
+    // A retired KEK version: FailedPrecondition, which atrest verify reports as "restore it", not as lost.
+    f.fault = 'key-retired';
+    await rejectsWith(client.decrypt(good.ciphertext, good.keyId), GrpcStatus.FAILED_PRECONDITION, /is retired: restore it with/);
     f.fault = 'foreign';
     await assert.rejects(client.encrypt(Buffer.from('x')), (err: Error & { details?: string }) => {
       assert.equal(grpcCodeOf(err), GrpcStatus.INTERNAL);

@@ -10,7 +10,7 @@ import { EnvelopeError, KmsNotReadyError, KmsResponseError, KmsUnavailableError,
 import { StoreError } from '../../src/storage/errors.js';
 import { TransformError } from '../../src/transform/errors.js';
 import type { TransformResult, Transformer } from '../../src/transform/types.js';
-import { CheckIncompleteError, classifyReadFailure, isUnreachable } from '../../src/storage/check-failure.js';
+import { CheckIncompleteError, classifyReadFailure, isUnreachable, retiredKeyRefusal } from '../../src/storage/check-failure.js';
 import { CheckedReader, type KmsProviderProbe } from '../../src/storage/checked-read.js';
 import { checkExitCode, exitCodeFor } from '../../src/cli/exit-codes.js';
 import { ToolUsageError } from '../../src/cli/engine-options.js';
@@ -21,11 +21,13 @@ const grpc = (code: string) => new KmsUnavailableError(`rpc error: code = ${code
 const readFailure = (inner: Error) => new TransformError(inner instanceof KmsUnavailableError ? 'KMS_UNAVAILABLE' : 'DECRYPT_FAILED',
   `failed to decrypt DEK, error: ${inner.message}`, { storageKey: '/registry/secrets/ns/s', cause: inner });
 
-test('a plugin that is not reached, times out or has no DEK seed yet: unreachable; one that answers no: undecryptable', () => {
+test('a plugin that is not reached, times out or has no DEK seed yet: unreachable; a retired KEK version: needs-retired-key; one that answers no: undecryptable', () => {
   for (const code of ['Unavailable', 'DeadlineExceeded', 'Canceled', 'ResourceExhausted', 'Aborted']) {
     assert.equal(classifyReadFailure(readFailure(new KmsUnavailableError(`failed to decrypt DEK, error: x`, code, { cause: grpc(code) }))), 'unreachable', code);
   }
-  for (const code of ['InvalidArgument', 'NotFound', 'FailedPrecondition', 'Internal', 'Unknown', 'PermissionDenied']) {
+  // FailedPrecondition is what atrest's plugin answers for a retired KEK version (src/plugin/kms-handlers.ts): not lost.
+  assert.equal(classifyReadFailure(readFailure(new KmsUnavailableError('failed to decrypt DEK, error: x', 'FailedPrecondition', { cause: grpc('FailedPrecondition') }))), 'needs-retired-key');
+  for (const code of ['InvalidArgument', 'NotFound', 'Internal', 'Unknown', 'PermissionDenied']) {
     assert.equal(classifyReadFailure(readFailure(new KmsUnavailableError(`failed to decrypt DEK, error: x`, code, { cause: grpc(code) }))), 'undecryptable', code);
   }
   assert.equal(classifyReadFailure(new KmsNotReadyError('KMS_NOT_READY', 'got unexpected nil transformer')), 'unreachable');
@@ -53,6 +55,21 @@ test('aggregates and wrappers are judged by what they hold; one unreachable part
   assert.equal(isUnreachable(new KmsUnavailableError('failed to perform encrypt section', undefined, { cause: down })), true);
   assert.equal(isUnreachable(new Error('plain')), false);
   assert.equal(isUnreachable('not an error'), false);
+});
+
+test('needs-retired-key: the kms v2 key_id hash is found through wrappers and aggregates; an unreachable part still wins', () => {
+  const retired = new KmsUnavailableError('kms v2 provider "p": failed to decrypt DEK, error: rpc error: code = FailedPrecondition desc = retired', 'FailedPrecondition',
+    { cause: grpc('FailedPrecondition'), keyIdHash: 'sha256:abc' });
+  assert.deepEqual(retiredKeyRefusal(readFailure(retired)), { keyIdHash: 'sha256:abc' });
+  // kms v1 values do not record their KEK version: no hash, still the same verdict.
+  assert.deepEqual(retiredKeyRefusal(readFailure(grpc('FailedPrecondition'))), {});
+  assert.equal(retiredKeyRefusal(readFailure(grpc('Internal'))), undefined);
+  const withAuthFailure = new TransformError('KMS_UNAVAILABLE', '[a, b]', { storageKey: '/registry/secrets/ns/s', errors: [new CryptoError('DECRYPT_FAILED', 'bad tag'), retired] });
+  assert.equal(classifyReadFailure(withAuthFailure), 'needs-retired-key', 'one provider needs a retired version: the value is not lost');
+  const withDown = new TransformError('KMS_UNAVAILABLE', '[a, b]', { storageKey: '/registry/secrets/ns/s', errors: [retired, grpc('Unavailable')] });
+  assert.equal(classifyReadFailure(withDown), 'unreachable');
+  // A finding (exit 1), not "could not complete".
+  assert.equal(exitCodeFor(readFailure(retired)), 1);
 });
 
 test('exit codes: 2 usage, 3 unreachable, 141 broken pipe, 1 otherwise; a check: 3 wins over 1', () => {
@@ -136,6 +153,19 @@ test('CheckedReader: a plugin that answers "no" (InvalidArgument) gives undecryp
   for (let i = 0; i < 6; i++) kinds.push((await reader.read(t, `/registry/secrets/ns/s${i}`, value('p', i))).kind);
   assert.deepEqual(kinds, ['read', 'undecryptable', 'read', 'undecryptable', 'read', 'undecryptable']);
   assert.equal(t.reads, 6);
+  assert.deepEqual(reader.notChecked(), []);
+});
+
+test('CheckedReader: a retired KEK version gives needs-retired-key values (with the key_id hash); the provider stays in use', async () => {
+  const reader = new CheckedReader([probe('p')]);
+  const refusal = readFailure(new KmsUnavailableError('failed to decrypt DEK, error: x', 'FailedPrecondition', { cause: grpc('FailedPrecondition'), keyIdHash: 'sha256:old' }));
+  const t = new CountingTransformer((n) => (n <= 3 ? refusal : undefined));
+  const outcomes = [];
+  for (let i = 0; i < 5; i++) outcomes.push(await reader.read(t, `/registry/secrets/ns/s${i}`, value('p', i)));
+  assert.deepEqual(outcomes.map((o) => o.kind), ['needs-retired-key', 'needs-retired-key', 'needs-retired-key', 'read', 'read']);
+  const first = outcomes[0]!;
+  assert.ok(first.kind === 'needs-retired-key' && first.keyIdHash === 'sha256:old' && first.error.includes('failed to decrypt DEK'));
+  assert.equal(t.reads, 5);
   assert.deepEqual(reader.notChecked(), []);
 });
 

@@ -1,11 +1,13 @@
 // `atrest rotate` against a real etcd, the local-backend plugin and `atrest serve`: the whole
-// lifecycle with --migrate-with rewrite, a restored backup that makes retirement refuse, and a rerun
-// after an interruption (see rotate-fixture.ts for the setting).
+// lifecycle with --migrate-with rewrite, a restored backup that makes retirement refuse (under an old
+// version still active, and under one retired already: restore it first), and a rerun after an
+// interruption (see rotate-fixture.ts for the setting).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { localBackend } from '../../src/plugin/backends/local.js';
+import { runCli } from '../helpers/cli.js';
 import { etcdAvailable } from '../helpers/etcd.js';
 import { apiRequest, kmsV2ProviderLine } from '../helpers/server.js';
 import { inProcessLogger } from '../helpers/test-log.js';
@@ -15,10 +17,13 @@ const ctx = { log: inProcessLogger('rotate-test') };
 
 describe('atrest rotate', { skip: !etcdAvailable() && 'needs etcd' }, () => {
   let w: RotateWorld;
+  /** s5 as first written, under v1: a backup restored after v1 was retired. */
+  let v1Backup: Uint8Array;
   before(async () => {
     // Two API servers on the etcd: rotate waits for both.
     w = await startRotateWorld({ servers: 2 });
     await seedSecrets(w, 40);
+    v1Backup = (await (await w.store()).get(`${PREFIX}/secrets/default/s5`))!.value;
   });
   after(async () => {
     await w?.close();
@@ -76,12 +81,30 @@ describe('atrest rotate', { skip: !etcdAvailable() && 'needs etcd' }, () => {
     const read = await apiRequest(w.api, 'GET', '/api/v1/namespaces/default/secrets/s3');
     assert.equal(Buffer.from(read.json<{ data: { v: string } }>().data.v, 'base64').toString(), 'value-3');
 
+    // Another backup, from before the first rotation, over s5: under v1, which is retired already.
+    const s5 = `${PREFIX}/secrets/default/s5`;
+    await store.update(s5, v1Backup, (await store.get(s5))!.modRevision);
+    const v1 = (await localBackend.listKeys!({ keyFile: w.keyFile }, ctx))[0]!.keyId;
+    const needsV1 = await w.rotate(['--step', 'retire']);
+    assert.equal(needsV1.code, 1, needsV1.stderr);
+    assert.match(needsV1.stderr, new RegExp(`1 stored values need a KEK version that is already retired \\(e\\.g\\. ${s5}\\): the KMS plugin refuses to decrypt them until it is restored; not retiring local:v2:`));
+    const restoreCommand = `atrest kms-plugin restore-key --backend local --key-file ${w.keyFile} --key-id ${v1}`;
+    assert.ok(needsV1.stderr.includes(`what to do: they are not lost: restore the version (${restoreCommand}), then run atrest rotate again`), needsV1.stderr);
+    assert.doesNotMatch(needsV1.stderr, /delete/);
+    assert.deepEqual(await states(), ['v1:retired', 'v2:active', 'v3:current'], 'nothing retired');
+    // The command it names, as pasted; then the rotation takes v1 along.
+    const restored = await runCli(restoreCommand.split(' ').slice(1));
+    assert.equal(restored.code, 0, restored.stderr);
+    assert.deepEqual(await states(), ['v1:active', 'v2:active', 'v3:current']);
+
     const finish = await w.rotate(['--migrate-with', 'rewrite']);
     assert.equal(finish.code, 0, finish.stderr);
     assert.match(finish.stderr, /a rotation is in progress/);
-    assert.match(finish.stderr, /1 values under an old key_id \(secrets: 1\)/);
-    assert.match(finish.stdout, /^rotation complete: current KEK version local:v3:\S+; retired local:v2:/);
+    assert.match(finish.stderr, /2 values under an old key_id \(secrets: 2\)/);
+    assert.match(finish.stdout, /^rotation complete: current KEK version local:v3:\S+; retired local:v1:\S+, local:v2:/);
     assert.deepEqual(await states(), ['v1:retired', 'v2:retired', 'v3:current']);
+    const back = await apiRequest(w.api, 'GET', '/api/v1/namespaces/default/secrets/s5');
+    assert.equal(Buffer.from(back.json<{ data: { v: string } }>().data.v, 'base64').toString(), 'value-5');
   });
 
   it('with StorageVersionMigration (the default): one per resource with old-key values, waited to Succeeded, then retirement', async () => {

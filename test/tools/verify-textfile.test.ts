@@ -12,8 +12,13 @@ const report: VerifyReport = {
   complete: false,
   notChecked: [{ cause: 'kms v2 provider "atrest" (plugin unix:///run/kms.sock): plugin unreachable: timeout', values: 3 }],
   resources: [
-    { resource: 'configmaps', total: 1, writers: { identity: 1 }, plaintext: 1, stale: 1, undecryptable: [], unchecked: 0 },
-    { resource: 'secrets', total: 7, writers: { 'kms v2:atrest:sha256:ab': 2, 'aesgcm:k"1\\': 1 }, plaintext: 0, stale: 1, undecryptable: [{ key: '/registry/secrets/default/x', error: 'bad', resource: 'secrets', namespace: 'default', name: 'x' }], unchecked: 3 },
+    { resource: 'configmaps', total: 1, writers: { identity: 1 }, plaintext: 1, stale: 1, undecryptable: [], needsRetiredKey: [], unchecked: 0 },
+    {
+      resource: 'secrets', total: 9, writers: { 'kms v2:atrest:sha256:ab': 2, 'aesgcm:k"1\\': 1 }, plaintext: 0, stale: 1,
+      undecryptable: [{ key: '/registry/secrets/default/x', error: 'bad', resource: 'secrets', namespace: 'default', name: 'x' }],
+      needsRetiredKey: ['r1', 'r2'].map((name) => ({ key: `/registry/secrets/default/${name}`, error: 'retired', keyIdHash: 'sha256:cd', resource: 'secrets', namespace: 'default', name })),
+      unchecked: 3,
+    },
   ],
 };
 
@@ -31,6 +36,9 @@ test('formatVerifyTextfile: one gauge family per count, label values escaped, no
   assert.match(text, /^atrest_verify_unchecked_values\{resource="secrets"\} 3$/m);
   assert.match(text, /^atrest_verify_unchecked_values\{resource="configmaps"\} 0$/m);
   assert.match(text, /^atrest_verify_check_complete 0$/m);
+  // Values that need a retired KEK version: their own family, never undecryptable (its alert's runbook deletes objects).
+  assert.match(text, /^atrest_verify_retired_key_values\{resource="secrets"\} 2$/m);
+  assert.match(text, /^atrest_verify_retired_key_values\{resource="configmaps"\} 0$/m);
   assert.match(formatVerifyTextfile({ ...report, complete: true, notChecked: [], resources: [] }, 0), /^atrest_verify_check_complete 1$/m);
 });
 

@@ -13,13 +13,13 @@ export interface MigrationMetrics {
 
 const OUTCOMES: Array<[keyof MigrationCounts, string]> = [
   ['scanned', 'scanned'], ['rewritten', 'rewritten'], ['alreadyCurrent', 'already_current'], ['deletedMeanwhile', 'deleted'],
-  ['conflictsRetried', 'conflict_retried'], ['undecryptable', 'undecryptable'],
+  ['conflictsRetried', 'conflict_retried'], ['undecryptable', 'undecryptable'], ['needsRetiredKey', 'needs_retired_key'],
 ];
 
 export function createMigrationMetrics(registry: Registry): MigrationMetrics {
   const objects = new Counter({
     name: 'atrest_storage_version_migration_objects_total',
-    help: 'Stored objects handled by StorageVersionMigrations, by outcome: scanned, rewritten (re-encrypted with the current write provider), already_current, deleted (meanwhile), conflict_retried (a client wrote it first: read again), undecryptable.',
+    help: 'Stored objects handled by StorageVersionMigrations, by outcome: scanned, rewritten (re-encrypted with the current write provider), already_current, deleted (meanwhile), conflict_retried (a client wrote it first: read again), undecryptable, needs_retired_key (the KMS plugin refused it: its KEK version is retired; restore it).',
     labelNames: ['resource', 'outcome'],
     registers: [registry],
   });

@@ -12,6 +12,8 @@
 // current, rewritten by a client meanwhile) or was deleted. Objects that cannot be decrypted fail the
 // migration (after the others are migrated), naming their keys: kube's migrator fails on an object it
 // cannot update too, and a rotation must not retire a key that such an object may still need.
+// Objects the KMS plugin refuses because their KEK version is retired fail it too, with the advice
+// to restore that version (they are not lost), never to delete them.
 import { messageOf } from '../../errors.js';
 import {
   findCondition, groupResourceString, isFinished, MIGRATION_REASONS, migrationResource, setCondition, statusOf,
@@ -37,7 +39,7 @@ const LOG_EVERY_MS = 5000;
 function countsOf(p: RewriteProgress): MigrationCounts {
   return {
     scanned: p.scanned, rewritten: p.rewritten, alreadyCurrent: p.alreadyCurrent, conflictsRetried: p.conflictsRetried,
-    deletedMeanwhile: p.deletedMeanwhile, undecryptable: p.undecryptable,
+    deletedMeanwhile: p.deletedMeanwhile, undecryptable: p.undecryptable, needsRetiredKey: p.needsRetiredKey,
   };
 }
 
@@ -45,7 +47,7 @@ function minus(a: MigrationCounts, b: MigrationCounts): MigrationCounts {
   return {
     scanned: a.scanned - b.scanned, rewritten: a.rewritten - b.rewritten, alreadyCurrent: a.alreadyCurrent - b.alreadyCurrent,
     conflictsRetried: a.conflictsRetried - b.conflictsRetried, deletedMeanwhile: a.deletedMeanwhile - b.deletedMeanwhile,
-    undecryptable: a.undecryptable - b.undecryptable,
+    undecryptable: a.undecryptable - b.undecryptable, needsRetiredKey: a.needsRetiredKey - b.needsRetiredKey,
   };
 }
 
@@ -215,15 +217,27 @@ export class MigrationRunner {
     report();
     await progressWriter.flush();
     if (gone) return 'done';
-    const total = addCounts(base, countsOf({ ...summary, undecryptable: summary.undecryptable.length }));
+    const total = addCounts(base, countsOf({ ...summary, undecryptable: summary.undecryptable.length, needsRetiredKey: summary.needsRetiredKey.length }));
     for (const u of summary.undecryptable) log.warn({ migration: name, key: u.key, err: u.error }, 'storage version migration: a stored object cannot be decrypted');
-    let failure: string | undefined;
+    for (const u of summary.needsRetiredKey) log.warn({ migration: name, key: u.key, err: u.error }, 'storage version migration: a stored object needs a retired KEK version');
+    const failures: string[] = [];
+    if (total.needsRetiredKey > 0) {
+      const keys = summary.needsRetiredKey.map((u) => u.key);
+      // The plugin's refusal names the key_id and the restore command; one is enough (a backup usually brings back one version).
+      const first = summary.needsRetiredKey[0]?.error;
+      failures.push(`${total.needsRetiredKey} stored objects of ${resource} need a retired KEK version` +
+        (keys.length ? `: ${keyList(keys)}` : ' (found before a restart: see the log)') +
+        '; they are not lost: restore the KEK version (atrest kms-plugin restore-key; atrest verify lists them with the command), then create a new StorageVersionMigration' +
+        (first ? `. The KMS plugin said: ${first}` : ''));
+    }
     if (total.undecryptable > 0) {
       const keys = summary.undecryptable.map((u) => u.key);
-      failure = unhandled(`${total.undecryptable} stored objects of ${resource} cannot be decrypted with this server's encryption configuration` +
+      failures.push(`${total.undecryptable} stored objects of ${resource} cannot be decrypted with this server's encryption configuration` +
         (keys.length ? `: ${keyList(keys)}` : ' (found before a restart: see the log)') +
         '; restore the key they were written with, or delete them (atrest verify lists them), then create a new StorageVersionMigration');
-    } else if (summary.retriesExhausted.length > 0) {
+    }
+    let failure: string | undefined = failures.length ? unhandled(failures.join('; and ')) : undefined;
+    if (failure === undefined && summary.retriesExhausted.length > 0) {
       failure = unhandled(`${summary.retriesExhausted.length} objects were written with a stale provider again and again during the migration ` +
         `(an API server with an older encryption configuration?): ${keyList(summary.retriesExhausted)}; create a new StorageVersionMigration once every server has the same configuration`);
     }

@@ -15,6 +15,8 @@ export interface MigrationCounts {
   conflictsRetried: number;
   deletedMeanwhile: number;
   undecryptable: number;
+  /** Refused by the KMS plugin because the KEK version they need is retired (not lost: restore it). */
+  needsRetiredKey: number;
 }
 
 export interface MigrationProgress extends MigrationCounts {
@@ -24,7 +26,7 @@ export interface MigrationProgress extends MigrationCounts {
   revision?: number;
 }
 
-export const ZERO_COUNTS: MigrationCounts = { scanned: 0, rewritten: 0, alreadyCurrent: 0, conflictsRetried: 0, deletedMeanwhile: 0, undecryptable: 0 };
+export const ZERO_COUNTS: MigrationCounts = { scanned: 0, rewritten: 0, alreadyCurrent: 0, conflictsRetried: 0, deletedMeanwhile: 0, undecryptable: 0, needsRetiredKey: 0 };
 
 const count = (v: unknown): number => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : 0);
 
@@ -42,6 +44,7 @@ export function readProgress(obj: KubeObject): MigrationProgress {
   return {
     scanned: count(v['scanned']), rewritten: count(v['rewritten']), alreadyCurrent: count(v['alreadyCurrent']),
     conflictsRetried: count(v['conflictsRetried']), deletedMeanwhile: count(v['deletedMeanwhile']), undecryptable: count(v['undecryptable']),
+    needsRetiredKey: count(v['needsRetiredKey']),
     ...(typeof v['continue'] === 'string' && v['continue'] !== '' ? { continue: v['continue'] } : {}),
     ...(count(v['revision']) > 0 ? { revision: count(v['revision']) } : {}),
   };
@@ -55,12 +58,13 @@ export function addCounts(a: MigrationCounts, b: MigrationCounts): MigrationCoun
   return {
     scanned: a.scanned + b.scanned, rewritten: a.rewritten + b.rewritten, alreadyCurrent: a.alreadyCurrent + b.alreadyCurrent,
     conflictsRetried: a.conflictsRetried + b.conflictsRetried, deletedMeanwhile: a.deletedMeanwhile + b.deletedMeanwhile,
-    undecryptable: a.undecryptable + b.undecryptable,
+    undecryptable: a.undecryptable + b.undecryptable, needsRetiredKey: a.needsRetiredKey + b.needsRetiredKey,
   };
 }
 
 /** The counts for people (the Running and Succeeded messages). */
 export function describeCounts(c: MigrationCounts): string {
   return `${c.scanned} objects scanned: ${c.rewritten} re-encrypted with the current write provider, ${c.alreadyCurrent} already current, ` +
-    `${c.deletedMeanwhile} deleted meanwhile, ${c.conflictsRetried} write conflicts retried` + (c.undecryptable ? `, ${c.undecryptable} undecryptable` : '');
+    `${c.deletedMeanwhile} deleted meanwhile, ${c.conflictsRetried} write conflicts retried` + (c.undecryptable ? `, ${c.undecryptable} undecryptable` : '') +
+    (c.needsRetiredKey ? `, ${c.needsRetiredKey} need a retired KEK version` : '');
 }

@@ -8,7 +8,7 @@ import { dirname } from 'node:path';
 import { BackendError, type BackendModule } from '../backend.js';
 import { keyFile, localFlags, retirementGraceMs, rotationPeriodMs } from '../local/config.js';
 import { appendKeyVersion, createKeyFile, keyIdOf, newVersion } from '../local/key-file.js';
-import { LocalKek } from '../local/kek.js';
+import { LocalKek, localRestoreCommand } from '../local/kek.js';
 import { listKeyFileVersions, restoreKeyFileVersion, retireKeyFileVersion } from '../local/retirement.js';
 import { startRotationSchedule } from '../local/rotation-schedule.js';
 
@@ -62,4 +62,5 @@ export const localBackend: BackendModule = {
     context.log.info({ event: 'key-restored', keyFile: path, keyId }, 'local KEK version restored; running plugins unwrap with it again on their next refresh');
     return info;
   },
+  restoreCommand: (options, keyId) => localRestoreCommand(keyFile(options), keyId),
 };

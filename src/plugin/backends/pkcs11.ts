@@ -12,6 +12,7 @@ import { loadPkcs11Config, pkcs11Flags, type Pkcs11Config } from '../pkcs11/conf
 import { Pkcs11Kek } from '../pkcs11/kek.js';
 import { processPkcs11Loader, type Pkcs11Library, type Pkcs11Loader } from '../pkcs11/library.js';
 import { listPkcs11Versions, restorePkcs11Version, retirePkcs11Version } from '../pkcs11/retirement.js';
+import { pkcs11RestoreCommand } from '../pkcs11/usability.js';
 
 /** `--backend pkcs11` with its own module loader (tests); the CLI uses `pkcs11Backend`. */
 export function createPkcs11Backend(loader: Pkcs11Loader = processPkcs11Loader): BackendModule {
@@ -45,6 +46,10 @@ export function createPkcs11Backend(loader: Pkcs11Loader = processPkcs11Loader):
     listKeys: (options) => withLibrary(options, (library, config) => listPkcs11Versions(library, config)),
     retireKey: (options, context, keyId) => withLibrary(options, (library, config) => retirePkcs11Version(library, config, keyId, context.log)),
     restoreKey: (options, context, keyId) => withLibrary(options, (library, config) => restorePkcs11Version(library, config, keyId, context.log)),
+    restoreCommand: (options, keyId) => pkcs11RestoreCommand({
+      modulePath: options['pkcs11Module'] ?? '<module>', tokenLabel: options['pkcs11TokenLabel'] ?? '<token>', keyLabel: options['pkcs11KeyLabel'] ?? '<key label>',
+      ...(options['pkcs11PinFile'] ? { pinFile: options['pkcs11PinFile'] } : {}),
+    }, keyId),
   };
 }
 

@@ -27,13 +27,14 @@ export interface RemoteKekOptions {
 }
 
 /**
- * A definitive answer of the remote about a key: it does not exist or is not usable (revoked,
- * destroyed: KEY_NOT_FOUND), or the wrapped bytes are not its (INVALID_CIPHERTEXT). Anything else
- * (no answer, a timeout, a server-side failure such as PyKMIP's General Failure) is an outage: the
- * remote cannot do its job now, and may again later.
+ * A definitive answer of the remote about a key: it does not exist (destroyed: KEY_NOT_FOUND), it
+ * exists but is retired (KEY_RETIRED: a retirement the refresh has not seen yet), or the wrapped
+ * bytes are not its (INVALID_CIPHERTEXT). Anything else (no answer, a timeout, a server-side failure
+ * such as PyKMIP's General Failure) is an outage: the remote cannot do its job now, and may again
+ * later.
  */
 export function isRefusal(err: unknown): boolean {
-  return err instanceof BackendError && (err.code === 'KEY_NOT_FOUND' || err.code === 'INVALID_CIPHERTEXT');
+  return err instanceof BackendError && (err.code === 'KEY_NOT_FOUND' || err.code === 'KEY_RETIRED' || err.code === 'INVALID_CIPHERTEXT');
 }
 
 /**

@@ -374,7 +374,7 @@ export class KmipKek implements KekBackend {
         const { state } = await this.client.describe(uid);
         if (state !== undefined && state !== State.Active) {
           this.versions.learn(uid, version, state);
-          return notActiveError(label, state, { message: e.message, cause: e });
+          return notActiveError(label, keyIdOf(this.keyName, { uid, version }), state, { message: e.message, cause: e });
         }
       } catch (inner) {
         return toBackendError(inner, label);

@@ -23,10 +23,29 @@ export function versionLabel(keyName: string, uid: string, version: number): str
   return `KMIP key ${versionName(keyName, version)} (unique identifier ${uid})`;
 }
 
-/** What using a version that is not Active is answered (`detail`: the server's own message, if it was asked). */
-export function notActiveError(label: string, state: number, detail?: { message: string; cause: unknown }): BackendError {
-  const text = `${label} is ${STATE_NAMES[state] ?? `in state ${state}`} (revoked?) and cannot be used`;
-  return detail ? new BackendError('KEY_NOT_FOUND', `${text}: ${detail.message}`, { cause: detail.cause }) : new BackendError('KEY_NOT_FOUND', text);
+/**
+ * States whose key material is still on the KMIP server although the server refuses to use it:
+ * Deactivated (what `atrest rotate` retires to, Revoke with reason Superseded) and Compromised.
+ * KMIP 1.4 §3.22 lets such a key "process cryptographically-protected information" (decrypt,
+ * unwrap) only "under extraordinary circumstances and when special permission is granted" — a
+ * decision of the server and its administrator (PyKMIP never grants it). So a value under one is not
+ * lost: it is answered KEY_RETIRED (gRPC FailedPrecondition), reported apart from undecryptable
+ * values, with the honest remedy. Destroyed states are KEY_NOT_FOUND: the key material is gone.
+ */
+const RETIRED_STATES: ReadonlySet<number> = new Set([State.Deactivated, State.Compromised]);
+
+/**
+ * What using a version that is not Active is answered (`detail`: the server's own message, if it was
+ * asked). `keyId` names the version as the plugin's key_id.
+ */
+export function notActiveError(label: string, keyId: string, state: number, detail?: { message: string; cause: unknown }): BackendError {
+  const stateName = STATE_NAMES[state] ?? `in state ${state}`;
+  const text = RETIRED_STATES.has(state)
+    ? `${label} (key_id ${keyId}) is ${stateName} (retired or revoked) and cannot be used: atrest cannot restore it (KMIP has no way back from ${stateName}), ` +
+      'but its key material is still on the KMIP server, which may let it decrypt with special permission: ask the server\'s administrator; the values are not lost while the key exists'
+    : `${label} is ${stateName} (revoked?) and cannot be used`;
+  const code = RETIRED_STATES.has(state) ? 'KEY_RETIRED' : 'KEY_NOT_FOUND';
+  return detail ? new BackendError(code, `${text}: ${detail.message}`, { cause: detail.cause }) : new BackendError(code, text);
 }
 
 interface Known {
@@ -67,7 +86,7 @@ export class KmipVersionStates {
     const k = this.known.get(uid);
     if (!k) return undefined;
     const keyId = keyIdOf(this.keyName, { uid, version: k.version });
-    return mayUnwrap(k) ? { keyId } : { keyId, refusal: notActiveError(versionLabel(this.keyName, uid, k.version), k.state!) };
+    return mayUnwrap(k) ? { keyId } : { keyId, refusal: notActiveError(versionLabel(this.keyName, uid, k.version), keyId, k.state!) };
   }
 
   /**

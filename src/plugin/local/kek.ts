@@ -3,14 +3,21 @@
 // size or mtime changed) and swaps the whole set at once; a bad rewrite leaves the loaded keys in
 // place and fails the refresh with the reason. A ciphertext naming a version not loaded yet makes
 // it look at the file once more (another process may just have rotated). Retired versions
-// (retirement.ts) are not loaded: a ciphertext naming one fails with an error that says how to
-// restore it, and the first such call per version is logged (`retired-key-used`).
+// (retirement.ts) are not loaded: a ciphertext naming one fails with KEY_RETIRED (gRPC
+// FailedPrecondition) and an error that says how to restore it, and the first such call per
+// version is logged (`retired-key-used`).
 import { createSecretKey, type KeyObject } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import type { Logger } from '../../log.js';
 import { BackendError, type KekBackend, type WrapResult, type WrappingVersion } from '../backend.js';
 import { open as openCiphertext, seal, sealPrefix, versionRefOf, type SealPrefix } from './ciphertext.js';
+import { restoreKeyCommand } from '../restore-command.js';
 import { keyIdOf, readKeyFile, type KeyFileContents, type KeyFileStamp } from './key-file.js';
+
+/** The restore-key command line for a version of the key file at `path`. */
+export function localRestoreCommand(path: string, keyId: string): string {
+  return restoreKeyCommand('local', [['--key-file', path]], keyId);
+}
 
 interface LoadedVersion {
   version: number;
@@ -145,15 +152,25 @@ export class LocalKek implements KekBackend {
     return gone ? { keyId: gone.keyId, refusal: this.retiredError(gone) } : undefined;
   }
 
-  /** Something still needs a retired version: say so loudly, and how to bring it back. */
+  /**
+   * Something still needs a retired version: say so loudly, and how to bring it back. KEY_RETIRED
+   * even once the grace period is over: the key material stays in the file until its next rewrite,
+   * so the value is not lost yet — but restore-key refuses then, and the message says so.
+   */
   private retiredError(v: RetiredVersion): BackendError {
     if (!this.retiredAsked.has(v.keyId)) {
       this.retiredAsked.add(v.keyId);
       this.log.warn({ event: 'retired-key-used', keyFile: this.path, version: v.version, keyId: v.keyId, retired: v.retired, purgeAfter: v.purgeAfter },
         'a ciphertext needs a retired key version: restore it with `atrest kms-plugin restore-key` before its grace period ends');
     }
-    return new BackendError('KEY_NOT_FOUND',
-      `ciphertext needs key version ${v.version} (key_id ${v.keyId}), retired at ${v.retired}: restore it with \`atrest kms-plugin restore-key --backend local --key-file ${this.path} --key-id ${v.keyId}\` (possible until ${v.purgeAfter})`);
+    const what = `ciphertext needs key version ${v.version} (key_id ${v.keyId}), retired at ${v.retired}`;
+    const purge = Date.parse(v.purgeAfter);
+    if (Number.isFinite(purge) && purge <= Date.now()) {
+      return new BackendError('KEY_RETIRED',
+        `${what}: its grace period ended at ${v.purgeAfter}, so restore-key no longer restores it and the next rewrite of key file ${this.path} (a rotation, a retirement) drops it for good; ` +
+        'until then the file still holds it: copy the file now (in a copy with that version\'s "retired" and "purgeAfter" removed, it unwraps again)');
+    }
+    return new BackendError('KEY_RETIRED', `${what}: restore it with \`${localRestoreCommand(this.path, v.keyId)}\` (possible until ${v.purgeAfter})`);
   }
 
   /** Runs `close` when the backend closes (the rotation schedule's timer). */

@@ -26,6 +26,8 @@ export interface Pkcs11Config {
   keyLabel: string;
   /** User PIN (never logged, never put in errors). */
   pin: string;
+  /** Path of the PIN file it was read from (named in restore-key advice; the path is not a secret). */
+  pinFile?: string;
   /** Which wrapping mechanism new ciphertexts and new key objects use. */
   mechanism: MechanismChoice;
   /** Sessions opened for serving (parallel HSM calls). */
@@ -97,8 +99,9 @@ export async function loadPkcs11Config(options: BackendOptions): Promise<Pkcs11C
   if (callMode !== 'async' && callMode !== 'sync' && callMode !== 'thread') {
     throw new BackendError('CONFIG', `--pkcs11-call-mode must be thread, async or sync, not ${JSON.stringify(callMode)}`);
   }
-  const pin = await readPinFile(required(options, '--pkcs11-pin-file'));
-  return { modulePath, tokenLabel, keyLabel, pin, mechanism, sessions, callMode };
+  const pinFile = required(options, '--pkcs11-pin-file');
+  const pin = await readPinFile(pinFile);
+  return { modulePath, tokenLabel, keyLabel, pin, pinFile, mechanism, sessions, callMode };
 }
 
 /**

@@ -23,7 +23,7 @@ import { listKeyVersions, type KeyUsage, type KeyVersion } from './key-objects.j
 import type { Handle, Pkcs11Library } from './library.js';
 import { PoolClosedError, SessionPool } from './session-pool.js';
 import { closeSessions, openTokenSessions } from './token.js';
-import { Pkcs11Usability, retiredVersionError, type VersionUsability } from './usability.js';
+import { keyPlaceOf, Pkcs11Usability, retiredVersionError, type VersionUsability } from './usability.js';
 
 /** After a failed reconnect, calls fail fast for this long instead of hammering the HSM. */
 const RECONNECT_BACKOFF_MS = 1000;
@@ -67,7 +67,7 @@ export class Pkcs11Kek implements KekBackend {
   /** Data operations on worker threads (config.callMode, see config.ts). */
   private readonly async: boolean;
   private versions = new Map<string, KeyVersion>();
-  private usability = new Pkcs11Usability([]);
+  private usability: Pkcs11Usability;
   private current: KeyVersion | undefined;
   private connection: Connection | undefined;
   private lastConnectFailure: { at: number; error: BackendError } | undefined;
@@ -79,6 +79,7 @@ export class Pkcs11Kek implements KekBackend {
     this.lib = options.library;
     this.log = options.log;
     this.async = options.config.callMode === 'async';
+    this.usability = new Pkcs11Usability([], keyPlaceOf(options.config));
   }
 
   /**
@@ -175,7 +176,7 @@ export class Pkcs11Kek implements KekBackend {
       } catch (err) {
         if (ckrOf(err) === CKR.KEY_FUNCTION_NOT_PERMITTED) {
           // What a retired version answers (retirement.ts): say how to bring it back.
-          throw retiredVersionError(version.keyId, err);
+          throw retiredVersionError(this.config, version.keyId, err);
         }
         if (mayBeBadCiphertext(err)) {
           // SoftHSM reports a failed tag check as CKR_GENERAL_ERROR: only blame the ciphertext when
@@ -219,7 +220,7 @@ export class Pkcs11Kek implements KekBackend {
       listKeyVersions(this.lib, session, this.config.tokenLabel, this.config.keyLabel),
     );
     this.versions = new Map(versions.map((v) => [v.idHex, v]));
-    this.usability = new Pkcs11Usability(versions.map(({ idHex, keyId, usable }) => ({ idHex, keyId, usable })));
+    this.usability = new Pkcs11Usability(versions.map(({ idHex, keyId, usable }) => ({ idHex, keyId, usable })), keyPlaceOf(this.config));
     this.current = versions.at(-1);
     if (before && this.current && before.idHex !== this.current.idHex) {
       this.log.info({ event: 'pkcs11-key-rotated', backend: 'pkcs11', keyId: this.current.keyId, previousKeyId: before.keyId, versions: versions.length }, 'pkcs11 key rotated');

@@ -20,7 +20,7 @@ import pino from 'pino';
 import type { Logger } from '../../log.js';
 import { BackendError, type BackendErrorCode, type KekBackend, type WrapResult, type WrappingVersion } from '../backend.js';
 import type { Pkcs11Config } from './config.js';
-import { Pkcs11Usability, type VersionUsability } from './usability.js';
+import { keyPlaceOf, Pkcs11Usability, type Pkcs11KeyPlace, type VersionUsability } from './usability.js';
 
 /** What the thread is asked to do. */
 export type ThreadRequest =
@@ -82,7 +82,7 @@ export class ThreadedPkcs11Kek implements KekBackend {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private key: ThreadKeyState = { keyId: '', createdAt: undefined };
-  private usability = new Pkcs11Usability([]);
+  private usability: Pkcs11Usability;
   private refreshing: Promise<void> | undefined;
   private exited: Error | undefined;
   private closing: Promise<void> | undefined;
@@ -92,8 +92,12 @@ export class ThreadedPkcs11Kek implements KekBackend {
     private readonly worker: Worker,
     private readonly where: string,
     private readonly timeoutMs: number,
+    /** Where the key lives: what a refusal of a retired version names (restore-key's flags). */
+    private readonly place: Pkcs11KeyPlace,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    this.usability = new Pkcs11Usability([], place);
+  }
 
   /**
    * Starts the thread and opens the backend in it (module, sessions, login, key versions). Fails
@@ -104,7 +108,7 @@ export class ThreadedPkcs11Kek implements KekBackend {
     // `start`: tests put a thread of their own here to make it hang on demand.
     const worker = start(init);
     const where = `token ${JSON.stringify(config.tokenLabel)} (PKCS#11 module ${config.modulePath})`;
-    const kek = new ThreadedPkcs11Kek(worker, where, timeoutMs);
+    const kek = new ThreadedPkcs11Kek(worker, where, timeoutMs, keyPlaceOf(config));
     worker.on('message', (m: ThreadMessage) => kek.onMessage(m, log));
     worker.on('error', (err) => kek.onExit(new BackendError('INTERNAL', `the pkcs11 backend thread failed: ${err.message}`, { cause: err })));
     worker.on('exit', (code) => {
@@ -236,7 +240,7 @@ export class ThreadedPkcs11Kek implements KekBackend {
     this.pending.delete(m.id);
     if (m.ok) {
       this.key = m.key;
-      if (m.key.versions) this.usability = new Pkcs11Usability(m.key.versions);
+      if (m.key.versions) this.usability = new Pkcs11Usability(m.key.versions, this.place);
       p.resolve(m);
     } else {
       p.reject(new BackendError(m.error.code as BackendErrorCode, m.error.message));

@@ -1,8 +1,9 @@
 // Which stored values still need a KEK version: from verifyStore's writer labels, where a kms v2
 // value carries the hash of the key_id its DEK seed was wrapped with (`kms v2:<name>:sha256:…`).
 // kms v1 values do not record their KEK version at all, an undecryptable value cannot be
-// attributed, and a value not checked (its KMS plugin unreachable) is unknown; all make retirement
-// impossible to prove safe, so all count against it.
+// attributed, a value the plugin refused because its KEK version is retired still needs that version,
+// and a value not checked (its KMS plugin unreachable) is unknown; all make retirement impossible to
+// prove safe, so all count against it.
 import type { VerifyReport } from '../verify.js';
 
 /** How many keys of old-key values are kept to name in messages. */
@@ -18,6 +19,11 @@ export interface KeyUsage {
   kmsV1: number;
   undecryptable: number;
   undecryptableSamples: string[];
+  /** Values under a version retired earlier (a backup restored since): they still need it. */
+  needsRetiredKey: number;
+  needsRetiredKeySamples: string[];
+  /** The key_id hashes of those versions (kms v2 values name theirs). */
+  retiredKeyIdHashes: Set<string>;
   /** Values not checked because their KMS plugin (or the store) could not be reached, and why. */
   unchecked: number;
   uncheckedCauses: string[];
@@ -43,6 +49,7 @@ function isOldWriter(writer: string, oldHashes: ReadonlySet<string>): boolean {
 export function keyUsage(report: VerifyReport, oldHashes: ReadonlySet<string>, oldSamples: string[]): KeyUsage {
   const usage: KeyUsage = {
     oldByResource: new Map(), old: 0, oldSamples, kmsV1: 0, undecryptable: 0, undecryptableSamples: [],
+    needsRetiredKey: 0, needsRetiredKeySamples: [], retiredKeyIdHashes: new Set(),
     unchecked: report.notChecked.reduce((n, c) => n + c.values, 0), uncheckedCauses: report.notChecked.map((c) => c.cause),
   };
   for (const r of report.resources) {
@@ -54,6 +61,11 @@ export function keyUsage(report: VerifyReport, oldHashes: ReadonlySet<string>, o
     }
     usage.undecryptable += r.undecryptable.length;
     for (const u of r.undecryptable) if (usage.undecryptableSamples.length < SAMPLE_KEYS) usage.undecryptableSamples.push(u.key);
+    usage.needsRetiredKey += r.needsRetiredKey.length;
+    for (const v of r.needsRetiredKey) {
+      if (usage.needsRetiredKeySamples.length < SAMPLE_KEYS) usage.needsRetiredKeySamples.push(v.key);
+      if (v.keyIdHash !== undefined) usage.retiredKeyIdHashes.add(v.keyIdHash);
+    }
   }
   return usage;
 }

@@ -127,7 +127,7 @@ export async function rotate(o: RotateOptions): Promise<RotateResult> {
     step('verify');
     // Every resource of the configuration, not only --resources: what retirement rests on.
     verified = await scan(o, oldHashes, 'all');
-    refuseUnlessUnused(verified, old);
+    refuseUnlessUnused(verified, old, (hashes) => restoreAdvice(o.backend, versions, hashes));
     o.report.line(`no value needs ${old.map((v) => v.keyId).join(', ')}`);
   }
 
@@ -206,13 +206,32 @@ async function migrate(o: RotateOptions, usage: KeyUsage, wantHash: string): Pro
   }
 }
 
+/**
+ * How to bring back the retired versions with these key_id hashes: the backend's restore-key
+ * command for each, or, where retirement is final (kmip), who can still help.
+ */
+function restoreAdvice(backend: RotationBackend, versions: readonly KeyVersionView[], hashes: ReadonlySet<string>): string {
+  const named = versions.filter((v) => hashes.has(keyIdHash(v.keyId)));
+  const command = (keyId: string): string => backend.restoreCommand(keyId)
+    ?? `${keyId}: ${backend.name} retirement is final for atrest, but the key material is kept by the key manager: ask its administrator to let it decrypt`;
+  const how = named.length > 0 ? named.map((v) => command(v.keyId)).join('; ')
+    : `the KMS plugin's message names the version: atrest verify prints it with the command (${backend.restoreCommand('<key_id>') ?? 'no restore-key for this backend: ask the key manager\'s administrator'})`;
+  return `they are not lost: restore the version (${how}), then run atrest rotate again: it migrates them to the current version and retires the old one again`;
+}
+
 /** Retirement is refused while anything may still need an old version. */
-function refuseUnlessUnused(usage: KeyUsage, old: readonly KeyVersionView[]): void {
+function refuseUnlessUnused(usage: KeyUsage, old: readonly KeyVersionView[], restore: (hashes: ReadonlySet<string>) => string): void {
   const names = old.map((v) => v.keyId).join(', ');
   // Not checked is not known to be unused (nor lost): it stops the run as incomplete, never as a finding.
   if (usage.unchecked > 0) {
     throw new RotateError('incomplete', `${usage.unchecked} stored values could not be checked (${usage.uncheckedCauses.join('; ')}): cannot prove ${names} unused, not retiring`,
       'bring the KMS plugin (or the store) back and run atrest rotate again');
+  }
+  if (usage.needsRetiredKey > 0) {
+    // Values under a version retired by an earlier run (a backup restored since): they still need it,
+    // and they cannot be read now — the most urgent finding, so the first one told.
+    throw new RotateError('findings', `${usage.needsRetiredKey} stored values need a KEK version that is already retired (e.g. ${usage.needsRetiredKeySamples.join(', ')}): ` +
+      `the KMS plugin refuses to decrypt them until it is restored; not retiring ${names}`, restore(usage.retiredKeyIdHashes));
   }
   if (usage.old > 0) {
     throw new RotateError('findings', `${usage.old} stored values are still under ${names} (${perResource(usage.oldByResource)}), e.g. ${usage.oldSamples.join(', ')}: not retiring`,

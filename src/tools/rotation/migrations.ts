@@ -148,7 +148,12 @@ export async function runMigration(client: KubeClient, o: MigrateOptions, again:
   });
   if (done.s === 'failed') {
     const failed = condition(done.svm, 'Failed');
-    throw new RotateError('incomplete', `StorageVersionMigration ${o.name} failed: ${failed?.reason ?? ''} ${failed?.message ?? ''}`.trim(),
+    const message = `StorageVersionMigration ${o.name} failed: ${failed?.reason ?? ''} ${failed?.message ?? ''}`.trim();
+    // Objects under an already retired KEK version (the controller's words, migrate.ts): a finding, with its own remedy.
+    if (/ need a retired KEK version/.test(failed?.message ?? '')) {
+      throw new RotateError('findings', message, 'those objects are not lost: restore the KEK version the message names (atrest kms-plugin restore-key), then run atrest rotate again (it creates the migration again)');
+    }
+    throw new RotateError('incomplete', message,
       `see kubectl describe storageversionmigration ${o.name} and the API server log; fix the cause and run atrest rotate again (it creates the migration again)`);
   }
   o.report.line(`${o.resource}: StorageVersionMigration ${o.name} Succeeded (${((Date.now() - started) / 1000).toFixed(1)} s)`);

@@ -130,7 +130,8 @@ export class KmsV2Transformer implements Transformer, HeaderWriter {
       // kube's text, after the provider and its endpoint (naming.ts).
       const message = `${kmsProviderLabel(this.ref)}: ${unreachablePrefix(err)}failed to decrypt DEK, error: ${messageOf(err)}`;
       // An unreachable plugin stays KMS_UNAVAILABLE (with its gRPC code) for callers and metrics.
-      if (err instanceof KmsUnavailableError) throw new KmsUnavailableError(message, err.grpcCode, { cause: err, unreachable: err.unreachable });
+      // The key_id's hash travels with it: a refusal of a retired KEK version is reported naming the version.
+      if (err instanceof KmsUnavailableError) throw new KmsUnavailableError(message, err.grpcCode, { cause: err, unreachable: err.unreachable, keyIdHash: this.hashOf(object.keyID) });
       throw new EnvelopeError(message, { cause: err });
     }
     const aead = object.encryptedDEKSourceType === AES_GCM_KEY ? new AesGcm(key) : new ExtendedNonceGcm(key, { now: this.now });

@@ -173,7 +173,7 @@ describe('pkcs11 flags and PIN file', () => {
     await writeFile(pin, '1234\n', { mode: 0o600 });
     const base = { pkcs11Module: '/m.so', pkcs11TokenLabel: 'tok', pkcs11PinFile: pin, pkcs11KeyLabel: 'kek' };
     const config = await loadPkcs11Config(base);
-    assert.deepEqual(config, { modulePath: '/m.so', tokenLabel: 'tok', keyLabel: 'kek', pin: '1234', mechanism: 'auto', sessions: 4, callMode: 'async' });
+    assert.deepEqual(config, { modulePath: '/m.so', tokenLabel: 'tok', keyLabel: 'kek', pin: '1234', pinFile: pin, mechanism: 'auto', sessions: 4, callMode: 'async' });
     await assert.rejects(loadPkcs11Config({ ...base, pkcs11CallMode: 'threads' }), isCode('CONFIG', /--pkcs11-call-mode/));
     assert.equal((await loadPkcs11Config({ ...base, pkcs11CallMode: 'sync' })).callMode, 'sync');
     await assert.rejects(loadPkcs11Config({ ...base, pkcs11Module: undefined }), isCode('CONFIG', /--pkcs11-module is required/));

@@ -133,7 +133,7 @@ async function pluginRows(ctx: BenchContext, dir: string): Promise<Row[]> {
       const wrapped = await client.encrypt(dek);
       const seconds = ctx.quick ? ctx.seconds : Math.max(ctx.seconds, 1);
       const enc = await measureRate(() => client.encrypt(dek), { seconds, concurrency: 32 });
-      const dec = await measureRate(() => client.decrypt(wrapped.ciphertext, wrapped.keyId), { seconds, concurrency: 32 });
+      const dec = await measureRate(() => client.decrypt(wrapped.ciphertext, wrapped.keyId, wrapped.annotations), { seconds, concurrency: 32 });
       const loaded = procMemoryMb(proc.pid!).hwm;
       return [
         { name: 'atrest kms-plugin (local), idle', metric: 'peak RSS', value: idle, unit: 'MB', note: 'baseline' },

@@ -61,7 +61,7 @@ async function nodeClient(socket: string, warmUpSeconds: number) {
   const wrapped = await client.encrypt(dek);
   const ops: Record<Method, () => Promise<unknown>> = {
     Encrypt: () => client.encrypt(dek),
-    Decrypt: () => client.decrypt(wrapped.ciphertext, wrapped.keyId),
+    Decrypt: () => client.decrypt(wrapped.ciphertext, wrapped.keyId, wrapped.annotations),
   };
   for (const method of METHODS) await measureRate(ops[method], { seconds: warmUpSeconds, concurrency: 8 }); // JIT, connection
   return {

@@ -62,6 +62,28 @@ func field(b []byte, want protowire.Number) []byte {
 	return out
 }
 
+// fields returns every bytes-typed field num of a message (a map's entries are repeated fields).
+func fields(b []byte, want protowire.Number) [][]byte {
+	var out [][]byte
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return out
+		}
+		b = b[n:]
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return out
+		}
+		if num == want && typ == protowire.BytesType {
+			v, _ := protowire.ConsumeBytes(b)
+			out = append(out, v)
+		}
+		b = b[m:]
+	}
+	return out
+}
+
 func main() {
 	socket := flag.String("socket", "", "plugin UNIX socket path")
 	method := flag.String("method", "Encrypt", "Encrypt or Decrypt")
@@ -113,6 +135,11 @@ func main() {
 			os.Exit(1)
 		}
 		req = appendBytes(appendBytes(appendBytes(nil, 1, field(out, 1)), 2, []byte("bench-uid")), 3, field(out, 2))
+		// The annotations Encrypt returned (EncryptResponse field 3) go back with Decrypt (DecryptRequest
+		// field 4), as kube-apiserver stores and returns them: a key-hierarchy plugin needs them.
+		for _, entry := range fields(out, 3) {
+			req = appendBytes(req, 4, entry)
+		}
 	}
 	// warm-up
 	for i := 0; i < 200; i++ {

@@ -8,6 +8,7 @@ import {
   conditionsOf, groupResourceString, isConditionTrue, migrationResource, STORAGE_MIGRATION_API_VERSION, STORAGE_MIGRATION_GROUP,
   STORAGE_MIGRATION_VERSION, STORAGE_VERSION_MIGRATIONS, type Condition,
 } from '../k8s-objects/storage-version-migration.js';
+import { PROGRESS_ANNOTATION } from '../controllers/storage-version-migration/progress.js';
 import type { StatusCause } from './errors.js';
 import { isPlainObject, type JsonObject, type KubeObject } from './objects.js';
 import type { ResourceType } from './resource-types.js';
@@ -126,6 +127,21 @@ function validateStatusUpdate(obj: KubeObject, old: KubeObject): StatusCause[] {
   return causes;
 }
 
+/**
+ * The controller's resume point (PROGRESS_ANNOTATION) is written by the controller alone, like the
+ * status: a client's create or update can neither set nor change it (a forged position could skip
+ * keys and report Succeeded for objects never looked at).
+ */
+function keepProgress(obj: KubeObject, old: KubeObject | undefined): void {
+  const meta = obj.metadata as Record<string, unknown>;
+  const annotations = isPlainObject(meta['annotations']) ? { ...meta['annotations'] } : {};
+  const stored = old && isPlainObject(old.metadata['annotations']) ? old.metadata['annotations'][PROGRESS_ANNOTATION] : undefined;
+  if (stored === undefined) delete annotations[PROGRESS_ANNOTATION];
+  else annotations[PROGRESS_ANNOTATION] = stored;
+  if (Object.keys(annotations).length > 0) meta['annotations'] = annotations;
+  else delete meta['annotations'];
+}
+
 /** Go zero values as kube writes them: spec.resource {group, resource} always present, status {} at least. */
 function normalize(obj: KubeObject): void {
   delete obj.metadata.namespace; // cluster-scoped: kube clears a namespace sent in the body
@@ -151,9 +167,11 @@ export const storageversionmigrations: ResourceType = {
   normalize,
   prepareForCreate(obj) {
     obj['status'] = {};
+    keepProgress(obj, undefined);
   },
   prepareForUpdate(obj, old) {
     obj['status'] = isPlainObject(old['status']) ? old['status'] : {};
+    keepProgress(obj, old);
   },
   validate(obj, old) {
     const causes = validateMigration(obj);

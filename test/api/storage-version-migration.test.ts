@@ -9,6 +9,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { PROGRESS_ANNOTATION } from '../../src/controllers/storage-version-migration/progress.js';
 import { openSqliteStore } from '../../src/storage/sqlite.js';
 import type { Store } from '../../src/storage/types.js';
 import { Kubectl, kubectlAvailable } from '../helpers/kubectl.js';
@@ -128,9 +129,10 @@ describe('StorageVersionMigration API', { skip: !kubectlAvailable() && 'kubectl 
     assert.equal(r.json()['message'], 'storageversionmigrations.storagemigration.k8s.io "bad" already exists');
 
     // A status sent on create is dropped; the migration runs and succeeds (nothing is stale any more).
-    r = await post({ ...kind, metadata: { name: 'with-status' }, spec: { resource: { resource: 'secrets' } }, status: { resourceVersion: '1', conditions: [{ type: 'Succeeded', status: 'True', reason: 'Fake', message: '', lastTransitionTime: '2026-01-01T00:00:00Z' }] } });
+    r = await post({ ...kind, metadata: { name: 'with-status', annotations: { [PROGRESS_ANNOTATION]: JSON.stringify({ continue: 'zzz' }) } }, spec: { resource: { resource: 'secrets' } }, status: { resourceVersion: '1', conditions: [{ type: 'Succeeded', status: 'True', reason: 'Fake', message: '', lastTransitionTime: '2026-01-01T00:00:00Z' }] } });
     assert.equal(r.status, 201);
     assert.deepEqual(r.json()['status'], {});
+    assert.equal(r.json<{ metadata: { annotations?: unknown } }>().metadata.annotations, undefined, 'a client cannot set the resume point');
     const done = await waitFinished(t.server, 'with-status');
     assert.equal(condition(done, 'Succeeded')?.status, 'True');
     assert.equal(progressOf(done)?.alreadyCurrent, SECRETS);
@@ -147,6 +149,19 @@ describe('StorageVersionMigration API', { skip: !kubectlAvailable() && 'kubectl 
     r = await apiRequest(t.server, 'PUT', `${SVM_PATH}/with-status`, { body: JSON.stringify(labelled) });
     assert.equal(r.status, 200);
     assert.deepEqual(r.json<MigrationObject>().status, done.status, 'an update of the main resource keeps the stored status');
+    // The controller's resume point is the controller's alone: a client can neither change nor drop it.
+    const forged = structuredClone(r.json<MigrationObject>()) as MigrationObject & { metadata: { annotations?: Record<string, string> } };
+    const storedProgress = forged.metadata.annotations?.[PROGRESS_ANNOTATION];
+    assert.ok(storedProgress, 'the finished migration carries its progress');
+    forged.metadata.annotations = { [PROGRESS_ANNOTATION]: JSON.stringify({ continue: 'zzz', revision: 1 }), team: 'a' };
+    r = await apiRequest(t.server, 'PUT', `${SVM_PATH}/with-status`, { body: JSON.stringify(forged) });
+    assert.equal(r.status, 200);
+    assert.deepEqual(r.json<{ metadata: { annotations?: Record<string, string> } }>().metadata.annotations, { [PROGRESS_ANNOTATION]: storedProgress, team: 'a' });
+    r = await apiRequest(t.server, 'PATCH', `${SVM_PATH}/with-status`, {
+      body: JSON.stringify({ metadata: { annotations: { [PROGRESS_ANNOTATION]: null } } }), headers: { 'Content-Type': 'application/merge-patch+json' },
+    });
+    assert.equal(r.status, 200);
+    assert.equal(r.json<{ metadata: { annotations?: Record<string, string> } }>().metadata.annotations?.[PROGRESS_ANNOTATION], storedProgress);
 
     // The status subresource: kube's one-way rules.
     const current = (await getMigration(t.server, 'with-status')) as MigrationObject;

@@ -14,7 +14,8 @@ import { ApiError, badRequest, methodNotAllowed, pathNotFound, tooLarge, tooMany
 import { logCheck, pingCheck, runHealth } from './health-endpoints.js';
 import { OPENAPI_V2_CONTENT_TYPE } from './openapi.js';
 import type { RequestMetrics } from './request-metrics.js';
-import { StreamedBody, type Reply, type ResourceHandlers, type ResourceRequest } from './resource-handlers.js';
+import { StreamedBody } from './list-handler.js';
+import type { Reply, ResourceHandlers, ResourceRequest } from './resource-handlers.js';
 import { isPublicRoute, route, type Route } from './router.js';
 import { statusFromError, type Status } from './status.js';
 import { versionInfo } from './version.js';

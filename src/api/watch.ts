@@ -9,7 +9,8 @@ import { isStoreError } from '../storage/errors.js';
 import { badRequest } from './errors.js';
 import type { KubeObject } from './objects.js';
 import type { ObjectRepository } from './object-repository.js';
-import { selectorsOf, TABLE_CONTENT_TYPE, type ResourceHandlers, type ResourceRequest } from './resource-handlers.js';
+import { selectorsOf, TABLE_CONTENT_TYPE } from './list-handler.js';
+import type { ResourceHandlers, ResourceRequest } from './resource-handlers.js';
 import { failureStatus, statusFromError } from './status.js';
 import { tableOf } from './table.js';
 

@@ -13,10 +13,12 @@
 // whose first attempt may have been applied before its response was lost is recognised on retry by
 // its own bytes being the key's current value. Watches resume after the last delivered event when
 // their connection breaks (keepalive pings notice a silent member).
-import { isRecoverableError, Etcd3, type IKeyValue, type IOptions, type IResponseHeader, type Watcher } from 'etcd3';
+import { Etcd3, type IKeyValue, type IOptions, type IResponseHeader, type Watcher } from 'etcd3';
+import { cooldownPolicies, isTransient, passThroughPolicy } from './etcd-client-policy.js';
+import { COMPACTED_MESSAGE, EtcdWatch, toKeyValue, type WatchedEtcd } from './etcd-watch.js';
 import { guardChanged, keyExists, StoreError } from './errors.js';
 import { asBuffer, prefixEndBytes } from './prefix.js';
-import type { CreateGuard, KeyValue, ListOptions, ListResult, Store, UpdateOp, UpdateOutcome, Watch, WatchEvent, WatchOptions } from './types.js';
+import type { CreateGuard, KeyValue, ListOptions, ListResult, Store, UpdateOp, UpdateOutcome, Watch, WatchOptions } from './types.js';
 import { WriteHealth } from './write-health.js';
 
 export interface EtcdTlsOptions {
@@ -54,7 +56,6 @@ export interface EtcdStoreOptions {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-const COMPACTED_MESSAGE = 'required revision has been compacted';
 const FUTURE_MESSAGE = 'required revision is a future revision';
 /** etcd's answer to a request over --max-request-bytes (rpctypes.ErrRequestTooLarge). */
 const TOO_LARGE_MESSAGE = 'etcdserver: request is too large';
@@ -72,50 +73,7 @@ export function openEtcdStore(options: EtcdStoreOptions): Store & EtcdStoreExtra
   return new EtcdStore(options);
 }
 
-type PolicyFn<T> = (context: { signal: AbortSignal }) => PromiseLike<T> | T;
-type ClientPolicy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
-const noEvent = () => ({ dispose() {} });
-
-/** The etcd3 client's global retry, replaced by a pass-through: this store retries itself, knowing which calls are writes. */
-const passThroughPolicy = {
-  execute: <T>(fn: PolicyFn<T>) => Promise.resolve().then(() => fn({ signal: new AbortController().signal })),
-  onSuccess: noEvent,
-  onFailure: noEvent,
-} as unknown as ClientPolicy;
-
-const SKIPPED_MESSAGE = 'etcd member skipped after a recent failure';
-
-/**
- * Per-member policies instead of the client's default circuit breaker (which skips a member for 5 s
- * after 3 failures, so after a rolling restart every member can be "open" at once and the store
- * stalls): a member that just failed with a transient error is skipped for `cooldownMs` while
- * another member is not, and the client moves on to the next member meanwhile.
- */
-function cooldownPolicies(cooldownMs: number): () => ClientPolicy {
-  const members: Array<{ skipUntil: number }> = [];
-  return () => {
-    const me = { skipUntil: 0 };
-    members.push(me);
-    return {
-      execute: async <T>(fn: PolicyFn<T>) => {
-        const now = Date.now();
-        if (now < me.skipUntil && members.some((m) => now >= m.skipUntil)) throw new Error(SKIPPED_MESSAGE);
-        try {
-          const result = await fn({ signal: new AbortController().signal });
-          me.skipUntil = 0;
-          return result;
-        } catch (err) {
-          if (err instanceof Error && isRecoverableError(err)) me.skipUntil = Date.now() + cooldownMs;
-          throw err;
-        }
-      },
-      onSuccess: noEvent,
-      onFailure: noEvent,
-    } as unknown as ClientPolicy;
-  };
-}
-
-class EtcdStore implements Store {
+class EtcdStore implements Store, WatchedEtcd {
   private readonly client: Etcd3;
   private readonly requestTimeoutMs: number;
   private readonly writeAttemptTimeoutMs: number;
@@ -549,76 +507,6 @@ class EtcdStore implements Store {
   }
 }
 
-function isTransient(err: Error): boolean {
-  if (isRecoverableError(err)) return true;
-  // A member skipped after a recent failure (the client wraps our error, keeping its message).
-  if (err.message.includes(SKIPPED_MESSAGE)) return true;
-  return /etcdserver: (no leader|leader changed|request timed out|too many requests)/.test(err.message);
-}
-
-/**
- * One watch: etcd3's Watcher (which reconnects by itself, resuming after the last revision it saw)
- * mapped onto WatchEvent. A cancelled watch is explained: COMPACTED when its next revision has been
- * compacted, else UNAVAILABLE.
- */
-class EtcdWatch implements Watch {
-  private readonly watcher: Watcher;
-  private closed = false;
-  private nextRevision: number;
-
-  constructor(
-    private readonly store: EtcdStore,
-    private readonly prefix: string,
-    private readonly options: WatchOptions,
-  ) {
-    this.nextRevision = Math.max(0, options.afterRevision) + 1;
-    this.watcher = store.newWatcher(prefix, this.nextRevision);
-    this.watcher.on('data', (res) => {
-      if (this.closed) return;
-      for (const ev of res.events) {
-        if (this.closed) return;
-        const event = toWatchEvent(ev.type, ev.kv, ev.prev_kv);
-        const rev = event.type === 'put' ? event.kv.modRevision : event.modRevision;
-        this.nextRevision = rev + 1;
-        this.options.onEvent(event);
-      }
-    });
-    this.watcher.on('error', (err: Error) => void this.onCancelled(err));
-    // etcd3 resumes a reconnecting watch from the revision in the last response header + 1, but etcd
-    // stamps history replay batches with its *current* revision: a connection lost during catch-up
-    // would skip the rest of the history. Resume after the last event delivered instead.
-    this.watcher.on('disconnected', () => {
-      this.watcher.request.start_revision = this.nextRevision;
-    });
-  }
-
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.store.detach(this);
-    this.watcher.cancel().catch(() => undefined);
-  }
-
-  private async onCancelled(err: Error): Promise<void> {
-    if (this.closed) return;
-    let error: StoreError;
-    try {
-      error = (await this.store.compactedAt(this.nextRevision))
-        ? new StoreError('COMPACTED', `watch of ${this.prefix} from revision ${this.nextRevision}: ${COMPACTED_MESSAGE}`, {
-          cause: err,
-          compactRevision: await this.store.compactRevisionAbove(this.nextRevision),
-        })
-        : new StoreError('UNAVAILABLE', `watch of ${this.prefix}: ${err.message}`, { cause: err });
-    } catch (checkErr) {
-      // etcd could not be asked whether the history is gone: a retryable failure, not a guess.
-      error = new StoreError('UNAVAILABLE', `watch of ${this.prefix}: ${err.message}; checking for compaction: ${(checkErr as Error).message}`, { cause: err });
-    }
-    if (this.closed) return;
-    this.close();
-    this.options.onError(error);
-  }
-}
-
 type ConcurrencyLimit = <T>(fn: () => Promise<T>) => Promise<T>;
 
 /** Runs at most `n` of the functions given to it at once; the others wait, in call order. */
@@ -670,24 +558,7 @@ function revisionOf(header: IResponseHeader): number {
   return Number(header.revision);
 }
 
-function toKeyValue(kv: IKeyValue): KeyValue {
-  return {
-    key: kv.key.toString('utf8'),
-    value: kv.value,
-    modRevision: Number(kv.mod_revision),
-    createRevision: Number(kv.create_revision),
-  };
-}
-
 function firstKv(kvs: IKeyValue[] | undefined): KeyValue | undefined {
   const kv = kvs?.[0];
   return kv ? toKeyValue(kv) : undefined;
-}
-
-function toWatchEvent(type: string, kv: IKeyValue, prev: IKeyValue | undefined | null): WatchEvent {
-  const prevKv = prev && prev.key && prev.key.length > 0 ? toKeyValue(prev) : undefined;
-  if (type === 'Delete') {
-    return { type: 'delete', key: kv.key.toString('utf8'), modRevision: Number(kv.mod_revision), ...(prevKv ? { prev: prevKv } : {}) };
-  }
-  return { type: 'put', kv: toKeyValue(kv), ...(prevKv ? { prev: prevKv } : {}) };
 }

@@ -18,10 +18,12 @@ import Database from 'better-sqlite3';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from '../log.js';
-import { classifyDiskError, diskAdvice, refineByFreeSpace } from './disk-errors.js';
+import { classifyDiskError, diskAdvice, refineByFreeSpace, type DiskErrorClass } from './disk-errors.js';
 import { guardChanged, keyExists, StoreError } from './errors.js';
 import { asBuffer, prefixEndString } from './prefix.js';
 import type { CreateGuard, KeyValue, ListOptions, ListResult, Store, UpdateOp, UpdateOutcome, Watch, WatchEvent, WatchOptions } from './types.js';
+import { createRevisionOf, EVENT_COLUMNS, SCHEMA, type EventRow, type LatestRow, type ListRow } from './sqlite-schema.js';
+import { SqliteWatcher, type WatchedStore } from './sqlite-watch.js';
 import { probeStoreFile, WriteHealth } from './write-health.js';
 
 export { STORE_FILE_NAME } from './defaults.js';
@@ -58,63 +60,16 @@ interface PendingWrite<T = unknown> {
   fail(err: Error): void;
 }
 
-interface LatestRow {
-  id: number;
-  created: number;
-  deleted: number;
-  create_revision: number;
-  value: Buffer;
-}
-
-interface ListRow {
-  id: number;
-  name: string;
-  created: number;
-  create_revision: number;
-  value: Buffer;
-}
-
-interface EventRow {
-  id: number;
-  name: string;
-  created: number;
-  deleted: number;
-  create_revision: number;
-  prev_revision: number;
-  value: Buffer;
-  prev_id: number | null;
-  prev_value: Buffer | null;
-  prev_created: number | null;
-  prev_create_revision: number | null;
-  prev_deleted: number | null;
-}
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS kv (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  name TEXT NOT NULL,
-  created INTEGER NOT NULL,
-  deleted INTEGER NOT NULL,
-  create_revision INTEGER NOT NULL,
-  prev_revision INTEGER NOT NULL,
-  value BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS kv_name_id ON kv (name, id);
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-`;
-
-const EVENT_COLUMNS = `kv.id, kv.name, kv.created, kv.deleted, kv.create_revision, kv.prev_revision, kv.value,
-  p.id AS prev_id, p.value AS prev_value, p.created AS prev_created, p.create_revision AS prev_create_revision, p.deleted AS prev_deleted`;
-
 /** Creates the directory (0700) and the file (0600) before SQLite does, so neither is ever wider. */
 function prepareFile(file: string): void {
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
   closeSync(openSync(file, 'a', 0o600));
 }
 
-function createRevisionOf(row: { id: number; created: number; create_revision: number }): number {
-  // A row that created its key stores 0 and is its own create revision (kine does the same).
-  return row.created ? row.id : row.create_revision;
+/** A full, read-only or failing disk behind `err` (free space checked where the file lives), else undefined. */
+function diskFailureOf(err: unknown, file: string): DiskErrorClass | undefined {
+  const classified = classifyDiskError(err);
+  return classified && file !== ':memory:' ? refineByFreeSpace(classified, dirname(file)) : classified;
 }
 
 export function openSqliteStore(file: string, options: SqliteStoreOptions = {}): Store & SqliteStoreExtras {
@@ -130,7 +85,7 @@ export interface SqliteStoreExtras {
   updateMany(ops: readonly UpdateOp[]): Promise<UpdateOutcome[]>;
 }
 
-class SqliteStore implements Store, SqliteStoreExtras {
+class SqliteStore implements Store, SqliteStoreExtras, WatchedStore {
   private readonly db: Database.Database;
   private readonly readonly: boolean;
   private readonly logger: Logger | undefined;
@@ -179,8 +134,7 @@ class SqliteStore implements Store, SqliteStoreExtras {
     } catch (err) {
       db?.close();
       // Opened read-only (the tools), a missing or unreadable file is a store that is not there.
-      const classified = this.readonly ? undefined : classifyDiskError(err);
-      const disk = classified && file !== ':memory:' ? refineByFreeSpace(classified, dirname(file)) : classified;
+      const disk = this.readonly ? undefined : diskFailureOf(err, file);
       throw new StoreError(disk?.problem ?? 'UNAVAILABLE', `cannot open the embedded store ${file}: ${disk?.cause ?? (err as Error).message}`, { cause: err });
     }
     if (this.readonly && !this.db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'kv'`).get()) {
@@ -608,144 +562,8 @@ class SqliteStore implements Store, SqliteStoreExtras {
   private unavailable(key: string | undefined, err: unknown): StoreError {
     if (err instanceof StoreError) return err;
     const where = key === undefined ? '' : ` (key ${key})`;
-    const classified = classifyDiskError(err);
-    const disk = classified && this.file !== ':memory:' ? refineByFreeSpace(classified, dirname(this.file)) : classified;
+    const disk = diskFailureOf(err, this.file);
     if (disk) return new StoreError(disk.problem, `the embedded store ${this.file} failed${where}: ${disk.cause}. To fix: ${diskAdvice(disk.problem, dirname(this.file))}`, { key, cause: err });
     return new StoreError('UNAVAILABLE', `embedded store error${where}: ${(err as Error).message}`, { key, cause: err });
   }
-}
-
-/**
- * One watch on the embedded store. `cursor` is the last revision it has looked at. While it is
- * level with the writers (cursor = revision - 1 when a write is published) it takes the writer's
- * event directly; otherwise (just started, or behind) it reads the rows after its cursor from the
- * table in batches. Either way events reach the caller in revision order, on a later tick than the
- * write, never inside the writer's call.
- */
-class SqliteWatcher implements Watch {
-  private cursor: number;
-  private readonly queue: WatchEvent[] = [];
-  private needRead = true;
-  private scheduled = false;
-  private closed = false;
-
-  constructor(
-    private readonly store: SqliteStore,
-    private readonly prefix: string,
-    private readonly options: WatchOptions,
-  ) {
-    this.cursor = Math.max(0, options.afterRevision);
-  }
-
-  start(): void {
-    this.schedule();
-  }
-
-  notify(rev: number, event: WatchEvent): void {
-    if (this.closed) return;
-    if (!this.needRead && this.cursor === rev - 1) {
-      this.cursor = rev;
-      const key = event.type === 'put' ? event.kv.key : event.key;
-      if (!key.startsWith(this.prefix)) return;
-      this.queue.push(event);
-    } else {
-      this.needRead = true;
-    }
-    this.schedule();
-  }
-
-  /** Rows may exist that no notify() announced (another process wrote them): read the table. */
-  catchUp(): void {
-    if (this.closed) return;
-    this.needRead = true;
-    this.schedule();
-  }
-
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.queue.length = 0;
-    this.store.detach(this);
-  }
-
-  fail(err: Error): void {
-    if (this.closed) return;
-    this.close();
-    setImmediate(() => this.options.onError(err));
-  }
-
-  private schedule(): void {
-    if (this.scheduled || this.closed) return;
-    this.scheduled = true;
-    setImmediate(() => this.step());
-  }
-
-  private step(): void {
-    this.scheduled = false;
-    if (this.closed) return;
-    if (this.store.isClosed()) {
-      this.close();
-      return;
-    }
-    if (this.needRead) {
-      try {
-        this.readBatch();
-      } catch (err) {
-        this.fail(err instanceof StoreError ? err : new StoreError('UNAVAILABLE', `embedded store watch of ${this.prefix}: ${(err as Error).message}`, { cause: err }));
-        return;
-      }
-    }
-    const events = this.queue.splice(0);
-    for (const ev of events) {
-      if (this.closed) return;
-      this.options.onEvent(ev);
-    }
-    if (this.needRead) this.schedule();
-  }
-
-  private readBatch(): void {
-    const upTo = this.store.currentRevision();
-    const limit = this.store.watchBatchSize;
-    const rows = this.store.readEvents(this.prefix, this.cursor, upTo, limit);
-    // Checked after the read (see checkNotCompacted): rows read after a compaction by another
-    // process, with events missing, are never delivered.
-    const compacted = this.store.compactRevision();
-    if (this.cursor < compacted) {
-      this.fail(
-        new StoreError('COMPACTED', `watch of ${this.prefix} from revision ${this.cursor + 1}: history before ${compacted} has been compacted`, {
-          compactRevision: compacted,
-        }),
-      );
-      return;
-    }
-    for (const row of rows) this.queue.push(eventOf(row));
-    if (rows.length === limit) {
-      this.cursor = (rows[rows.length - 1] as EventRow).id;
-    } else {
-      // Everything up to upTo has been read: from here on the writers' events arrive in order.
-      this.cursor = Math.max(this.cursor, upTo);
-      this.needRead = false;
-    }
-  }
-}
-
-function eventOf(row: EventRow): WatchEvent {
-  const createRevision = createRevisionOf(row);
-  if (row.deleted) {
-    return {
-      type: 'delete',
-      key: row.name,
-      modRevision: row.id,
-      prev: { key: row.name, value: row.value, modRevision: row.prev_revision, createRevision },
-    };
-  }
-  const kv: KeyValue = { key: row.name, value: row.value, modRevision: row.id, createRevision };
-  if (row.created || row.prev_id === null || row.prev_deleted || row.prev_value === null) return { type: 'put', kv };
-  const prev: KeyValue = {
-    key: row.name,
-    value: row.prev_value,
-    modRevision: row.prev_id,
-    createRevision: row.prev_created ? row.prev_id : (row.prev_create_revision ?? 0),
-  };
-  return { type: 'put', kv, prev };
 }

@@ -41,27 +41,6 @@ func appendBytes(b []byte, num protowire.Number, v []byte) []byte {
 	return protowire.AppendBytes(b, v)
 }
 
-// field returns bytes-typed field num of a message (last wins).
-func field(b []byte, want protowire.Number) []byte {
-	var out []byte
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return out
-		}
-		b = b[n:]
-		m := protowire.ConsumeFieldValue(num, typ, b)
-		if m < 0 {
-			return out
-		}
-		if num == want && typ == protowire.BytesType {
-			out, _ = protowire.ConsumeBytes(b)
-		}
-		b = b[m:]
-	}
-	return out
-}
-
 // fields returns every bytes-typed field num of a message (a map's entries are repeated fields).
 func fields(b []byte, want protowire.Number) [][]byte {
 	var out [][]byte
@@ -82,6 +61,15 @@ func fields(b []byte, want protowire.Number) [][]byte {
 		b = b[m:]
 	}
 	return out
+}
+
+// field returns bytes-typed field num of a message (last wins).
+func field(b []byte, want protowire.Number) []byte {
+	all := fields(b, want)
+	if len(all) == 0 {
+		return nil
+	}
+	return all[len(all)-1]
 }
 
 func main() {

@@ -27,7 +27,8 @@ function runPython(args: string[]): Promise<{ code: number | null; stdout: strin
   });
 }
 
-test('python3-grpcio client: Version/Status, v1beta1 and v2 round trips, tampered ciphertext rejected, layout cross-checked', async () => {
+/** A key file made with `init-key` and the real plugin CLI serving it on a UNIX socket, for `body`. */
+async function withPluginProcess(body: (p: { socket: string; keyFile: string; keyId: string; plugin: PluginProcess }) => Promise<void>): Promise<void> {
   const { dir, cleanup } = await makeTempDir();
   const keyFile = join(dir, 'kek.json');
   const socket = join(dir, 'kms.sock');
@@ -38,6 +39,15 @@ test('python3-grpcio client: Version/Status, v1beta1 and v2 round trips, tampere
     const keyId = init.stdout.trim();
     plugin = new PluginProcess(['--listen', `unix://${socket}`, '--key-file', keyFile]);
     await plugin.waitForEvent('start');
+    await body({ socket, keyFile, keyId, plugin });
+  } finally {
+    await plugin?.stop();
+    await cleanup();
+  }
+}
+
+test('python3-grpcio client: Version/Status, v1beta1 and v2 round trips, tampered ciphertext rejected, layout cross-checked', async () => {
+  await withPluginProcess(async ({ socket, keyFile, keyId }) => {
     const run = await runPython(['--target', `unix:${socket}`, '--proto-dir', PROTO_DIR, '--key-file', keyFile]);
     assert.equal(run.code, 0, run.stderr);
     const out = JSON.parse(run.stdout);
@@ -56,10 +66,7 @@ test('python3-grpcio client: Version/Status, v1beta1 and v2 round trips, tampere
     assert.equal(out.independent_key_id_matches, true);
     assert.equal(out.independent_decrypt, true);
     assert.equal(out.independent_encrypt_accepted, true);
-  } finally {
-    await plugin?.stop();
-    await cleanup();
-  }
+  });
 });
 
 test('python3-grpcio client over an abstract socket (107-byte name: what a non-Node peer reaches while Node.js 20 pads abstract addresses)', async () => {
@@ -91,16 +98,7 @@ test('python3-grpcio client over an abstract socket (107-byte name: what a non-N
 });
 
 test('python3-grpcio with grpc.default_authority = the socket path, the %2F-encoded path, empty, and unset: every call answered', async () => {
-  const { dir, cleanup } = await makeTempDir();
-  const keyFile = join(dir, 'kek.json');
-  const socket = join(dir, 'kms.sock');
-  let plugin: PluginProcess | undefined;
-  try {
-    const init = await runAtrest(['kms-plugin', 'init-key', '--key-file', keyFile]);
-    assert.equal(init.code, 0, init.stderr);
-    const keyId = init.stdout.trim();
-    plugin = new PluginProcess(['--listen', `unix://${socket}`, '--key-file', keyFile]);
-    await plugin.waitForEvent('start');
+  await withPluginProcess(async ({ socket, keyId, plugin }) => {
     const authorities = [socket, encodeURIComponent(socket), '', '(default)'];
     const run = await runPython(['--target', `unix:${socket}`, '--proto-dir', PROTO_DIR, ...authorities.flatMap((a) => ['--authority', a])]);
     assert.equal(run.code, 0, run.stderr);
@@ -117,8 +115,5 @@ test('python3-grpcio with grpc.default_authority = the socket path, the %2F-enco
     // The path and the empty authority were repaired, once per connection; the others needed nothing.
     const repaired = plugin.logs.filter((l) => l.event === 'authority-repaired');
     assert.deepEqual(repaired.map((l) => [l['problem'], l['authority']]), [['invalid-characters', socket], ['empty', '']]);
-  } finally {
-    await plugin?.stop();
-    await cleanup();
-  }
+  });
 });

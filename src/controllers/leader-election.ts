@@ -15,7 +15,8 @@ import { hostname } from 'node:os';
 import { messageOf } from '../errors.js';
 import type { Logger } from '../log.js';
 import { Gauge } from 'prom-client';
-import type { Registry } from '../metrics.js';
+import { rfc3339Seconds } from '../k8s-objects/object-model.js';
+import { reuseMetric, type Registry } from '../metrics.js';
 import type { EncryptedStore } from '../storage/encrypted-store.js';
 import { isStoreError } from '../storage/errors.js';
 import type { KeyValue } from '../storage/types.js';
@@ -70,16 +71,9 @@ function microTime(ms: number): string {
   return new Date(ms).toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
 }
 
-const gauges = new WeakMap<Registry, Gauge<'name'>>();
-
 /** client-go's `leader_election_master_status{name}`: 1 while this replica leads. */
 function masterStatus(registry: Registry): Gauge<'name'> {
-  let g = gauges.get(registry);
-  if (!g) {
-    g = new Gauge({ name: 'leader_election_master_status', help: 'Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 indicates master. \'name\' is the string used to identify the lease.', labelNames: ['name'], registers: [registry] });
-    gauges.set(registry, g);
-  }
-  return g;
+  return reuseMetric(registry, 'leader_election_master_status', () => new Gauge({ name: 'leader_election_master_status', help: 'Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 indicates master. \'name\' is the string used to identify the lease.', labelNames: ['name'], registers: [registry] }));
 }
 
 export class LeaderElector {
@@ -218,7 +212,7 @@ export class LeaderElector {
     if (!current) {
       const spec: LeaseSpec = { holderIdentity: this.identity, leaseDurationSeconds: durationSeconds, acquireTime: microTime(nowMs), renewTime: microTime(nowMs), leaseTransitions: 0 };
       try {
-        this.observedRevision = await this.options.store.create(this.options.key, this.lease(spec, new Date(nowMs).toISOString().replace(/\.\d{3}Z$/, 'Z')));
+        this.observedRevision = await this.options.store.create(this.options.key, this.lease(spec, rfc3339Seconds(nowMs)));
       } catch (err) {
         if (isStoreError(err, 'KEY_EXISTS')) return false; // another replica created it first
         throw err;

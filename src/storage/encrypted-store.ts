@@ -249,10 +249,6 @@ export class EncryptedStore {
     return this.store.revision();
   }
 
-  writable(): Promise<void> {
-    return this.store.writable?.() ?? Promise.resolve();
-  }
-
   ping(): Promise<void> {
     return this.store.ping();
   }
@@ -284,7 +280,7 @@ export function storeHealthCheck(store: Store | EncryptedStore): HealthCheck {
  * Whether the store can write (a full, read-only or failing disk; etcd's NOSPACE alarm): kube has no
  * such check; a server that answers reads but must refuse every write is not ready for traffic.
  */
-export function storeWritableCheck(store: Store | EncryptedStore): HealthCheck {
+export function storeWritableCheck(store: Store): HealthCheck {
   return {
     name: 'storage-writable',
     check: () => store.writable?.() ?? Promise.resolve(),

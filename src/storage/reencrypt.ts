@@ -22,11 +22,10 @@ import { DEFAULT_REWRITE_BATCH_SIZE } from './defaults.js';
 import { isStoreError } from './errors.js';
 import { normalizePrefix, parseStorageKey } from './keys.js';
 import { OwnRevisions } from './own-revisions.js';
+import { listScanPage } from './scan.js';
 import { realSleep, TokenBucket } from './token-bucket.js';
 import type { KeyValue, ListResult, Store, UpdateOp, UpdateOutcome } from './types.js';
 import type { TransformerSet } from '../transform/types.js';
-
-export { TokenBucket } from './token-bucket.js';
 
 /** Attempts per key after CONFLICTs before the key is reported as still changing. */
 export const DEFAULT_REWRITE_MAX_ATTEMPTS = 5;
@@ -375,20 +374,14 @@ export async function rewriteStore(options: RewriteOptions): Promise<RewriteSumm
    * revision: every key after it is still looked at once.
    */
   const fetchPage = async (after: string | undefined, revision: number | undefined): Promise<FetchedPage> => {
-    for (;;) {
-      let page: ListResult;
-      try {
-        page = await store.list(listPrefix, { limit: batchSize, ...(after !== undefined ? { after } : {}), ...(revision !== undefined ? { revision } : {}) });
-      } catch (err) {
-        if (isStoreError(err, 'COMPACTED') && revision !== undefined) {
-          revision = undefined;
-          continue;
-        }
-        throw fail('REWRITE_STORE_FAILED', `listing ${listPrefix} failed: ${messageOf(err)}`, err);
-      }
-      const selected = page.items.filter((kv) => transformerOf(kv.key) !== undefined);
-      return { page, selected, reads: await mapLimit(selected, TRANSFORM_CONCURRENCY, read) };
+    let page: ListResult;
+    try {
+      page = await listScanPage(store, listPrefix, { limit: batchSize, ...(after !== undefined ? { after } : {}), ...(revision !== undefined ? { revision } : {}) });
+    } catch (err) {
+      throw fail('REWRITE_STORE_FAILED', `listing ${listPrefix} failed: ${messageOf(err)}`, err);
     }
+    const selected = page.items.filter((kv) => transformerOf(kv.key) !== undefined);
+    return { page, selected, reads: await mapLimit(selected, TRANSFORM_CONCURRENCY, read) };
   };
 
   // The next page is listed and decrypted while this one is written (reads at a fixed revision do not

@@ -519,8 +519,10 @@ class SqliteStore implements Store, SqliteStoreExtras, WatchedStore {
           }
         });
       } catch (err) {
-        this.writeHealth.record(this.unavailable(undefined, err));
-        for (const w of batch) w.fail(this.unavailable(w.key, err));
+        // One look at the disk (a statfs on I/O errors) for the whole batch, not one per write.
+        const disk = err instanceof StoreError ? undefined : diskFailureOf(err, this.file);
+        this.writeHealth.record(this.unavailable(undefined, err, disk));
+        for (const w of batch) w.fail(this.unavailable(w.key, err, disk));
         continue;
       }
       this.writeHealth.succeeded();
@@ -559,10 +561,9 @@ class SqliteStore implements Store, SqliteStoreExtras, WatchedStore {
    * A StoreError as is; a disk that is full, read-only or failing as NO_SPACE / READ_ONLY / IO_ERROR
    * (lasting: not worth a retry); anything else (SQLite) as StoreError UNAVAILABLE naming `key`.
    */
-  private unavailable(key: string | undefined, err: unknown): StoreError {
+  private unavailable(key: string | undefined, err: unknown, disk = err instanceof StoreError ? undefined : diskFailureOf(err, this.file)): StoreError {
     if (err instanceof StoreError) return err;
     const where = key === undefined ? '' : ` (key ${key})`;
-    const disk = diskFailureOf(err, this.file);
     if (disk) return new StoreError(disk.problem, `the embedded store ${this.file} failed${where}: ${disk.cause}. To fix: ${diskAdvice(disk.problem, dirname(this.file))}`, { key, cause: err });
     return new StoreError('UNAVAILABLE', `embedded store error${where}: ${(err as Error).message}`, { key, cause: err });
   }

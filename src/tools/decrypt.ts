@@ -11,6 +11,7 @@ import { stringify as toYaml } from 'yaml';
 import { messageOf } from '../errors.js';
 import type { GroupResource } from '../config/types.js';
 import { normalizePrefix, parseStorageKey } from '../storage/keys.js';
+import { listScanPage } from '../storage/scan.js';
 import type { Store } from '../storage/types.js';
 import type { ReadOrigin, TransformerSet } from '../transform/types.js';
 import type { KubeObject } from '../k8s-objects/protobuf.js';
@@ -91,12 +92,12 @@ export async function decryptValues(values: Iterable<StoredValue> | AsyncIterabl
   return report;
 }
 
-/** Every key under `keyPrefix` of a store, page by page at one revision. */
+/** Every key under `keyPrefix` of a store, page by page at one revision (the current one once it is compacted). */
 export async function* listStoreValues(store: Store, keyPrefix: string, pageSize = 500): AsyncGenerator<StoredValue> {
   let after: string | undefined;
   let revision: number | undefined;
   for (;;) {
-    const page = await store.list(keyPrefix, { limit: pageSize, after, revision });
+    const page = await listScanPage(store, keyPrefix, { limit: pageSize, after, revision });
     revision = page.revision;
     for (const kv of page.items) yield { key: kv.key, value: Buffer.from(kv.value) };
     if (!page.more || page.items.length === 0) break;

@@ -3,10 +3,7 @@
 // StorageVersionMigration controller of `atrest serve`; this module adds what the tool shows people.
 import type { RewriteSummary } from '../storage/reencrypt.js';
 
-export {
-  DEFAULT_REWRITE_MAX_ATTEMPTS, RewriteError, rewriteStore, TokenBucket,
-  type RewriteCounts, type RewriteErrorCode, type RewriteOptions, type RewriteProgress, type RewriteSummary,
-} from '../storage/reencrypt.js';
+export { RewriteError, rewriteStore, type RewriteOptions, type RewriteProgress, type RewriteSummary } from '../storage/reencrypt.js';
 
 /** The final summary for people. */
 export function formatRewriteSummary(s: RewriteSummary): string {

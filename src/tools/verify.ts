@@ -10,6 +10,7 @@ import { messageOf } from '../errors.js';
 import { groupResourceString } from '../config/group-resource.js';
 import type { GroupResource } from '../config/types.js';
 import { isStoreError } from '../storage/errors.js';
+import { listScanPage } from '../storage/scan.js';
 import type { ListResult, Store } from '../storage/types.js';
 import { normalizePrefix, parseStorageKey, type ParsedStorageKey } from '../storage/keys.js';
 import type { ReadOrigin, TransformerSet } from '../transform/types.js';
@@ -112,14 +113,8 @@ export async function verifyStore(options: VerifyOptions): Promise<VerifyReport>
   for (;;) {
     let page: ListResult;
     try {
-      page = await options.store.list(prefix + '/', { limit: options.pageSize ?? 500, after, revision });
+      page = await listScanPage(options.store, prefix + '/', { limit: options.pageSize ?? 500, after, revision });
     } catch (err) {
-      if (isStoreError(err, 'COMPACTED') && revision !== undefined) {
-        // A long scan outlived the history of its revision (the API server compacts): go on after the
-        // last key at the current revision; every key is still looked at once.
-        revision = undefined;
-        continue;
-      }
       if (!isStoreError(err)) throw err;
       throw new CheckIncompleteError(`the store could not be read (listing ${prefix}/${after !== undefined ? ` after ${after}` : ''}): ${messageOf(err)}`, { cause: err });
     }
@@ -210,7 +205,7 @@ export function formatVerifyReport(report: VerifyReport): string {
 }
 
 /** How many values need each retired KEK version (by key_id hash; '' when the value does not record it). */
-export function retiredKeyCounts(resources: readonly ResourceReport[]): Map<string, number> {
+function retiredKeyCounts(resources: readonly ResourceReport[]): Map<string, number> {
   const counts = new Map<string, number>();
   for (const r of resources) for (const v of r.needsRetiredKey) counts.set(v.keyIdHash ?? '', (counts.get(v.keyIdHash ?? '') ?? 0) + 1);
   return counts;

@@ -17,7 +17,7 @@
 // Never logs or returns a value.
 import { AtrestError, messageOf } from '../errors.js';
 import type { GroupResource } from '../config/types.js';
-import { CheckedReader, type NotChecked } from './checked-read.js';
+import { CheckedReader, type NotChecked, type ReadOutcome } from './checked-read.js';
 import { DEFAULT_REWRITE_BATCH_SIZE } from './defaults.js';
 import { isStoreError } from './errors.js';
 import { normalizePrefix, parseStorageKey } from './keys.js';
@@ -25,7 +25,7 @@ import { OwnRevisions } from './own-revisions.js';
 import { listScanPage } from './scan.js';
 import { realSleep, TokenBucket } from './token-bucket.js';
 import type { KeyValue, ListResult, Store, UpdateOp, UpdateOutcome } from './types.js';
-import type { TransformerSet } from '../transform/types.js';
+import type { TransformerSet, TransformResult } from '../transform/types.js';
 
 /** Attempts per key after CONFLICTs before the key is reported as still changing. */
 export const DEFAULT_REWRITE_MAX_ATTEMPTS = 5;
@@ -170,14 +170,11 @@ async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) 
 }
 
 
-/** A value read through its transformer, or why it could not be (`unchecked`: not known to be lost). */
-type Read = { plaintext: Buffer; stale: boolean; error?: undefined } | { error: string; unchecked?: boolean; retiredKey?: boolean };
-
 /** A page as listed, its selected values, and their reads (in the order of `selected`). */
 interface FetchedPage {
   page: ListResult;
   selected: KeyValue[];
-  reads: Read[];
+  reads: ReadOutcome[];
 }
 
 /** A stale value decrypted at `kv.modRevision`, ready to be re-encrypted. */
@@ -245,25 +242,22 @@ export async function rewriteStore(options: RewriteOptions): Promise<RewriteSumm
    * not read because its KMS plugin is unreachable is counted by the reader (notChecked), never as
    * undecryptable; with stopWhenUnchecked it stops the run.
    */
-  const read = async (kv: KeyValue): Promise<Read> => {
+  const read = async (kv: KeyValue): Promise<ReadOutcome> => {
     const transformer = transformerOf(kv.key);
-    if (!transformer) return { error: 'the key is not of a selected resource' };
+    if (!transformer) return { kind: 'undecryptable', error: 'the key is not of a selected resource' };
     const outcome = await reader.read(transformer, kv.key, kv.value);
-    if (outcome.kind === 'read') return { plaintext: outcome.result.plaintext, stale: outcome.result.stale };
-    if (outcome.kind === 'undecryptable') return { error: outcome.error };
-    if (outcome.kind === 'needs-retired-key') return { error: outcome.error, retiredKey: true };
-    if (options.stopWhenUnchecked) throw fail('REWRITE_UNCHECKED', `cannot read ${kv.key}: ${outcome.cause}; nothing of it was written`);
-    return { error: outcome.cause, unchecked: true };
+    if (outcome.kind === 'unchecked' && options.stopWhenUnchecked) throw fail('REWRITE_UNCHECKED', `cannot read ${kv.key}: ${outcome.cause}; nothing of it was written`);
+    return outcome;
   };
-  /** Counts a failed read: undecryptable, unless it needs a retired KEK version or was only not checked. */
-  const countFailure = (kv: KeyValue, r: { error: string; unchecked?: boolean; retiredKey?: boolean }): void => {
-    if (r.retiredKey) summary.needsRetiredKey.push({ key: kv.key, error: r.error });
-    else if (!r.unchecked) summary.undecryptable.push({ key: kv.key, error: r.error });
+  /** Counts a failed read: undecryptable, or needing a retired KEK version; one not checked the reader counts (notChecked). */
+  const countFailure = (kv: KeyValue, r: Exclude<ReadOutcome, { kind: 'read' }>): void => {
+    if (r.kind === 'needs-retired-key') summary.needsRetiredKey.push({ key: kv.key, error: r.error });
+    else if (r.kind === 'undecryptable') summary.undecryptable.push({ key: kv.key, error: r.error });
   };
   /** Decrypts; undefined (and counted) when it does not decrypt. */
-  const decrypt = async (kv: KeyValue): Promise<{ plaintext: Buffer; stale: boolean } | undefined> => {
+  const decrypt = async (kv: KeyValue): Promise<TransformResult | undefined> => {
     const r = await read(kv);
-    if (r.error === undefined) return r;
+    if (r.kind === 'read') return r.result;
     countFailure(kv, r);
     return undefined;
   };
@@ -406,17 +400,17 @@ export async function rewriteStore(options: RewriteOptions): Promise<RewriteSumm
     const pending: Pending[] = [];
     for (const [i, kv] of selected.entries()) {
       summary.scanned++;
-      const r = reads[i] as Read;
-      if (r.error !== undefined) {
+      const r = reads[i] as ReadOutcome;
+      if (r.kind !== 'read') {
         countFailure(kv, r);
         continue;
       }
-      if (!r.stale) {
+      if (!r.result.stale) {
         summary.alreadyCurrent++;
         continue;
       }
       summary.stale++;
-      pending.push({ kv, plaintext: r.plaintext });
+      pending.push({ kv, plaintext: r.result.plaintext });
     }
     if (!dryRun && pending.length > 0) await writeBatch(pending);
     progress();

@@ -6,7 +6,7 @@
 import type { ProviderConfiguration } from '../config/types.js';
 import { kmsProviderLabel } from '../kms/naming.js';
 import { samples } from './prometheus-text.js';
-import { notCheckedLines, retiredKeyLines, type VerifyReport } from './verify.js';
+import { notCheckedLines, retiredKeyLines, verifyTotals, type VerifyReport } from './verify.js';
 
 export interface KmsProviderStatus {
   name: string;
@@ -74,11 +74,8 @@ export function statusProblems(report: Omit<StatusReport, 'problems' | 'ok'>): s
   if (report.storeError !== undefined) problems.push('the store could not be read, no values were checked');
   const v = report.verify;
   if (v) {
-    const sum = (f: (r: VerifyReport['resources'][number]) => number) => v.resources.reduce((n, r) => n + f(r), 0);
-    const unchecked = sum((r) => r.unchecked);
-    const stale = sum((r) => r.stale);
-    const undecryptable = sum((r) => r.undecryptable.length);
-    const retired = sum((r) => r.needsRetiredKey.length);
+    const unchecked = v.resources.reduce((n, r) => n + r.unchecked, 0);
+    const { stale, undecryptable, needsRetiredKey: retired } = verifyTotals(v);
     if (unchecked) problems.push(`${unchecked} value${unchecked === 1 ? '' : 's'} could not be checked (KMS plugin unreachable; not known to be lost)`);
     if (stale) problems.push(`${stale} stale value${stale === 1 ? '' : 's'} (atrest rewrite)`);
     if (undecryptable) problems.push(`${undecryptable} undecryptable value${undecryptable === 1 ? '' : 's'} (atrest verify lists them)`);

@@ -233,11 +233,22 @@ export function notCheckedLines(notChecked: readonly NotChecked[]): string[] {
   ];
 }
 
+/** The findings of a report over every resource. */
+export function verifyTotals(report: Pick<VerifyReport, 'resources'>): { stale: number; undecryptable: number; needsRetiredKey: number } {
+  let stale = 0;
+  let undecryptable = 0;
+  let needsRetiredKey = 0;
+  for (const r of report.resources) {
+    stale += r.stale;
+    undecryptable += r.undecryptable.length;
+    needsRetiredKey += r.needsRetiredKey.length;
+  }
+  return { stale, undecryptable, needsRetiredKey };
+}
+
 /** The last line: OK, or what is wrong. */
 export function verifySummary(report: VerifyReport): string {
-  const stale = report.resources.reduce((n, r) => n + r.stale, 0);
-  const undecryptable = report.resources.reduce((n, r) => n + r.undecryptable.length, 0);
-  const retired = report.resources.reduce((n, r) => n + r.needsRetiredKey.length, 0);
+  const { stale, undecryptable, needsRetiredKey: retired } = verifyTotals(report);
   const unchecked = report.notChecked.reduce((n, c) => n + c.values, 0);
   if (report.ok) return 'OK: every value is written by the current write provider and key';
   const found = [

@@ -11,10 +11,11 @@ export interface MigrationMetrics {
   finished(resource: string, result: 'succeeded' | 'failed'): void;
 }
 
-const OUTCOMES: Array<[keyof MigrationCounts, string]> = [
-  ['scanned', 'scanned'], ['rewritten', 'rewritten'], ['alreadyCurrent', 'already_current'], ['deletedMeanwhile', 'deleted'],
-  ['conflictsRetried', 'conflict_retried'], ['undecryptable', 'undecryptable'], ['needsRetiredKey', 'needs_retired_key'],
-];
+/** The `outcome` label of each count (a Record, so a new count cannot be left without one). */
+const OUTCOMES: Record<keyof MigrationCounts, string> = {
+  scanned: 'scanned', rewritten: 'rewritten', alreadyCurrent: 'already_current', deletedMeanwhile: 'deleted',
+  conflictsRetried: 'conflict_retried', undecryptable: 'undecryptable', needsRetiredKey: 'needs_retired_key',
+};
 
 export function createMigrationMetrics(registry: Registry): MigrationMetrics {
   const objects = new Counter({
@@ -37,7 +38,7 @@ export function createMigrationMetrics(registry: Registry): MigrationMetrics {
   });
   return {
     objects(resource, delta) {
-      for (const [field, outcome] of OUTCOMES) if (delta[field] > 0) objects.inc({ resource, outcome }, delta[field]);
+      for (const [field, outcome] of Object.entries(OUTCOMES) as Array<[keyof MigrationCounts, string]>) if (delta[field] > 0) objects.inc({ resource, outcome }, delta[field]);
     },
     running: (resource, delta) => running.inc({ resource }, delta),
     finished: (resource, result) => finished.inc({ resource, result }),

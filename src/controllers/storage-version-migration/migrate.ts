@@ -20,9 +20,9 @@ import {
 } from '../../k8s-objects/storage-version-migration.js';
 import type { KubeObject } from '../../k8s-objects/object-model.js';
 import { storagePrefix } from '../../storage/keys.js';
-import { RewriteError, rewriteStore, type RewriteProgress, type RewriteSummary } from '../../storage/reencrypt.js';
+import { RewriteError, rewriteStore, type RewriteSummary } from '../../storage/reencrypt.js';
 import type { MigrationMetrics } from './metrics.js';
-import { addCounts, describeCounts, readProgress, writeProgress, ZERO_COUNTS, type MigrationCounts } from './progress.js';
+import { addCounts, countsOf, describeCounts, readProgress, subtractCounts, writeProgress, ZERO_COUNTS, type MigrationCounts } from './progress.js';
 import type { MigrationControllerOptions } from './types.js';
 
 /** The abort reason the controller gives a run whose object its watch saw deleted. */
@@ -35,21 +35,6 @@ export type RunResult = 'done' | 'retry' | 'stopped';
 const MAX_KEYS_IN_MESSAGE = 10;
 /** A progress log line at most this often. */
 const LOG_EVERY_MS = 5000;
-
-function countsOf(p: RewriteProgress): MigrationCounts {
-  return {
-    scanned: p.scanned, rewritten: p.rewritten, alreadyCurrent: p.alreadyCurrent, conflictsRetried: p.conflictsRetried,
-    deletedMeanwhile: p.deletedMeanwhile, undecryptable: p.undecryptable, needsRetiredKey: p.needsRetiredKey,
-  };
-}
-
-function minus(a: MigrationCounts, b: MigrationCounts): MigrationCounts {
-  return {
-    scanned: a.scanned - b.scanned, rewritten: a.rewritten - b.rewritten, alreadyCurrent: a.alreadyCurrent - b.alreadyCurrent,
-    conflictsRetried: a.conflictsRetried - b.conflictsRetried, deletedMeanwhile: a.deletedMeanwhile - b.deletedMeanwhile,
-    undecryptable: a.undecryptable - b.undecryptable, needsRetiredKey: a.needsRetiredKey - b.needsRetiredKey,
-  };
-}
 
 function keyList(keys: string[]): string {
   const shown = keys.slice(0, MAX_KEYS_IN_MESSAGE).join(', ');
@@ -149,7 +134,7 @@ export class MigrationRunner {
     let reported = ZERO_COUNTS;
     let lastLog = this.now();
     const report = () => {
-      this.metrics.objects(resource, minus(runCounts, reported));
+      this.metrics.objects(resource, subtractCounts(runCounts, reported));
       reported = runCounts;
     };
     const progressWriter = new ProgressWriter(
@@ -177,7 +162,7 @@ export class MigrationRunner {
         // A KMS plugin that cannot be reached says nothing about the values: pause and retry (below),
         // never count them as undecryptable (which fails the migration and tells operators to delete).
         stopWhenUnchecked: true,
-        onProgress: (p) => { runCounts = countsOf(p); },
+        onProgress: (p) => { runCounts = countsOf((k) => p[k]); },
         afterBatch: (_batch, position) => {
           report();
           const total = addCounts(base, runCounts);
@@ -217,7 +202,8 @@ export class MigrationRunner {
     report();
     await progressWriter.flush();
     if (gone) return 'done';
-    const total = addCounts(base, countsOf({ ...summary, undecryptable: summary.undecryptable.length, needsRetiredKey: summary.needsRetiredKey.length }));
+    const final: MigrationCounts = { ...summary, undecryptable: summary.undecryptable.length, needsRetiredKey: summary.needsRetiredKey.length };
+    const total = addCounts(base, countsOf((k) => final[k]));
     for (const u of summary.undecryptable) log.warn({ migration: name, key: u.key, err: u.error }, 'storage version migration: a stored object cannot be decrypted');
     for (const u of summary.needsRetiredKey) log.warn({ migration: name, key: u.key, err: u.error }, 'storage version migration: a stored object needs a retired KEK version');
     const failures: string[] = [];

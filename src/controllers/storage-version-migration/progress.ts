@@ -5,19 +5,16 @@
 // no field for this (v1alpha1's spec.continueToken was dropped), so an annotation carries it, as
 // controllers do; people read the same numbers in the Running condition's message.
 import type { KubeObject } from '../../k8s-objects/object-model.js';
+import type { RewriteProgress } from '../../storage/reencrypt.js';
 
 export const PROGRESS_ANNOTATION = 'atrest.dev/migration-progress';
 
-export interface MigrationCounts {
-  scanned: number;
-  rewritten: number;
-  alreadyCurrent: number;
-  conflictsRetried: number;
-  deletedMeanwhile: number;
-  undecryptable: number;
-  /** Refused by the KMS plugin because the KEK version they need is retired (not lost: restore it). */
-  needsRetiredKey: number;
-}
+/**
+ * A run's counts as the re-encryption engine reports them, without `stale` (what a migration finds
+ * stale it rewrites: rewritten and conflictsRetried say it). needsRetiredKey: refused by the KMS
+ * plugin because the KEK version they need is retired (not lost: restore it).
+ */
+export type MigrationCounts = Omit<RewriteProgress, 'stale'>;
 
 export interface MigrationProgress extends MigrationCounts {
   /** The last key done, relative to the resource's prefix (`<namespace>/<name>` or `<name>`); absent: from the start. */
@@ -26,7 +23,8 @@ export interface MigrationProgress extends MigrationCounts {
   revision?: number;
 }
 
-export const ZERO_COUNTS: MigrationCounts = { scanned: 0, rewritten: 0, alreadyCurrent: 0, conflictsRetried: 0, deletedMeanwhile: 0, undecryptable: 0, needsRetiredKey: 0 };
+export const ZERO_COUNTS: Readonly<MigrationCounts> = { scanned: 0, rewritten: 0, alreadyCurrent: 0, conflictsRetried: 0, deletedMeanwhile: 0, undecryptable: 0, needsRetiredKey: 0 };
+const COUNT_KEYS = Object.keys(ZERO_COUNTS) as Array<keyof MigrationCounts>;
 
 const count = (v: unknown): number => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : 0);
 
@@ -42,9 +40,7 @@ export function readProgress(obj: KubeObject): MigrationProgress {
   }
   if (typeof v !== 'object' || v === null) return { ...ZERO_COUNTS };
   return {
-    scanned: count(v['scanned']), rewritten: count(v['rewritten']), alreadyCurrent: count(v['alreadyCurrent']),
-    conflictsRetried: count(v['conflictsRetried']), deletedMeanwhile: count(v['deletedMeanwhile']), undecryptable: count(v['undecryptable']),
-    needsRetiredKey: count(v['needsRetiredKey']),
+    ...countsOf((k) => count(v[k])),
     ...(typeof v['continue'] === 'string' && v['continue'] !== '' ? { continue: v['continue'] } : {}),
     ...(count(v['revision']) > 0 ? { revision: count(v['revision']) } : {}),
   };
@@ -54,12 +50,19 @@ export function writeProgress(obj: KubeObject, progress: MigrationProgress): voi
   obj.metadata.annotations = { ...obj.metadata.annotations, [PROGRESS_ANNOTATION]: JSON.stringify(progress) };
 }
 
+/** Each count computed by `value` (the counts picked out of a larger record, a sum, a difference). */
+export function countsOf(value: (k: keyof MigrationCounts) => number): MigrationCounts {
+  const out = { ...ZERO_COUNTS };
+  for (const k of COUNT_KEYS) out[k] = value(k);
+  return out;
+}
+
 export function addCounts(a: MigrationCounts, b: MigrationCounts): MigrationCounts {
-  return {
-    scanned: a.scanned + b.scanned, rewritten: a.rewritten + b.rewritten, alreadyCurrent: a.alreadyCurrent + b.alreadyCurrent,
-    conflictsRetried: a.conflictsRetried + b.conflictsRetried, deletedMeanwhile: a.deletedMeanwhile + b.deletedMeanwhile,
-    undecryptable: a.undecryptable + b.undecryptable, needsRetiredKey: a.needsRetiredKey + b.needsRetiredKey,
-  };
+  return countsOf((k) => a[k] + b[k]);
+}
+
+export function subtractCounts(a: MigrationCounts, b: MigrationCounts): MigrationCounts {
+  return countsOf((k) => a[k] - b[k]);
 }
 
 /** The counts for people (the Running and Succeeded messages). */

@@ -17,6 +17,11 @@ export const MAX_NESTING_DEPTH = 1000;
 /** kube-apiserver's limit for request bodies (3 MiB; `--max-request-body-bytes`). */
 export const DEFAULT_MAX_BODY_BYTES = 3 * 1024 * 1024;
 
+/** The YAML decoder's bounds that follow the body limit: depth, and expansion (aliases) to at most twice the body. */
+export function yamlBodyLimits(maxBodyBytes: number): { maxDepth: number; maxJsonChars: number } {
+  return { maxDepth: MAX_NESTING_DEPTH, maxJsonChars: 2 * maxBodyBytes };
+}
+
 /** kube-apiserver's maximum number of operations in one JSON patch (handlers/patch.go). */
 export const MAX_JSON_PATCH_OPERATIONS = 10_000;
 

@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log.js';
 import { isStoreError } from '../storage/errors.js';
-import { DEFAULT_MAX_BODY_BYTES, MAX_NESTING_DEPTH } from './body-limits.js';
+import { DEFAULT_MAX_BODY_BYTES, MAX_NESTING_DEPTH, yamlBodyLimits } from './body-limits.js';
 import { checkObject, decodeBody, fieldValidationOf, mediaType, parseJson, parseYaml, type FieldValidation } from './decode.js';
 import { ListHandler, TABLE_CONTENT_TYPE } from './list-handler.js';
 import { ApiError, badRequest, conflict, forbidden, invalid, notFound, unsupportedMediaType, type StatusCause } from './errors.js';
@@ -17,7 +17,7 @@ import type { ObjectRepository, StoredObject } from './object-repository.js';
 import { cloneJson, isPlainObject, jsonEqual, rfc3339Seconds, type Json, type KubeObject } from './objects.js';
 import { serverSideApply } from './patch/apply.js';
 import { trackUpdate } from './patch/managed-fields.js';
-import { applyJsonPatch } from './patch/json-patch.js';
+import { applyJsonPatch, type JsonPatchLimits } from './patch/json-patch.js';
 import { applyMergePatch } from './patch/json-merge-patch.js';
 import { applyStrategicMergePatch } from './patch/strategic-merge-patch.js';
 import { namespaces, qualifiedResource, type ResourceType } from './resource-types.js';
@@ -63,7 +63,9 @@ export interface ResourceHandlerDeps {
   listBufferChars?: number;
   /** The watched namespaces (etcd): creates check their namespace without a store read. */
   namespaceCache?: NamespaceLookup;
-  /** Decodes YAML bodies off the event loop, bounded (default: one with the default limits, started on first use). */
+  /** `--max-request-body-bytes` (default 3 MiB): bounds the bytes a JSON patch's copies add and, without `yamlDecoder`, what a YAML body may expand to. */
+  maxBodyBytes?: number;
+  /** Decodes YAML bodies off the event loop, bounded (default: one with the limits of maxBodyBytes, started on first use). */
   yamlDecoder?: YamlDecoder;
 }
 
@@ -75,9 +77,12 @@ export class ResourceHandlers {
   private readonly lists: ListHandler;
   private readonly namespaceCache: NamespaceLookup | undefined;
   private readonly yaml: YamlDecoder;
+  private readonly patchLimits: JsonPatchLimits;
 
   constructor(deps: ResourceHandlerDeps) {
-    this.yaml = deps.yamlDecoder ?? new YamlDecoder({ maxDepth: MAX_NESTING_DEPTH, maxJsonChars: 2 * DEFAULT_MAX_BODY_BYTES, log: deps.log });
+    const maxBodyBytes = deps.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+    this.yaml = deps.yamlDecoder ?? new YamlDecoder({ ...yamlBodyLimits(maxBodyBytes), log: deps.log });
+    this.patchLimits = { maxCopyBytes: maxBodyBytes, maxDepth: MAX_NESTING_DEPTH };
     this.repo = deps.repo;
     this.namespaceCache = deps.namespaceCache;
     this.now = deps.now ?? Date.now;
@@ -177,7 +182,7 @@ export class ResourceHandlers {
         patchFn = (cur) => applyStrategicMergePatch(cur as never, patch);
         break;
       case 'application/json-patch+json':
-        patchFn = (cur) => applyJsonPatch(cur, patch);
+        patchFn = (cur) => applyJsonPatch(cur, patch, this.patchLimits);
         break;
       default:
         throw unsupportedMediaType(`the body of the request was in an unknown format - accepted media types include: ${PATCH_TYPES}`);

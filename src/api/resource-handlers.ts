@@ -3,6 +3,7 @@
 // request → reply functions over the ObjectRepository; the HTTP layer (server.ts) does bodies, auth
 // and encoding, watch.ts does streams, and list-handler.ts reads lists (paged, Table or streamed).
 import { randomUUID } from 'node:crypto';
+import { groupResourceString } from '../config/group-resource.js';
 import type { Logger } from '../log.js';
 import { isStoreError } from '../storage/errors.js';
 import { DEFAULT_MAX_BODY_BYTES, MAX_NESTING_DEPTH, yamlBodyLimits } from './body-limits.js';
@@ -20,7 +21,7 @@ import { trackUpdate } from './patch/managed-fields.js';
 import { applyJsonPatch, type JsonPatchLimits } from './patch/json-patch.js';
 import { applyMergePatch } from './patch/json-merge-patch.js';
 import { applyStrategicMergePatch } from './patch/strategic-merge-patch.js';
-import { namespaces, qualifiedResource, type ResourceType } from './resource-types.js';
+import { namespaces, type ResourceType } from './resource-types.js';
 import type { Matcher } from './selectors.js';
 import { tableOf } from './table.js';
 import { YamlDecoder } from './yaml/decoder.js';
@@ -307,10 +308,10 @@ export class ResourceHandlers {
     if (!cur) throw notFound(rt.resource, name, rt.group);
     const pre = isPlainObject(options['preconditions']) ? options['preconditions'] : {};
     if (typeof pre['uid'] === 'string' && pre['uid'] !== cur.obj.metadata.uid) {
-      throw new ApiError(409, 'Conflict', `Operation cannot be fulfilled on ${qualifiedResource(rt)} "${name}": Precondition failed: UID in precondition: ${pre['uid']}, UID in object meta: ${cur.obj.metadata.uid ?? ''}`, { name, ...groupOf(rt), kind: rt.resource });
+      throw new ApiError(409, 'Conflict', `Operation cannot be fulfilled on ${groupResourceString(rt)} "${name}": Precondition failed: UID in precondition: ${pre['uid']}, UID in object meta: ${cur.obj.metadata.uid ?? ''}`, { name, ...groupOf(rt), kind: rt.resource });
     }
     if (typeof pre['resourceVersion'] === 'string' && pre['resourceVersion'] !== String(cur.revision)) {
-      throw new ApiError(409, 'Conflict', `Operation cannot be fulfilled on ${qualifiedResource(rt)} "${name}": Precondition failed: ResourceVersion in precondition: ${pre['resourceVersion']}, ResourceVersion in object meta: ${cur.revision}`, { name, ...groupOf(rt), kind: rt.resource });
+      throw new ApiError(409, 'Conflict', `Operation cannot be fulfilled on ${groupResourceString(rt)} "${name}": Precondition failed: ResourceVersion in precondition: ${pre['resourceVersion']}, ResourceVersion in object meta: ${cur.revision}`, { name, ...groupOf(rt), kind: rt.resource });
     }
     if (rt.resource === 'namespaces') return this.deleteNamespace(req, cur, dryRun);
     if (!dryRun) {

@@ -51,16 +51,6 @@ export interface StatusSubresource {
 
 const CORE = { group: '', version: 'v1', apiVersion: 'v1' } as const;
 
-/** `secrets`, `storageversionmigrations.storagemigration.k8s.io`: how kube names a resource in messages. */
-export function qualifiedResource(rt: Pick<ResourceType, 'resource' | 'group'>): string {
-  return rt.group ? `${rt.resource}.${rt.group}` : rt.resource;
-}
-
-/** `Secret`, `StorageVersionMigration.storagemigration.k8s.io`: how kube names a kind in Invalid messages. */
-export function qualifiedKind(rt: Pick<ResourceType, 'kind' | 'group'>): string {
-  return rt.group ? `${rt.kind}.${rt.group}` : rt.kind;
-}
-
 const MAX_SECRET_BYTES = 1024 * 1024;
 
 function stringMap(v: unknown): Record<string, string> {

@@ -39,11 +39,6 @@ export function migrationResource(obj: KubeObject): { group: string; resource: s
   return { group: typeof r['group'] === 'string' ? r['group'] : '', resource: typeof r['resource'] === 'string' ? r['resource'] : '' };
 }
 
-/** GroupResource.String(): `secrets`, `deployments.apps`. */
-export function groupResourceString(gr: { group: string; resource: string }): string {
-  return gr.group ? `${gr.resource}.${gr.group}` : gr.resource;
-}
-
 /** The status object (created when absent). */
 export function statusOf(obj: KubeObject): JsonObject {
   if (!isObject(obj['status'])) obj['status'] = {};

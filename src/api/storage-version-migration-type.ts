@@ -6,10 +6,9 @@
 // these objects is src/controllers/storage-version-migration.
 import { groupResourceString } from '../config/group-resource.js';
 import {
-  conditionsOf, isConditionTrue, migrationResource, STORAGE_MIGRATION_API_VERSION, STORAGE_MIGRATION_GROUP,
+  conditionsOf, isConditionTrue, migrationResource, PROGRESS_ANNOTATION, STORAGE_MIGRATION_API_VERSION, STORAGE_MIGRATION_GROUP,
   STORAGE_MIGRATION_VERSION, STORAGE_VERSION_MIGRATIONS, type Condition,
 } from '../k8s-objects/storage-version-migration.js';
-import { PROGRESS_ANNOTATION } from '../controllers/storage-version-migration/progress.js';
 import type { StatusCause } from './errors.js';
 import { isPlainObject, type JsonObject, type KubeObject } from './objects.js';
 import type { ResourceType } from './resource-types.js';

@@ -5,8 +5,7 @@
 // no field for this (v1alpha1's spec.continueToken was dropped), so an annotation carries it, as
 // controllers do; people read the same numbers in the Running condition's message.
 import type { KubeObject } from '../../k8s-objects/object-model.js';
-
-export const PROGRESS_ANNOTATION = 'atrest.dev/migration-progress';
+import { PROGRESS_ANNOTATION } from '../../k8s-objects/storage-version-migration.js';
 
 export interface MigrationCounts {
   scanned: number;

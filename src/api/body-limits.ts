@@ -25,7 +25,8 @@ export function yamlBodyLimits(maxBodyBytes: number): { maxDepth: number; maxJso
 /** kube-apiserver's maximum number of operations in one JSON patch (handlers/patch.go). */
 export const MAX_JSON_PATCH_OPERATIONS = 10_000;
 
-export function depthError(type: 'JSON' | 'YAML'): ApiError {
+/** 400 for a JSON or protobuf body nested past MAX_NESTING_DEPTH (the YAML decoder words its own, at its configured depth). */
+export function depthError(type: 'JSON' | 'protobuf'): ApiError {
   return badRequest(`the body of the request could not be decoded as ${type}: exceeded max depth of ${MAX_NESTING_DEPTH}`);
 }
 

@@ -17,10 +17,16 @@ export const MAX_NESTING_DEPTH = 1000;
 /** kube-apiserver's limit for request bodies (3 MiB; `--max-request-body-bytes`). */
 export const DEFAULT_MAX_BODY_BYTES = 3 * 1024 * 1024;
 
+/** The YAML decoder's bounds that follow the body limit: depth, and expansion (aliases) to at most twice the body. */
+export function yamlBodyLimits(maxBodyBytes: number): { maxDepth: number; maxJsonChars: number } {
+  return { maxDepth: MAX_NESTING_DEPTH, maxJsonChars: 2 * maxBodyBytes };
+}
+
 /** kube-apiserver's maximum number of operations in one JSON patch (handlers/patch.go). */
 export const MAX_JSON_PATCH_OPERATIONS = 10_000;
 
-export function depthError(type: 'JSON' | 'YAML'): ApiError {
+/** 400 for a JSON or protobuf body nested past MAX_NESTING_DEPTH (the YAML decoder words its own, at its configured depth). */
+export function depthError(type: 'JSON' | 'protobuf'): ApiError {
   return badRequest(`the body of the request could not be decoded as ${type}: exceeded max depth of ${MAX_NESTING_DEPTH}`);
 }
 

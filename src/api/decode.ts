@@ -69,7 +69,7 @@ export async function decodeBody(body: Buffer, contentType: string | undefined, 
     case 'application/vnd.kubernetes.protobuf': {
       const obj = decodeProtobufObject(body);
       // managedFields[].fieldsV1 is JSON inside the protobuf, as deep as its sender made it.
-      if (shapeExceeds(obj, MAX_NESTING_DEPTH) !== undefined) throw badRequest(`the body of the request could not be decoded as protobuf: exceeded max depth of ${MAX_NESTING_DEPTH}`);
+      if (shapeExceeds(obj, MAX_NESTING_DEPTH) !== undefined) throw depthError('protobuf');
       return obj as unknown as Json;
     }
     default:

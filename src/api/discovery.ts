@@ -2,7 +2,7 @@
 // /apis/<group>/<version> APIResourceList) and, when the Accept asks for it, aggregated discovery
 // (apidiscovery.k8s.io/v2 APIGroupDiscoveryList, with its exact Content-Type: kubectl parses anything
 // else as legacy; kubectl.md §0.6, §3.2). Core kinds under /api, the named groups under /apis.
-import { API_GROUPS, CORE_RESOURCE_TYPES, type GroupVersion, type ResourceType } from './resource-types.js';
+import { API_GROUPS, CORE_RESOURCE_TYPES, type ApiGroup, type GroupVersion, type ResourceType } from './resource-types.js';
 
 /** The verbs of a status subresource (kube: get, patch, update). */
 const STATUS_VERBS = ['get', 'patch', 'update'];
@@ -25,7 +25,7 @@ export function legacyApiVersions(serverAddress: string): unknown {
   return { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress }] };
 }
 
-function apiGroup(g: (typeof API_GROUPS)[number]): Record<string, unknown> {
+function apiGroup(g: ApiGroup): Record<string, unknown> {
   const versions = g.versions.map(groupVersionOf);
   return { name: g.group, versions, preferredVersion: versions[0] };
 }
@@ -34,10 +34,9 @@ export function apiGroupList(): unknown {
   return { kind: 'APIGroupList', apiVersion: 'v1', groups: API_GROUPS.map(apiGroup) };
 }
 
-/** GET /apis/<group>, or undefined for a group not served. */
-export function apiGroupOf(group: string): unknown {
-  const g = API_GROUPS.find((x) => x.group === group);
-  return g ? { kind: 'APIGroup', apiVersion: 'v1', ...apiGroup(g) } : undefined;
+/** GET /apis/<group> (the router found the served group). */
+export function apiGroupOf(g: ApiGroup): unknown {
+  return { kind: 'APIGroup', apiVersion: 'v1', ...apiGroup(g) };
 }
 
 function legacyResources(rt: ResourceType): unknown[] {

@@ -4,11 +4,12 @@
 // its grace period (in-flight calls finish on it). A file that fails any step keeps the old config
 // and logs why; the next poll tries again. Metrics use kube-apiserver's names.
 import { readFile } from 'node:fs/promises';
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge } from 'prom-client';
 import { configContentHash } from '../config/load.js';
 import { messageOf } from '../errors.js';
 import { kmsProviderLabel } from '../kms/naming.js';
 import type { Logger } from '../log.js';
+import { reuseMetric, type Registry } from '../metrics.js';
 import { DEFAULT_RELOAD_INTERVAL_MS } from './defaults.js';
 import { closeGeneration, type EncryptionGeneration, type EncryptionState } from './encryption.js';
 
@@ -38,16 +39,16 @@ export class EncryptionConfigReloader {
 
   constructor(private readonly options: ReloadOptions) {
     const registers = [options.registry];
-    this.total = (options.registry.getSingleMetric('apiserver_encryption_config_controller_automatic_reloads_total') as Counter<'status'> | undefined) ?? new Counter({
+    this.total = reuseMetric(options.registry, 'apiserver_encryption_config_controller_automatic_reloads_total', () => new Counter({
       name: 'apiserver_encryption_config_controller_automatic_reloads_total',
       help: 'Total number of reload successes and failures of encryption configuration split by apiserver identity.',
       labelNames: ['status'], registers,
-    });
-    this.last = (options.registry.getSingleMetric('apiserver_encryption_config_controller_automatic_reload_last_timestamp_seconds') as Gauge<'status'> | undefined) ?? new Gauge({
+    }));
+    this.last = reuseMetric(options.registry, 'apiserver_encryption_config_controller_automatic_reload_last_timestamp_seconds', () => new Gauge({
       name: 'apiserver_encryption_config_controller_automatic_reload_last_timestamp_seconds',
       help: 'Timestamp of the last successful or failed automatic reload of encryption configuration split by apiserver identity.',
       labelNames: ['status'], registers,
-    });
+    }));
   }
 
   start(): void {

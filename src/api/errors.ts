@@ -1,6 +1,7 @@
 // Typed errors of the API layer. Each carries what a Kubernetes `Status` needs (HTTP code, reason,
 // details); src/api/status.ts turns these and the storage/transform errors into Status objects in
 // one place. Messages follow kube-apiserver's wording and never hold secret values.
+import { groupResourceString } from '../config/group-resource.js';
 import { AtrestError } from '../errors.js';
 
 export type StatusReason =
@@ -37,8 +38,11 @@ export class ApiError extends AtrestError {
   }
 }
 
-/** `resource.group` in messages, as kube names a resource of a named group. */
-const qualified = (resource: string, group: string | undefined): string => (group ? `${resource}.${group}` : resource);
+/**
+ * `resource.group` in messages, as kube names a resource (or kind) of a named group: GroupResource.String().
+ * What reaches it is a served resource or kind, never `*`, so config's core-wildcard spelling `*.` never applies.
+ */
+const qualified = (resource: string, group: string | undefined): string => groupResourceString({ group: group ?? '', resource });
 
 export const notFound = (resource: string, name: string, group?: string): ApiError =>
   new ApiError(404, 'NotFound', `${qualified(resource, group)} "${name}" not found`, { name, ...(group ? { group } : {}), kind: resource });

@@ -34,7 +34,7 @@ import { ResourceHandlers } from './resource-handlers.js';
 import { RESOURCE_TYPES } from './resource-types.js';
 import { createRequestListener } from './server.js';
 import { YamlDecoder, type YamlDecoderOptions } from './yaml/decoder.js';
-import { DEFAULT_MAX_BODY_BYTES, MAX_NESTING_DEPTH } from './body-limits.js';
+import { DEFAULT_MAX_BODY_BYTES, yamlBodyLimits } from './body-limits.js';
 import { DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT, DEFAULT_MAX_REQUESTS_INFLIGHT } from './inflight-limit.js';
 import { transformationRecorder } from './transformation-metrics.js';
 
@@ -209,11 +209,10 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ru
     const featureGates = options.featureGates ?? defaultFeatureGates();
     if (featureGates.AllowUnsafeMalformedObjectDeletion) log.warn('feature gate AllowUnsafeMalformedObjectDeletion is on: DELETE with ignoreStoreReadErrorWithClusterBreakingPotential removes corrupt objects unread');
     const maxBodyBytes = options.maxRequestBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
-    // A YAML body may expand (aliases) to at most twice the body limit of JSON.
-    const yamlDecoder = new YamlDecoder({ maxDepth: MAX_NESTING_DEPTH, maxJsonChars: 2 * maxBodyBytes, log, ...options.yamlDecoder });
+    const yamlDecoder = new YamlDecoder({ ...yamlBodyLimits(maxBodyBytes), log, ...options.yamlDecoder });
     cleanups.push(() => yamlDecoder.close());
     const handlers = new ResourceHandlers({
-      repo, log, now, featureGates, yamlDecoder,
+      repo, log, now, featureGates, maxBodyBytes, yamlDecoder,
       ...(options.listBufferChars ? { listBufferChars: options.listBufferChars } : {}),
       ...(namespaceCache ? { namespaceCache } : {}),
     });

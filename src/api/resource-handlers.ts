@@ -3,9 +3,10 @@
 // request → reply functions over the ObjectRepository; the HTTP layer (server.ts) does bodies, auth
 // and encoding, watch.ts does streams, and list-handler.ts reads lists (paged, Table or streamed).
 import { randomUUID } from 'node:crypto';
+import { groupResourceString } from '../config/group-resource.js';
 import type { Logger } from '../log.js';
 import { isStoreError } from '../storage/errors.js';
-import { DEFAULT_MAX_BODY_BYTES, MAX_NESTING_DEPTH } from './body-limits.js';
+import { DEFAULT_MAX_BODY_BYTES, MAX_NESTING_DEPTH, yamlBodyLimits } from './body-limits.js';
 import { checkObject, decodeBody, fieldValidationOf, mediaType, parseJson, parseYaml, type FieldValidation } from './decode.js';
 import { ListHandler, TABLE_CONTENT_TYPE } from './list-handler.js';
 import { ApiError, badRequest, conflict, forbidden, invalid, notFound, unsupportedMediaType, type StatusCause } from './errors.js';
@@ -17,10 +18,10 @@ import type { ObjectRepository, StoredObject } from './object-repository.js';
 import { cloneJson, isPlainObject, jsonEqual, rfc3339Seconds, type Json, type KubeObject } from './objects.js';
 import { serverSideApply } from './patch/apply.js';
 import { trackUpdate } from './patch/managed-fields.js';
-import { applyJsonPatch } from './patch/json-patch.js';
+import { applyJsonPatch, type JsonPatchLimits } from './patch/json-patch.js';
 import { applyMergePatch } from './patch/json-merge-patch.js';
 import { applyStrategicMergePatch } from './patch/strategic-merge-patch.js';
-import { namespaces, qualifiedResource, type ResourceType } from './resource-types.js';
+import { namespaces, type ResourceType } from './resource-types.js';
 import type { Matcher } from './selectors.js';
 import { tableOf } from './table.js';
 import { YamlDecoder } from './yaml/decoder.js';
@@ -63,7 +64,9 @@ export interface ResourceHandlerDeps {
   listBufferChars?: number;
   /** The watched namespaces (etcd): creates check their namespace without a store read. */
   namespaceCache?: NamespaceLookup;
-  /** Decodes YAML bodies off the event loop, bounded (default: one with the default limits, started on first use). */
+  /** `--max-request-body-bytes` (default 3 MiB): bounds the bytes a JSON patch's copies add and, without `yamlDecoder`, what a YAML body may expand to. */
+  maxBodyBytes?: number;
+  /** Decodes YAML bodies off the event loop, bounded (default: one with the limits of maxBodyBytes, started on first use). */
   yamlDecoder?: YamlDecoder;
 }
 
@@ -75,9 +78,12 @@ export class ResourceHandlers {
   private readonly lists: ListHandler;
   private readonly namespaceCache: NamespaceLookup | undefined;
   private readonly yaml: YamlDecoder;
+  private readonly patchLimits: JsonPatchLimits;
 
   constructor(deps: ResourceHandlerDeps) {
-    this.yaml = deps.yamlDecoder ?? new YamlDecoder({ maxDepth: MAX_NESTING_DEPTH, maxJsonChars: 2 * DEFAULT_MAX_BODY_BYTES, log: deps.log });
+    const maxBodyBytes = deps.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+    this.yaml = deps.yamlDecoder ?? new YamlDecoder({ ...yamlBodyLimits(maxBodyBytes), log: deps.log });
+    this.patchLimits = { maxCopyBytes: maxBodyBytes, maxDepth: MAX_NESTING_DEPTH };
     this.repo = deps.repo;
     this.namespaceCache = deps.namespaceCache;
     this.now = deps.now ?? Date.now;
@@ -177,7 +183,7 @@ export class ResourceHandlers {
         patchFn = (cur) => applyStrategicMergePatch(cur as never, patch);
         break;
       case 'application/json-patch+json':
-        patchFn = (cur) => applyJsonPatch(cur, patch);
+        patchFn = (cur) => applyJsonPatch(cur, patch, this.patchLimits);
         break;
       default:
         throw unsupportedMediaType(`the body of the request was in an unknown format - accepted media types include: ${PATCH_TYPES}`);
@@ -302,10 +308,10 @@ export class ResourceHandlers {
     if (!cur) throw notFound(rt.resource, name, rt.group);
     const pre = isPlainObject(options['preconditions']) ? options['preconditions'] : {};
     if (typeof pre['uid'] === 'string' && pre['uid'] !== cur.obj.metadata.uid) {
-      throw new ApiError(409, 'Conflict', `Operation cannot be fulfilled on ${qualifiedResource(rt)} "${name}": Precondition failed: UID in precondition: ${pre['uid']}, UID in object meta: ${cur.obj.metadata.uid ?? ''}`, { name, ...groupOf(rt), kind: rt.resource });
+      throw new ApiError(409, 'Conflict', `Operation cannot be fulfilled on ${groupResourceString(rt)} "${name}": Precondition failed: UID in precondition: ${pre['uid']}, UID in object meta: ${cur.obj.metadata.uid ?? ''}`, { name, ...groupOf(rt), kind: rt.resource });
     }
     if (typeof pre['resourceVersion'] === 'string' && pre['resourceVersion'] !== String(cur.revision)) {
-      throw new ApiError(409, 'Conflict', `Operation cannot be fulfilled on ${qualifiedResource(rt)} "${name}": Precondition failed: ResourceVersion in precondition: ${pre['resourceVersion']}, ResourceVersion in object meta: ${cur.revision}`, { name, ...groupOf(rt), kind: rt.resource });
+      throw new ApiError(409, 'Conflict', `Operation cannot be fulfilled on ${groupResourceString(rt)} "${name}": Precondition failed: ResourceVersion in precondition: ${pre['resourceVersion']}, ResourceVersion in object meta: ${cur.revision}`, { name, ...groupOf(rt), kind: rt.resource });
     }
     if (rt.resource === 'namespaces') return this.deleteNamespace(req, cur, dryRun);
     if (!dryRun) {

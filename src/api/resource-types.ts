@@ -51,16 +51,6 @@ export interface StatusSubresource {
 
 const CORE = { group: '', version: 'v1', apiVersion: 'v1' } as const;
 
-/** `secrets`, `storageversionmigrations.storagemigration.k8s.io`: how kube names a resource in messages. */
-export function qualifiedResource(rt: Pick<ResourceType, 'resource' | 'group'>): string {
-  return rt.group ? `${rt.resource}.${rt.group}` : rt.resource;
-}
-
-/** `Secret`, `StorageVersionMigration.storagemigration.k8s.io`: how kube names a kind in Invalid messages. */
-export function qualifiedKind(rt: Pick<ResourceType, 'kind' | 'group'>): string {
-  return rt.group ? `${rt.kind}.${rt.group}` : rt.kind;
-}
-
 const MAX_SECRET_BYTES = 1024 * 1024;
 
 function stringMap(v: unknown): Record<string, string> {
@@ -265,13 +255,13 @@ export interface GroupVersion {
   resources: ResourceType[];
 }
 
-/** The named API groups served under /apis, each with its versions, preferred first. */
-export const API_GROUPS: ReadonlyArray<{ group: string; versions: GroupVersion[] }> = [
+/** A named API group served under /apis, with its versions, preferred first. */
+export interface ApiGroup {
+  group: string;
+  versions: GroupVersion[];
+}
+
+/** The named API groups served under /apis. */
+export const API_GROUPS: ReadonlyArray<ApiGroup> = [
   { group: STORAGE_MIGRATION_GROUP, versions: [{ group: STORAGE_MIGRATION_GROUP, version: STORAGE_MIGRATION_VERSION, resources: [storageversionmigrations] }] },
 ];
-
-/** A kind of a named group version by its resource name. */
-export function groupResourceTypeOf(group: string, version: string, resource: string): ResourceType | undefined {
-  const gv = API_GROUPS.find((g) => g.group === group)?.versions.find((v) => v.version === version);
-  return gv?.resources.find((rt) => rt.resource === resource);
-}

@@ -1,6 +1,6 @@
 // URL paths → routes. Paths are split on `/` only (names may contain dots, kubectl.md §10).
 import type { HealthEndpoint } from './health-endpoints.js';
-import { API_GROUPS, groupResourceTypeOf, resourceTypeOf, type GroupVersion, type ResourceType } from './resource-types.js';
+import { API_GROUPS, resourceTypeOf, type ApiGroup, type GroupVersion, type ResourceType } from './resource-types.js';
 
 /** Namespaced kinds kubectl asks about that we answer with empty lists (describe: events, quotas, limit ranges). */
 const EMPTY_LISTS: Record<string, string> = { events: 'EventList', resourcequotas: 'ResourceQuotaList', limitranges: 'LimitRangeList' };
@@ -13,7 +13,7 @@ export type Route =
   | { kind: 'apis' }
   | { kind: 'apiV1' }
   /** GET /apis/<group>: the APIGroup. */
-  | { kind: 'apiGroup'; group: string }
+  | { kind: 'apiGroup'; group: ApiGroup }
   /** GET /apis/<group>/<version>: its APIResourceList. */
   | { kind: 'apiGroupVersion'; groupVersion: GroupVersion }
   | { kind: 'openapi'; version: 'v2' | 'v3' }
@@ -82,13 +82,13 @@ export function route(pathname: string): Route {
 /** Paths under /apis/<group>/<version>: cluster-scoped kinds only so far (StorageVersionMigration). */
 function groupRoute(parts: string[]): Route {
   const [group, version, resource, name, sub] = parts;
-  const versions = API_GROUPS.find((g) => g.group === group)?.versions;
-  if (!versions) return { kind: 'notFound' };
-  if (parts.length === 1) return { kind: 'apiGroup', group: group as string };
-  const groupVersion = versions.find((v) => v.version === version);
+  const apiGroup = API_GROUPS.find((g) => g.group === group);
+  if (!apiGroup) return { kind: 'notFound' };
+  if (parts.length === 1) return { kind: 'apiGroup', group: apiGroup };
+  const groupVersion = apiGroup.versions.find((v) => v.version === version);
   if (!groupVersion) return { kind: 'notFound' };
   if (parts.length === 2) return { kind: 'apiGroupVersion', groupVersion };
-  const rt = groupResourceTypeOf(group as string, version as string, resource as string);
+  const rt = groupVersion.resources.find((r) => r.resource === resource);
   if (!rt || rt.namespaced || parts.length > 5) return { kind: 'notFound' };
   if (parts.length === 3) return { kind: 'resource', rt };
   if (parts.length === 4) return { kind: 'resource', rt, name: name as string };

@@ -2,6 +2,7 @@
 // errors of every layer are mapped here: ApiError as is, StoreError by code, values that fail to
 // decrypt or encrypt as 500 InternalError naming the key, anything else as a generic 500 (logged,
 // not shown: an unexpected error's text is not known to be free of sensitive data).
+import { groupResourceString } from '../config/group-resource.js';
 import type { Logger } from '../log.js';
 import { isStoreError, StoredValueTransformError } from '../storage/errors.js';
 import { parseStorageKey } from '../storage/keys.js';
@@ -27,7 +28,8 @@ function describeKey(prefix: string, key: string | undefined): { resource: strin
   if (key !== undefined) {
     try {
       const { groupResource: { group, resource }, name } = parseStorageKey(prefix, key);
-      return { resource, name, ...(group ? { group, qualified: `${resource}.${group}` } : { qualified: resource }) };
+      // The keys of store errors are the served kinds' keys: a resource is never `*` here.
+      return { resource, name, qualified: groupResourceString({ group, resource }), ...(group ? { group } : {}) };
     } catch {
       // fall through
     }
@@ -55,6 +57,8 @@ export function statusFromError(err: unknown, etcdPrefix: string, log?: Logger):
   }
   if (isStoreError(err)) {
     const { resource, qualified, group, name } = describeKey(etcdPrefix, err.key);
+    // kube's NewAlreadyExists, NewNotFound and NewConflict carry the group; the 413 and 500s below keep
+    // only name and kind (kube's NewRequestEntityTooLargeError has no details, NewInternalError only causes).
     const details = { name, ...(group ? { group } : {}), kind: resource };
     switch (err.code) {
       case 'KEY_EXISTS':

@@ -4,11 +4,11 @@
 // resourceVersion that the status subresource writes (a create clears the status; an update of the
 // main resource keeps the stored one), and kube's table (Name, Resource). The controller that acts on
 // these objects is src/controllers/storage-version-migration.
+import { groupResourceString } from '../config/group-resource.js';
 import {
-  conditionsOf, groupResourceString, isConditionTrue, migrationResource, STORAGE_MIGRATION_API_VERSION, STORAGE_MIGRATION_GROUP,
+  conditionsOf, isConditionTrue, migrationResource, PROGRESS_ANNOTATION, STORAGE_MIGRATION_API_VERSION, STORAGE_MIGRATION_GROUP,
   STORAGE_MIGRATION_VERSION, STORAGE_VERSION_MIGRATIONS, type Condition,
 } from '../k8s-objects/storage-version-migration.js';
-import { PROGRESS_ANNOTATION } from '../controllers/storage-version-migration/progress.js';
 import type { StatusCause } from './errors.js';
 import { isPlainObject, type JsonObject, type KubeObject } from './objects.js';
 import type { ResourceType } from './resource-types.js';
@@ -163,6 +163,7 @@ export const storageversionmigrations: ResourceType = {
     { ...NAME_COLUMN, format: '' },
     { name: 'Resource', type: 'string', format: '', priority: 0, description: 'Fully qualified resource to migrate' },
   ],
+  // spec.resource.resource is a validated DNS-1035 label, never `*`: this is GroupResource.String().
   cells: (o) => [o.metadata.name, groupResourceString(migrationResource(o))],
   normalize,
   prepareForCreate(obj) {

@@ -1,6 +1,7 @@
 // storagemigration.k8s.io StorageVersionMigration in the JSON object model: the names kube 1.35 uses
-// (group, version, condition types, the reasons of kube's migration controller) and pure helpers to
-// read and set its conditions (metav1.Condition, apimachinery meta.SetStatusCondition's rules).
+// (group, version, condition types, the reasons of kube's migration controller), atrest's progress
+// annotation, and pure helpers to read and set its conditions (metav1.Condition, apimachinery
+// meta.SetStatusCondition's rules).
 // Shared by the API server (validation, tables) and the migration controller, neither of which may
 // import the other's internals.
 import { rfc3339Seconds, type Json, type JsonObject, type KubeObject } from './object-model.js';
@@ -10,6 +11,12 @@ export const STORAGE_MIGRATION_GROUP = 'storagemigration.k8s.io';
 export const STORAGE_MIGRATION_VERSION = 'v1beta1';
 export const STORAGE_MIGRATION_API_VERSION = `${STORAGE_MIGRATION_GROUP}/${STORAGE_MIGRATION_VERSION}`;
 export const STORAGE_VERSION_MIGRATIONS = 'storageversionmigrations';
+
+/**
+ * The controller's resume point on a StorageVersionMigration (written by the controller alone,
+ * controllers/storage-version-migration/progress.ts; the API server keeps clients from setting it).
+ */
+export const PROGRESS_ANNOTATION = 'atrest.dev/migration-progress';
 
 export type MigrationConditionType = 'Running' | 'Succeeded' | 'Failed';
 
@@ -37,11 +44,6 @@ export function migrationResource(obj: KubeObject): { group: string; resource: s
   const spec = isObject(obj['spec']) ? obj['spec'] : {};
   const r = isObject(spec['resource']) ? spec['resource'] : {};
   return { group: typeof r['group'] === 'string' ? r['group'] : '', resource: typeof r['resource'] === 'string' ? r['resource'] : '' };
-}
-
-/** GroupResource.String(): `secrets`, `deployments.apps`. */
-export function groupResourceString(gr: { group: string; resource: string }): string {
-  return gr.group ? `${gr.resource}.${gr.group}` : gr.resource;
 }
 
 /** The status object (created when absent). */

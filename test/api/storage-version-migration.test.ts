@@ -9,7 +9,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { PROGRESS_ANNOTATION } from '../../src/controllers/storage-version-migration/progress.js';
+import { PROGRESS_ANNOTATION } from '../../src/k8s-objects/storage-version-migration.js';
 import { openSqliteStore } from '../../src/storage/sqlite.js';
 import type { Store } from '../../src/storage/types.js';
 import { Kubectl, kubectlAvailable } from '../helpers/kubectl.js';

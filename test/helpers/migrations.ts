@@ -3,7 +3,8 @@
 // awaited through the HTTP API, and its recorded progress.
 import { randomUUID } from 'node:crypto';
 import type { RunningApiServer } from '../../src/api/index.js';
-import { PROGRESS_ANNOTATION, type MigrationProgress } from '../../src/controllers/storage-version-migration/progress.js';
+import type { MigrationProgress } from '../../src/controllers/storage-version-migration/progress.js';
+import { PROGRESS_ANNOTATION } from '../../src/k8s-objects/storage-version-migration.js';
 import type { Store } from '../../src/storage/types.js';
 import { waitFor } from './plugin.js';
 import { apiRequest } from './server.js';

@@ -14,9 +14,10 @@
 // cannot update too, and a rotation must not retire a key that such an object may still need.
 // Objects the KMS plugin refuses because their KEK version is retired fail it too, with the advice
 // to restore that version (they are not lost), never to delete them.
+import { groupResourceString } from '../../config/group-resource.js';
 import { messageOf } from '../../errors.js';
 import {
-  findCondition, groupResourceString, isFinished, MIGRATION_REASONS, migrationResource, setCondition, statusOf,
+  findCondition, isFinished, MIGRATION_REASONS, migrationResource, setCondition, statusOf,
 } from '../../k8s-objects/storage-version-migration.js';
 import type { KubeObject } from '../../k8s-objects/object-model.js';
 import { storagePrefix } from '../../storage/keys.js';
@@ -100,7 +101,7 @@ export class MigrationRunner {
     if (!obj || isFinished(obj)) return 'done';
     const uid = obj.metadata.uid ?? '';
     const gr = migrationResource(obj);
-    const resource = groupResourceString(gr);
+    const resource = groupResourceString(gr); // gr.resource is a validated DNS-1035 label, never `*`
     if (!this.options.serves(gr)) {
       log.warn({ migration: name, resource }, 'storage version migration failed: the resource is not served');
       await this.finish(name, uid, resource, 'Failed', unhandled('unable to obtain GVR from discovery'));

@@ -5,9 +5,8 @@
 // no field for this (v1alpha1's spec.continueToken was dropped), so an annotation carries it, as
 // controllers do; people read the same numbers in the Running condition's message.
 import type { KubeObject } from '../../k8s-objects/object-model.js';
+import { PROGRESS_ANNOTATION } from '../../k8s-objects/storage-version-migration.js';
 import type { RewriteProgress } from '../../storage/reencrypt.js';
-
-export const PROGRESS_ANNOTATION = 'atrest.dev/migration-progress';
 
 /**
  * A run's counts as the re-encryption engine reports them, without `stale` (what a migration finds

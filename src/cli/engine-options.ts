@@ -14,11 +14,16 @@ export interface EngineConfigFlags {
   resources?: string;
 }
 
-export interface EngineFlags extends EngineConfigFlags {
+/** The store flags (`get-raw` and `decrypt` name a store with these alone): where storeLocation() (engine.ts) points. */
+export interface StoreFlags {
   etcdServers?: string;
   etcdCafile?: string;
   etcdCertfile?: string;
   etcdKeyfile?: string;
+  dataDir?: string;
+}
+
+export interface EngineFlags extends EngineConfigFlags, StoreFlags {
   dataDir: string;
   etcdPrefix: string;
 }

@@ -17,7 +17,7 @@ import type { Store } from '../storage/types.js';
 import { buildTransformers } from '../transform/build.js';
 import type { KmsTransformerFactory, TransformerSet } from '../transform/types.js';
 import type { KmsProviderProbe } from '../storage/checked-read.js';
-import { isSelected, parseResourceSelection, ToolUsageError, type EngineConfigFlags, type EngineFlags } from './engine-options.js';
+import { isSelected, parseResourceSelection, ToolUsageError, type EngineConfigFlags, type EngineFlags, type StoreFlags } from './engine-options.js';
 
 /** The configuration side of a tool: transformers, KMS providers, resource selection; no store. */
 export interface KmsEngine {
@@ -89,7 +89,7 @@ export async function openEngine(flags: EngineFlags, options: OpenEngineOptions)
 }
 
 /** Where the store flags point; flag problems (no embedded store there, half a TLS pair) throw ToolUsageError. */
-export function storeLocation(flags: EngineFlags, readonly: boolean): StoreLocation {
+export function storeLocation(flags: StoreFlags, readonly: boolean): StoreLocation {
   const useEtcd = flags.etcdServers !== undefined && splitEtcdServers(flags.etcdServers).length > 0;
   if (!useEtcd && !existsSync(embeddedStoreFile(flags.dataDir))) {
     throw new ToolUsageError(`no embedded store at ${embeddedStoreFile(flags.dataDir)} (check --data-dir, or give --etcd-servers)`);

@@ -2,20 +2,14 @@
 // shows them, on etcd or on the embedded store, so `atrest get-raw /registry/secrets/default/s |
 // hexdump -C` checks encryption at rest on either backend. With --prefix it lists like
 // `etcdctl get --prefix`: each key on a line, then its value and a newline (or keys only).
-import { existsSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { ToolUsageError } from './engine-options.js';
+import type { StoreFlags } from './engine-options.js';
 import { DEFAULT_DATA_DIR } from '../storage/defaults.js';
-import type { StoreLocation } from '../storage/open.js';
 
-interface GetRawOptions {
+interface GetRawOptions extends StoreFlags {
   prefix?: boolean;
   keysOnly?: boolean;
   limit?: number;
-  etcdServers?: string;
-  etcdCafile?: string;
-  etcdCertfile?: string;
-  etcdKeyfile?: string;
   dataDir: string;
 }
 
@@ -50,18 +44,10 @@ export function registerGetRaw(program: Command): void {
     .addOption(new Option('--data-dir <dir>', 'data directory of the embedded store').default(DEFAULT_DATA_DIR).env('ATREST_DATA_DIR'))
     .action(async (key: string, opts: GetRawOptions) => {
       const { StoreError } = await import('../storage/errors.js');
-      const { describeStoreLocation, embeddedStoreFile, openStore } = await import('../storage/open.js');
-      if (!opts.etcdServers && !existsSync(embeddedStoreFile(opts.dataDir))) {
-        throw new ToolUsageError(`no embedded store at ${embeddedStoreFile(opts.dataDir)} (check --data-dir, or give --etcd-servers)`);
-      }
-      const loc: StoreLocation = {
-        dataDir: opts.dataDir,
-        readonly: true,
-        ...(opts.etcdServers ? { etcdServers: opts.etcdServers } : {}),
-        ...(opts.etcdCafile ? { etcdCaFile: opts.etcdCafile } : {}),
-        ...(opts.etcdCertfile ? { etcdCertFile: opts.etcdCertfile } : {}),
-        ...(opts.etcdKeyfile ? { etcdKeyFile: opts.etcdKeyfile } : {}),
-      };
+      const { describeStoreLocation, openStore } = await import('../storage/open.js');
+      const { storeLocation } = await import('./engine.js');
+      // flag problems (no embedded store there, half a TLS pair) are usage errors (exit 2)
+      const loc = storeLocation(opts, true);
       const store = await openStore(loc);
       try {
         if (!opts.prefix) {

@@ -16,10 +16,9 @@ import type { StoreLocation } from '../storage/open.js';
 import type { Store } from '../storage/types.js';
 import { parseGroupResource } from '../config/group-resource.js';
 import { OUTPUT_FORMATS, type OutputFormat } from '../tools/defaults.js';
-import { isSelected, parseResourceSelection, ToolUsageError } from './engine-options.js';
+import { isSelected, parseResourceSelection, ToolUsageError, type StoreFlags } from './engine-options.js';
 import { DECRYPT_EXIT_CODES, EXIT_FOUND, EXIT_INCOMPLETE, EXIT_OK, exitCodesHelp, reportToolError } from './exit-codes.js';
 import { CheckIncompleteError } from '../storage/check-failure.js';
-import { embeddedStoreFile } from '../storage/open.js';
 import type { EtcdSnapshot } from '../tools/etcd-snapshot.js';
 import type { ReadOrigin, TransformResult } from '../transform/types.js';
 
@@ -67,7 +66,7 @@ export function registerDecrypt(program: Command): void {
     });
 }
 
-interface DecryptFlags {
+interface DecryptFlags extends StoreFlags {
   encryptionProviderConfig: string;
   key?: string;
   etcdPrefix: string;
@@ -75,11 +74,6 @@ interface DecryptFlags {
   in: string;
   out: string;
   snapshot?: string;
-  etcdServers?: string;
-  etcdCafile?: string;
-  etcdCertfile?: string;
-  etcdKeyfile?: string;
-  dataDir?: string;
   prefix?: boolean;
   resources?: string;
   output: OutputFormat;
@@ -120,9 +114,6 @@ function checkDecryptFlags(key: string | undefined, opts: DecryptFlags): void {
   if (opts.resource !== undefined && (opts.snapshot !== undefined || opts.prefix)) throw usage('--resource names the resource of one value: with --snapshot or --prefix each key names its own (select with --resources)');
   if (opts.in !== '-' && (opts.snapshot !== undefined || fromStore)) throw usage('--in gives the value itself: not with --snapshot, --etcd-servers or --data-dir');
   if (opts.snapshot !== undefined && !existsSync(opts.snapshot)) throw usage(`--snapshot ${opts.snapshot}: no such file`);
-  if (opts.dataDir !== undefined && opts.etcdServers === undefined && !existsSync(embeddedStoreFile(opts.dataDir))) {
-    throw usage(`no embedded store at ${embeddedStoreFile(opts.dataDir)} (check --data-dir)`);
-  }
 }
 
 async function runDecrypt(keyArg: string | undefined, opts: DecryptFlags): Promise<number> {
@@ -137,7 +128,9 @@ async function runDecrypt(keyArg: string | undefined, opts: DecryptFlags): Promi
   const { describeStoreLocation } = await import('../storage/open.js');
   const { decryptValues, formatMany, formatOne, listStoreValues, summarize } = await import('../tools/decrypt.js');
   const { CheckedReader } = await import('../storage/checked-read.js');
-  const { openKmsEngine, openToolStore } = await import('./engine.js');
+  const { openKmsEngine, openToolStore, storeLocation } = await import('./engine.js');
+  // The last usage errors: no embedded store there, half a TLS pair (exit 2).
+  const loc = fromStore ? storeLocation(opts, true) : undefined;
   // The configuration first (exit 2 when bad), then the input: a missing snapshot or store fails before any KMS call.
   const engine = await openKmsEngine({ encryptionProviderConfig: opts.encryptionProviderConfig }, {});
   let store: Store | undefined;
@@ -147,12 +140,12 @@ async function runDecrypt(keyArg: string | undefined, opts: DecryptFlags): Promi
       const { readEtcdSnapshot } = await import('../tools/etcd-snapshot.js');
       snapshot = readEtcdSnapshot(await readFile(opts.snapshot));
     }
-    if (fromStore) store = await openToolStore(storeLocation(opts));
+    if (loc) store = await openToolStore(loc);
     const reader = new CheckedReader(engine.kmsProviders());
     if (snapshot !== undefined || opts.prefix) {
       const source = snapshot !== undefined
         ? `snapshot ${opts.snapshot ?? ''} (revision ${snapshot.status.revision}, ${snapshot.keyValues.length} live keys)`
-        : `${describeStoreLocation(storeLocation(opts))} prefix ${key ?? ''}`;
+        : `${describeStoreLocation(loc as StoreLocation)} prefix ${key ?? ''}`;
       const values = snapshot !== undefined ? snapshot.keyValues : listStoreValues(store as Store, key as string);
       const report = await decryptValues(values, { transformers: engine.transformers, etcdPrefix: opts.etcdPrefix, reader, ...(selects ? { selects } : {}) });
       const out = formatMany(report.decrypted, opts.output);
@@ -169,7 +162,7 @@ async function runDecrypt(keyArg: string | undefined, opts: DecryptFlags): Promi
     let input: Buffer;
     if (store) {
       const kv = await store.get(storageKey);
-      if (!kv) throw new StoreError('NOT_FOUND', `key ${storageKey} not found in the ${describeStoreLocation(storeLocation(opts))}`, { key: storageKey });
+      if (!kv) throw new StoreError('NOT_FOUND', `key ${storageKey} not found in the ${describeStoreLocation(loc as StoreLocation)}`, { key: storageKey });
       input = Buffer.from(kv.value);
     } else {
       input = await readInput(opts.in);
@@ -190,17 +183,6 @@ async function runDecrypt(keyArg: string | undefined, opts: DecryptFlags): Promi
     await store?.close();
     await engine.close();
   }
-}
-
-function storeLocation(opts: DecryptFlags): StoreLocation {
-  return {
-    readonly: true,
-    ...(opts.dataDir !== undefined ? { dataDir: opts.dataDir } : {}),
-    ...(opts.etcdServers ? { etcdServers: opts.etcdServers } : {}),
-    ...(opts.etcdCafile ? { etcdCaFile: opts.etcdCafile } : {}),
-    ...(opts.etcdCertfile ? { etcdCertFile: opts.etcdCertfile } : {}),
-    ...(opts.etcdKeyfile ? { etcdKeyFile: opts.etcdKeyfile } : {}),
-  };
 }
 
 function withCommonOptions(cmd: Command): Command {

@@ -7,8 +7,7 @@
 // wait timed out, a peer failed, interrupted) — run it again.
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { Command, InvalidArgumentError, Option } from 'commander';
-import { nanosToMillis, parseGoDuration } from '../config/go-duration.js';
+import { Command, Option } from 'commander';
 import { messageOf } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { BackendModule, BackendOptions } from '../plugin/backend.js';
@@ -17,6 +16,7 @@ import type { RotationBackend, StepName } from '../tools/rotation/types.js';
 import { addBackendFlags, chooseBackend } from './backend-options.js';
 import { addEngineOptions, ToolUsageError, type EngineFlags } from './engine-options.js';
 import { EXIT_FOUND, EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE } from './exit-codes.js';
+import { goDurationArg } from './flags.js';
 
 /** RotateError kinds and the outcomes here, as the exit codes every command shares (src/cli/exit-codes.ts). */
 const EXIT = { ok: EXIT_OK, findings: EXIT_FOUND, usage: EXIT_USAGE, incomplete: EXIT_INCOMPLETE } as const;
@@ -34,17 +34,8 @@ interface RotateFlags extends EngineFlags {
 }
 
 /** A positive Go duration (`30s`, `15m`) in milliseconds. */
-function duration(flag: string) {
-  return (value: string): number => {
-    let ms: number;
-    try {
-      ms = nanosToMillis(parseGoDuration(value));
-    } catch (err) {
-      throw new InvalidArgumentError(`${flag}: ${messageOf(err)}`);
-    }
-    if (!(ms > 0)) throw new InvalidArgumentError(`${flag} must be more than 0`);
-    return ms;
-  };
+function duration(flag: string): (value: string) => number {
+  return goDurationArg((ms) => (ms > 0 ? undefined : `${flag} must be more than 0`), `${flag}: `);
 }
 
 export function registerRotate(program: Command): void {

@@ -4,9 +4,10 @@
 // ATREST_* environment variable. Thin: parses flags and runs startApiServer (src/api).
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { featureGatesOption } from './feature-gates-option.js';
+import { goDurationArg } from './flags.js';
 import type { FeatureGates } from '../api/feature-gates.js';
 import { DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT, DEFAULT_MAX_REQUESTS_INFLIGHT, DEFAULT_RELOAD_INTERVAL_MS } from '../api/defaults.js';
-import { formatGoDuration, millisToNanos, nanosToMillis, parseGoDuration } from '../config/go-duration.js';
+import { formatGoDuration, millisToNanos } from '../config/go-duration.js';
 import { DEFAULT_LEADER_ELECTION, DEFAULT_MIGRATION_BATCH_SIZE } from '../controllers/defaults.js';
 import { DEFAULT_DATA_DIR } from '../storage/defaults.js';
 import { DEFAULT_ETCD_PREFIX } from '../storage/keys.js';
@@ -39,21 +40,12 @@ interface ServeOptions {
   storageVersionMigrationRate: number;
 }
 
+const goDurationText = (ms: number): string => formatGoDuration(millisToNanos(ms));
+
 /** A Go duration (`15s`, `1m30s`) in milliseconds, at least `minMs`. */
 function duration(minMs: number): (v: string) => number {
-  return (v) => {
-    let ms: number;
-    try {
-      ms = nanosToMillis(parseGoDuration(v));
-    } catch (err) {
-      throw new InvalidArgumentError(err instanceof Error ? err.message : String(err));
-    }
-    if (ms < minMs) throw new InvalidArgumentError(`must be at least ${formatGoDuration(millisToNanos(minMs))}`);
-    return ms;
-  };
+  return goDurationArg((ms) => (ms < minMs ? `must be at least ${goDurationText(minMs)}` : undefined));
 }
-
-const goDurationText = (ms: number): string => formatGoDuration(millisToNanos(ms));
 
 function integer(min: number, max: number): (v: string) => number {
   return (v) => {

@@ -7,7 +7,6 @@ import { KNOWN_FEATURE_GATES, parseFeatureGates, type FeatureGates } from '../ap
 export function featureGatesOption(): Option {
   const known = Object.entries(KNOWN_FEATURE_GATES).map(([name, spec]) => `${name}=true|false (${spec.stage} - default=${String(spec.default)})`).join(', ');
   return new Option('--feature-gates <gates>', `comma-separated key=value pairs of feature gates: ${known}`)
-    .env('ATREST_FEATURE_GATES')
     .argParser((value: string, previous: FeatureGates | undefined): FeatureGates => {
       try {
         return parseFeatureGates(value, previous);

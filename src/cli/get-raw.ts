@@ -37,11 +37,11 @@ export function registerGetRaw(program: Command): void {
         return n;
       }),
     )
-    .addOption(new Option('--etcd-servers <urls>', 'comma-separated etcd client URLs (else the embedded store)').env('ATREST_ETCD_SERVERS'))
-    .addOption(new Option('--etcd-cafile <file>', 'CA bundle of the etcd servers').env('ATREST_ETCD_CAFILE'))
-    .addOption(new Option('--etcd-certfile <file>', 'client certificate for etcd').env('ATREST_ETCD_CERTFILE'))
-    .addOption(new Option('--etcd-keyfile <file>', 'client key for etcd').env('ATREST_ETCD_KEYFILE'))
-    .addOption(new Option('--data-dir <dir>', 'data directory of the embedded store').default(DEFAULT_DATA_DIR).env('ATREST_DATA_DIR'))
+    .addOption(new Option('--etcd-servers <urls>', 'comma-separated etcd client URLs (else the embedded store)'))
+    .addOption(new Option('--etcd-cafile <file>', 'CA bundle of the etcd servers'))
+    .addOption(new Option('--etcd-certfile <file>', 'client certificate for etcd'))
+    .addOption(new Option('--etcd-keyfile <file>', 'client key for etcd'))
+    .addOption(new Option('--data-dir <dir>', 'data directory of the embedded store').default(DEFAULT_DATA_DIR))
     .action(async (key: string, opts: GetRawOptions) => {
       const { StoreError } = await import('../storage/errors.js');
       const { describeStoreLocation, openStore } = await import('../storage/open.js');

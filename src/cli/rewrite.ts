@@ -45,8 +45,8 @@ export function registerRewrite(program: Command): void {
       : code === EXIT_FOUND ? 'some values did not end current: undecryptable, needing a retired KEK version (restore it), still changing after the retry limit, written during the run with an old key, or the kms v2 key_id changed during the run'
       : code === EXIT_INCOMPLETE ? 'the run could not complete: the write provider\'s plugin is not healthy, a KMS plugin or the store could not be reached, or the run was stopped (nothing is known to be lost; run it again). 3 wins over 1' : text])));
   addEngineOptions(command)
-    .addOption(new Option('--batch-size <n>', 'values listed and written per batch (one transaction on the embedded store)').argParser(nonNegativeInt('--batch-size', 1)).default(DEFAULT_REWRITE_BATCH_SIZE).env('ATREST_BATCH_SIZE'))
-    .addOption(new Option('--rate <n>', 'at most this many writes per second (0: unlimited)').argParser(nonNegativeInt('--rate', 0)).default(0).env('ATREST_RATE'))
+    .addOption(new Option('--batch-size <n>', 'values listed and written per batch (one transaction on the embedded store)').argParser(nonNegativeInt('--batch-size', 1)).default(DEFAULT_REWRITE_BATCH_SIZE))
+    .addOption(new Option('--rate <n>', 'at most this many writes per second (0: unlimited)').argParser(nonNegativeInt('--rate', 0)).default(0))
     .addOption(new Option('--dry-run', 'count what would be rewritten; write nothing'))
     .addOption(new Option('-o, --output <format>', 'summary as text or json').choices(['text', 'json']).default('text'))
     .action(async (flags: RewriteFlags) => {

@@ -40,6 +40,22 @@ export const DECRYPT_EXIT_CODES: ReadonlyArray<readonly [number, string]> = [
   [EXIT_INCOMPLETE, 'the store or a KMS plugin could not be reached: those values could not be checked'],
 ];
 
+/** `atrest rewrite`: the same codes, said of values it re-encrypts. */
+export const REWRITE_EXIT_CODES: ReadonlyArray<readonly [number, string]> = [
+  [EXIT_OK, 'every selected value ends current'],
+  [EXIT_FOUND, 'some values did not end current: undecryptable, needing a retired KEK version (restore it), still changing after the retry limit, written during the run with an old key, or the kms v2 key_id changed during the run'],
+  [EXIT_USAGE, 'usage or configuration error (a bad flag, a bad or missing configuration file)'],
+  [EXIT_INCOMPLETE, 'the run could not complete: the write provider\'s plugin is not healthy, a KMS plugin or the store could not be reached, or the run was stopped (nothing is known to be lost; run it again). 3 wins over 1'],
+];
+
+/** `atrest rotate`: 1 and 3 as a rotation meets them. */
+export const ROTATE_EXIT_CODES: ReadonlyArray<readonly [number, string]> = [
+  [EXIT_OK, 'done (or nothing to do)'],
+  [EXIT_FOUND, 'a check found values that still need an old KEK version: nothing was retired'],
+  [EXIT_USAGE, 'usage or configuration error (flags, kubeconfig, a kms v1 provider, a backend the plugin does not serve)'],
+  [EXIT_INCOMPLETE, 'could not complete (a wait timed out, a migration failed, a server or the store failed, interrupted): fix what the message says and run it again; it continues where it stopped'],
+];
+
 /** An "Exit codes:" paragraph for --help, wrapped to 80 columns like commander's own text. */
 export function exitCodesHelp(codes: ReadonlyArray<readonly [number, string]>, width = 80): string {
   const lines = ['Exit codes:'];

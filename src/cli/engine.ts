@@ -8,6 +8,7 @@ import { loadEncryptionConfigFile } from '../config/load.js';
 import { groupResourceString } from '../config/group-resource.js';
 import { buildResourceTable, usesKms } from '../config/resources.js';
 import type { EncryptionConfiguration, GroupResource, KMSConfiguration, ProviderConfiguration } from '../config/types.js';
+import { messageOf } from '../errors.js';
 import type { HealthCheck } from '../health.js';
 import type { KmsIntervals, KmsProviders } from '../kms/factory.js';
 import type { Logger } from '../log.js';
@@ -119,7 +120,7 @@ export async function openToolStore(loc: StoreLocation): Promise<Store> {
     return await openStore(loc);
   } catch (err) {
     if (err instanceof StoreError && err.code === 'UNAVAILABLE') throw err;
-    const message = err instanceof StoreError ? err.message : `cannot open the ${describeStoreLocation(loc)}: ${err instanceof Error ? err.message : String(err)}`;
+    const message = err instanceof StoreError ? err.message : `cannot open the ${describeStoreLocation(loc)}: ${messageOf(err)}`;
     throw new StoreError('UNAVAILABLE', message, { cause: err });
   }
 }
@@ -130,7 +131,7 @@ export async function openKmsEngine(flags: EngineConfigFlags, options: Omit<Open
   try {
     config = (await loadEncryptionConfigFile(flags.encryptionProviderConfig)).config;
   } catch (err) {
-    throw new ToolUsageError(err instanceof Error ? err.message : String(err), { cause: err });
+    throw new ToolUsageError(messageOf(err), { cause: err });
   }
   const table = buildResourceTable(config);
   const wanted = flags.resources ? parseResourceSelection(flags.resources) : undefined;
@@ -163,7 +164,7 @@ export async function openKmsEngine(flags: EngineConfigFlags, options: Omit<Open
     transformers = buildTransformers(config, factory ? { kms: factory } : {});
   } catch (err) {
     await closeKms();
-    throw new ToolUsageError(err instanceof Error ? err.message : String(err), { cause: err });
+    throw new ToolUsageError(messageOf(err), { cause: err });
   }
 
   return {

@@ -14,7 +14,7 @@
 // closed stdout/stderr pipe (`atrest … | head`) ends the process quietly with 141, the status a
 // shell reports for a Go tool (kubectl, etcdctl) killed by SIGPIPE: 128 + 13.
 import { CommanderError } from 'commander';
-import { AtrestError } from '../errors.js';
+import { AtrestError, messageOf } from '../errors.js';
 import { isUnreachable } from '../storage/check-failure.js';
 
 export const EXIT_OK = 0;
@@ -105,7 +105,7 @@ export function reportToolError(command: string, err: unknown): number {
   const code = exitCodeFor(err);
   if (code !== EXIT_BROKEN_PIPE) {
     const prefix = code === EXIT_INCOMPLETE ? 'could not complete: ' : '';
-    process.stderr.write(`atrest ${command}: ${prefix}${(err instanceof Error ? err.message : String(err)).replace(/\s*\n\s*/g, ' ')}\n`);
+    process.stderr.write(`atrest ${command}: ${prefix}${messageOf(err).replace(/\s*\n\s*/g, ' ')}\n`);
   }
   return code;
 }

@@ -15,6 +15,7 @@ import { DEFAULT_ETCD_PREFIX, parseStorageKey } from '../storage/keys.js';
 import type { StoreLocation } from '../storage/open.js';
 import type { Store } from '../storage/types.js';
 import { parseGroupResource } from '../config/group-resource.js';
+import { messageOf } from '../errors.js';
 import { OUTPUT_FORMATS, type OutputFormat } from '../tools/defaults.js';
 import { isSelected, parseResourceSelection, ToolUsageError, type StoreFlags } from './engine-options.js';
 import { DECRYPT_EXIT_CODES, EXIT_FOUND, EXIT_INCOMPLETE, EXIT_OK, exitCodesHelp, reportToolError } from './exit-codes.js';
@@ -218,7 +219,7 @@ function resourceOf(storageKey: string, opts: { resource?: string; etcdPrefix: s
   try {
     return opts.resource !== undefined ? parseGroupResource(opts.resource) : parseStorageKey(opts.etcdPrefix, storageKey).groupResource;
   } catch (err) {
-    throw new ToolUsageError(err instanceof Error ? err.message : String(err), { cause: err });
+    throw new ToolUsageError(messageOf(err), { cause: err });
   }
 }
 

@@ -41,9 +41,9 @@ export function registerDev(program: Command): void {
   program
     .command('dev')
     .description('run the KMS plugin and the API server on the embedded store, encrypted with kms v2 (npm start)')
-    .addOption(new Option('--data-dir <dir>', 'where the store, KEK, socket, certificates and kubeconfig live').default(DEFAULT_DATA_DIR).env('ATREST_DATA_DIR'))
-    .addOption(new Option('--secure-port <port>', 'HTTPS port of the API server (0 picks a free one)').default('6443').env('ATREST_SECURE_PORT'))
-    .addOption(new Option('--bind-address <ip>', 'address the API server listens on').default('127.0.0.1').env('ATREST_BIND_ADDRESS'))
+    .addOption(new Option('--data-dir <dir>', 'where the store, KEK, socket, certificates and kubeconfig live').default(DEFAULT_DATA_DIR))
+    .addOption(new Option('--secure-port <port>', 'HTTPS port of the API server (0 picks a free one)').default('6443'))
+    .addOption(new Option('--bind-address <ip>', 'address the API server listens on').default('127.0.0.1'))
     .addOption(new Option('--kms-socket <path>', 'UNIX socket of the KMS plugin').default(undefined, '<data-dir>/kms.sock, or a private 0700 directory under $XDG_RUNTIME_DIR or the temp dir when that path is longer than a socket path may be (107 bytes)'))
     .addOption(featureGatesOption())
     .action(async (opts: { dataDir: string; securePort: string; bindAddress: string; kmsSocket?: string; featureGates?: FeatureGates }) => {

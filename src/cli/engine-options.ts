@@ -14,11 +14,16 @@ export interface EngineConfigFlags {
   resources?: string;
 }
 
-export interface EngineFlags extends EngineConfigFlags {
+/** The store flags (`get-raw` and `decrypt` name a store with these alone): where storeLocation() (engine.ts) points. */
+export interface StoreFlags {
   etcdServers?: string;
   etcdCafile?: string;
   etcdCertfile?: string;
   etcdKeyfile?: string;
+  dataDir?: string;
+}
+
+export interface EngineFlags extends EngineConfigFlags, StoreFlags {
   dataDir: string;
   etcdPrefix: string;
 }
@@ -26,13 +31,13 @@ export interface EngineFlags extends EngineConfigFlags {
 /** Adds the flags of EngineFlags to `command`. */
 export function addEngineOptions(command: Command): Command {
   return command
-    .addOption(new Option('--encryption-provider-config <file>', 'the EncryptionConfiguration in force').makeOptionMandatory().env('ATREST_ENCRYPTION_PROVIDER_CONFIG'))
-    .addOption(new Option('--etcd-servers <urls>', 'comma-separated etcd client URLs (else the embedded store)').env('ATREST_ETCD_SERVERS'))
-    .addOption(new Option('--etcd-cafile <file>', 'CA bundle of the etcd servers').env('ATREST_ETCD_CAFILE'))
-    .addOption(new Option('--etcd-certfile <file>', 'client certificate for etcd').env('ATREST_ETCD_CERTFILE'))
-    .addOption(new Option('--etcd-keyfile <file>', 'client key for etcd').env('ATREST_ETCD_KEYFILE'))
-    .addOption(new Option('--data-dir <dir>', 'data directory of the embedded store').default(DEFAULT_DATA_DIR).env('ATREST_DATA_DIR'))
-    .addOption(new Option('--etcd-prefix <prefix>', 'key prefix of the objects').default(DEFAULT_ETCD_PREFIX).env('ATREST_ETCD_PREFIX'))
+    .addOption(new Option('--encryption-provider-config <file>', 'the EncryptionConfiguration in force').makeOptionMandatory())
+    .addOption(new Option('--etcd-servers <urls>', 'comma-separated etcd client URLs (else the embedded store)'))
+    .addOption(new Option('--etcd-cafile <file>', 'CA bundle of the etcd servers'))
+    .addOption(new Option('--etcd-certfile <file>', 'client certificate for etcd'))
+    .addOption(new Option('--etcd-keyfile <file>', 'client key for etcd'))
+    .addOption(new Option('--data-dir <dir>', 'data directory of the embedded store').default(DEFAULT_DATA_DIR))
+    .addOption(new Option('--etcd-prefix <prefix>', 'key prefix of the objects').default(DEFAULT_ETCD_PREFIX))
     .addOption(new Option('--resources <list>', 'comma-separated resources (e.g. secrets,configmaps)').default(undefined, 'those the configuration names'));
 }
 

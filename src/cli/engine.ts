@@ -8,6 +8,7 @@ import { loadEncryptionConfigFile } from '../config/load.js';
 import { groupResourceString } from '../config/group-resource.js';
 import { buildResourceTable, usesKms } from '../config/resources.js';
 import type { EncryptionConfiguration, GroupResource, KMSConfiguration, ProviderConfiguration } from '../config/types.js';
+import { messageOf } from '../errors.js';
 import type { HealthCheck } from '../health.js';
 import type { KmsIntervals, KmsProviders } from '../kms/factory.js';
 import type { Logger } from '../log.js';
@@ -17,7 +18,7 @@ import type { Store } from '../storage/types.js';
 import { buildTransformers } from '../transform/build.js';
 import type { KmsTransformerFactory, TransformerSet } from '../transform/types.js';
 import type { KmsProviderProbe } from '../storage/checked-read.js';
-import { isSelected, parseResourceSelection, ToolUsageError, type EngineConfigFlags, type EngineFlags } from './engine-options.js';
+import { isSelected, parseResourceSelection, ToolUsageError, type EngineConfigFlags, type EngineFlags, type StoreFlags } from './engine-options.js';
 
 /** The configuration side of a tool: transformers, KMS providers, resource selection; no store. */
 export interface KmsEngine {
@@ -89,7 +90,7 @@ export async function openEngine(flags: EngineFlags, options: OpenEngineOptions)
 }
 
 /** Where the store flags point; flag problems (no embedded store there, half a TLS pair) throw ToolUsageError. */
-export function storeLocation(flags: EngineFlags, readonly: boolean): StoreLocation {
+export function storeLocation(flags: StoreFlags, readonly: boolean): StoreLocation {
   const useEtcd = flags.etcdServers !== undefined && splitEtcdServers(flags.etcdServers).length > 0;
   if (!useEtcd && !existsSync(embeddedStoreFile(flags.dataDir))) {
     throw new ToolUsageError(`no embedded store at ${embeddedStoreFile(flags.dataDir)} (check --data-dir, or give --etcd-servers)`);
@@ -119,7 +120,7 @@ export async function openToolStore(loc: StoreLocation): Promise<Store> {
     return await openStore(loc);
   } catch (err) {
     if (err instanceof StoreError && err.code === 'UNAVAILABLE') throw err;
-    const message = err instanceof StoreError ? err.message : `cannot open the ${describeStoreLocation(loc)}: ${err instanceof Error ? err.message : String(err)}`;
+    const message = err instanceof StoreError ? err.message : `cannot open the ${describeStoreLocation(loc)}: ${messageOf(err)}`;
     throw new StoreError('UNAVAILABLE', message, { cause: err });
   }
 }
@@ -130,7 +131,7 @@ export async function openKmsEngine(flags: EngineConfigFlags, options: Omit<Open
   try {
     config = (await loadEncryptionConfigFile(flags.encryptionProviderConfig)).config;
   } catch (err) {
-    throw new ToolUsageError(err instanceof Error ? err.message : String(err), { cause: err });
+    throw new ToolUsageError(messageOf(err), { cause: err });
   }
   const table = buildResourceTable(config);
   const wanted = flags.resources ? parseResourceSelection(flags.resources) : undefined;
@@ -163,7 +164,7 @@ export async function openKmsEngine(flags: EngineConfigFlags, options: Omit<Open
     transformers = buildTransformers(config, factory ? { kms: factory } : {});
   } catch (err) {
     await closeKms();
-    throw new ToolUsageError(err instanceof Error ? err.message : String(err), { cause: err });
+    throw new ToolUsageError(messageOf(err), { cause: err });
   }
 
   return {

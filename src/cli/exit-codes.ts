@@ -14,7 +14,7 @@
 // closed stdout/stderr pipe (`atrest … | head`) ends the process quietly with 141, the status a
 // shell reports for a Go tool (kubectl, etcdctl) killed by SIGPIPE: 128 + 13.
 import { CommanderError } from 'commander';
-import { AtrestError } from '../errors.js';
+import { AtrestError, messageOf } from '../errors.js';
 import { isUnreachable } from '../storage/check-failure.js';
 
 export const EXIT_OK = 0;
@@ -38,6 +38,22 @@ export const DECRYPT_EXIT_CODES: ReadonlyArray<readonly [number, string]> = [
   [EXIT_FOUND, 'a value does not decrypt (or needs a retired KEK version, or, with -o json|yaml, is not an object), or KEY is not found'],
   [EXIT_USAGE, 'usage or configuration error (a bad flag, a bad or missing configuration file)'],
   [EXIT_INCOMPLETE, 'the store or a KMS plugin could not be reached: those values could not be checked'],
+];
+
+/** `atrest rewrite`: the same codes, said of values it re-encrypts. */
+export const REWRITE_EXIT_CODES: ReadonlyArray<readonly [number, string]> = [
+  [EXIT_OK, 'every selected value ends current'],
+  [EXIT_FOUND, 'some values did not end current: undecryptable, needing a retired KEK version (restore it), still changing after the retry limit, written during the run with an old key, or the kms v2 key_id changed during the run'],
+  [EXIT_USAGE, 'usage or configuration error (a bad flag, a bad or missing configuration file)'],
+  [EXIT_INCOMPLETE, 'the run could not complete: the write provider\'s plugin is not healthy, a KMS plugin or the store could not be reached, or the run was stopped (nothing is known to be lost; run it again). 3 wins over 1'],
+];
+
+/** `atrest rotate`: 1 and 3 as a rotation meets them. */
+export const ROTATE_EXIT_CODES: ReadonlyArray<readonly [number, string]> = [
+  [EXIT_OK, 'done (or nothing to do)'],
+  [EXIT_FOUND, 'a check found values that still need an old KEK version: nothing was retired'],
+  [EXIT_USAGE, 'usage or configuration error (flags, kubeconfig, a kms v1 provider, a backend the plugin does not serve)'],
+  [EXIT_INCOMPLETE, 'could not complete (a wait timed out, a migration failed, a server or the store failed, interrupted): fix what the message says and run it again; it continues where it stopped'],
 ];
 
 /** An "Exit codes:" paragraph for --help, wrapped to 80 columns like commander's own text. */
@@ -89,7 +105,7 @@ export function reportToolError(command: string, err: unknown): number {
   const code = exitCodeFor(err);
   if (code !== EXIT_BROKEN_PIPE) {
     const prefix = code === EXIT_INCOMPLETE ? 'could not complete: ' : '';
-    process.stderr.write(`atrest ${command}: ${prefix}${(err instanceof Error ? err.message : String(err)).replace(/\s*\n\s*/g, ' ')}\n`);
+    process.stderr.write(`atrest ${command}: ${prefix}${messageOf(err).replace(/\s*\n\s*/g, ' ')}\n`);
   }
   return code;
 }

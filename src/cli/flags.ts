@@ -10,7 +10,9 @@
 //   wrapped to the terminal width (80 columns off a terminal); a flag too long for two columns gets
 //   its description on the lines below, as in kubectl's help.
 import type { EventEmitter } from 'node:events';
-import { Command, Help, Option } from 'commander';
+import { Command, Help, InvalidArgumentError, Option } from 'commander';
+import { nanosToMillis, parseGoDuration } from '../config/go-duration.js';
+import { messageOf } from '../errors.js';
 
 const TRUE_WORDS: ReadonlySet<string> = new Set(['1', 't', 'T', 'TRUE', 'true', 'True']);
 const FALSE_WORDS: ReadonlySet<string> = new Set(['0', 'f', 'F', 'FALSE', 'false', 'False']);
@@ -20,6 +22,25 @@ export function parseBool(value: string): boolean | undefined {
   if (TRUE_WORDS.has(value)) return true;
   if (FALSE_WORDS.has(value)) return false;
   return undefined;
+}
+
+/**
+ * An argParser for a Go duration flag (`15s`, `1m30s`: time.ParseDuration's forms), in milliseconds.
+ * A value that does not parse is refused with Go's words after `prefix`; a parsed one with what
+ * `refuse` says of it (undefined: taken).
+ */
+export function goDurationArg(refuse: (ms: number) => string | undefined, prefix = ''): (value: string) => number {
+  return (value) => {
+    let ms: number;
+    try {
+      ms = nanosToMillis(parseGoDuration(value));
+    } catch (err) {
+      throw new InvalidArgumentError(`${prefix}${messageOf(err)}`);
+    }
+    const refusal = refuse(ms);
+    if (refusal !== undefined) throw new InvalidArgumentError(refusal);
+    return ms;
+  };
 }
 
 /** `--dry-run` → `ATREST_DRY_RUN`. */

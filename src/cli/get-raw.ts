@@ -2,20 +2,14 @@
 // shows them, on etcd or on the embedded store, so `atrest get-raw /registry/secrets/default/s |
 // hexdump -C` checks encryption at rest on either backend. With --prefix it lists like
 // `etcdctl get --prefix`: each key on a line, then its value and a newline (or keys only).
-import { existsSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { ToolUsageError } from './engine-options.js';
+import type { StoreFlags } from './engine-options.js';
 import { DEFAULT_DATA_DIR } from '../storage/defaults.js';
-import type { StoreLocation } from '../storage/open.js';
 
-interface GetRawOptions {
+interface GetRawOptions extends StoreFlags {
   prefix?: boolean;
   keysOnly?: boolean;
   limit?: number;
-  etcdServers?: string;
-  etcdCafile?: string;
-  etcdCertfile?: string;
-  etcdKeyfile?: string;
   dataDir: string;
 }
 
@@ -43,25 +37,17 @@ export function registerGetRaw(program: Command): void {
         return n;
       }),
     )
-    .addOption(new Option('--etcd-servers <urls>', 'comma-separated etcd client URLs (else the embedded store)').env('ATREST_ETCD_SERVERS'))
-    .addOption(new Option('--etcd-cafile <file>', 'CA bundle of the etcd servers').env('ATREST_ETCD_CAFILE'))
-    .addOption(new Option('--etcd-certfile <file>', 'client certificate for etcd').env('ATREST_ETCD_CERTFILE'))
-    .addOption(new Option('--etcd-keyfile <file>', 'client key for etcd').env('ATREST_ETCD_KEYFILE'))
-    .addOption(new Option('--data-dir <dir>', 'data directory of the embedded store').default(DEFAULT_DATA_DIR).env('ATREST_DATA_DIR'))
+    .addOption(new Option('--etcd-servers <urls>', 'comma-separated etcd client URLs (else the embedded store)'))
+    .addOption(new Option('--etcd-cafile <file>', 'CA bundle of the etcd servers'))
+    .addOption(new Option('--etcd-certfile <file>', 'client certificate for etcd'))
+    .addOption(new Option('--etcd-keyfile <file>', 'client key for etcd'))
+    .addOption(new Option('--data-dir <dir>', 'data directory of the embedded store').default(DEFAULT_DATA_DIR))
     .action(async (key: string, opts: GetRawOptions) => {
       const { StoreError } = await import('../storage/errors.js');
-      const { describeStoreLocation, embeddedStoreFile, openStore } = await import('../storage/open.js');
-      if (!opts.etcdServers && !existsSync(embeddedStoreFile(opts.dataDir))) {
-        throw new ToolUsageError(`no embedded store at ${embeddedStoreFile(opts.dataDir)} (check --data-dir, or give --etcd-servers)`);
-      }
-      const loc: StoreLocation = {
-        dataDir: opts.dataDir,
-        readonly: true,
-        ...(opts.etcdServers ? { etcdServers: opts.etcdServers } : {}),
-        ...(opts.etcdCafile ? { etcdCaFile: opts.etcdCafile } : {}),
-        ...(opts.etcdCertfile ? { etcdCertFile: opts.etcdCertfile } : {}),
-        ...(opts.etcdKeyfile ? { etcdKeyFile: opts.etcdKeyfile } : {}),
-      };
+      const { describeStoreLocation, openStore } = await import('../storage/open.js');
+      const { storeLocation } = await import('./engine.js');
+      // flag problems (no embedded store there, half a TLS pair) are usage errors (exit 2)
+      const loc = storeLocation(opts, true);
       const store = await openStore(loc);
       try {
         if (!opts.prefix) {

@@ -90,9 +90,9 @@ async function listKeys(sub: Command, output: 'table' | 'json'): Promise<void> {
     process.stdout.write(JSON.stringify(versions.map((v) => ({ ...v, createdAt: time(v.createdAt), retiredAt: time(v.retiredAt), purgeAfter: time(v.purgeAfter) })), null, 2) + '\n');
     return;
   }
-  const rows = [['VERSION', 'STATE', 'KEY ID', 'CREATED', 'RETIRED', 'PURGE AFTER'], ...versions.map((v: KeyVersionInfo) => [String(v.version), v.state, v.keyId, time(v.createdAt), time(v.retiredAt), time(v.purgeAfter)])];
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  process.stdout.write(rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n') + '\n');
+  const { table } = await import('../tools/status.js');
+  const rows = versions.map((v: KeyVersionInfo) => [String(v.version), v.state, v.keyId, time(v.createdAt), time(v.retiredAt), time(v.purgeAfter)]);
+  process.stdout.write(table(['VERSION', 'STATE', 'KEY ID', 'CREATED', 'RETIRED', 'PURGE AFTER'], rows).join('\n') + '\n');
 }
 
 async function restoreKey(sub: Command, keyId: string): Promise<void> {

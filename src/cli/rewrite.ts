@@ -17,7 +17,7 @@ import { DEFAULT_REWRITE_BATCH_SIZE } from '../tools/defaults.js';
 import type { RewriteProgress, RewriteSummary } from '../tools/rewrite.js';
 import { addEngineOptions, type EngineFlags } from './engine-options.js';
 import type { WriteKmsProvider } from './engine.js';
-import { CHECK_EXIT_CODES, EXIT_FOUND, EXIT_INCOMPLETE, EXIT_OK, checkExitCode, exitCodesHelp, reportToolError } from './exit-codes.js';
+import { EXIT_FOUND, EXIT_INCOMPLETE, REWRITE_EXIT_CODES, checkExitCode, exitCodesHelp, reportToolError } from './exit-codes.js';
 
 interface RewriteFlags extends EngineFlags {
   batchSize: number;
@@ -41,12 +41,10 @@ export function registerRewrite(program: Command): void {
   const command = program
     .command('rewrite')
     .description('re-encrypt every stale value in place with the current write provider (compare-and-swap, resumable)')
-    .addHelpText('after', exitCodesHelp(CHECK_EXIT_CODES.map(([code, text]) => [code, code === EXIT_OK ? 'every selected value ends current'
-      : code === EXIT_FOUND ? 'some values did not end current: undecryptable, needing a retired KEK version (restore it), still changing after the retry limit, written during the run with an old key, or the kms v2 key_id changed during the run'
-      : code === EXIT_INCOMPLETE ? 'the run could not complete: the write provider\'s plugin is not healthy, a KMS plugin or the store could not be reached, or the run was stopped (nothing is known to be lost; run it again). 3 wins over 1' : text])));
+    .addHelpText('after', exitCodesHelp(REWRITE_EXIT_CODES));
   addEngineOptions(command)
-    .addOption(new Option('--batch-size <n>', 'values listed and written per batch (one transaction on the embedded store)').argParser(nonNegativeInt('--batch-size', 1)).default(DEFAULT_REWRITE_BATCH_SIZE).env('ATREST_BATCH_SIZE'))
-    .addOption(new Option('--rate <n>', 'at most this many writes per second (0: unlimited)').argParser(nonNegativeInt('--rate', 0)).default(0).env('ATREST_RATE'))
+    .addOption(new Option('--batch-size <n>', 'values listed and written per batch (one transaction on the embedded store)').argParser(nonNegativeInt('--batch-size', 1)).default(DEFAULT_REWRITE_BATCH_SIZE))
+    .addOption(new Option('--rate <n>', 'at most this many writes per second (0: unlimited)').argParser(nonNegativeInt('--rate', 0)).default(0))
     .addOption(new Option('--dry-run', 'count what would be rewritten; write nothing'))
     .addOption(new Option('-o, --output <format>', 'summary as text or json').choices(['text', 'json']).default('text'))
     .action(async (flags: RewriteFlags) => {

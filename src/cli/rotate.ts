@@ -7,8 +7,7 @@
 // wait timed out, a peer failed, interrupted) — run it again.
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { Command, InvalidArgumentError, Option } from 'commander';
-import { nanosToMillis, parseGoDuration } from '../config/go-duration.js';
+import { Command, Option } from 'commander';
 import { messageOf } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { BackendModule, BackendOptions } from '../plugin/backend.js';
@@ -16,7 +15,8 @@ import type { KubeClient } from '../tools/kube-client.js';
 import type { RotationBackend, StepName } from '../tools/rotation/types.js';
 import { addBackendFlags, chooseBackend } from './backend-options.js';
 import { addEngineOptions, ToolUsageError, type EngineFlags } from './engine-options.js';
-import { EXIT_FOUND, EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE } from './exit-codes.js';
+import { EXIT_FOUND, EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, ROTATE_EXIT_CODES, exitCodesHelp } from './exit-codes.js';
+import { goDurationArg } from './flags.js';
 
 /** RotateError kinds and the outcomes here, as the exit codes every command shares (src/cli/exit-codes.ts). */
 const EXIT = { ok: EXIT_OK, findings: EXIT_FOUND, usage: EXIT_USAGE, incomplete: EXIT_INCOMPLETE } as const;
@@ -34,17 +34,8 @@ interface RotateFlags extends EngineFlags {
 }
 
 /** A positive Go duration (`30s`, `15m`) in milliseconds. */
-function duration(flag: string) {
-  return (value: string): number => {
-    let ms: number;
-    try {
-      ms = nanosToMillis(parseGoDuration(value));
-    } catch (err) {
-      throw new InvalidArgumentError(`${flag}: ${messageOf(err)}`);
-    }
-    if (!(ms > 0)) throw new InvalidArgumentError(`${flag} must be more than 0`);
-    return ms;
-  };
+function duration(flag: string): (value: string) => number {
+  return goDurationArg((ms) => (ms > 0 ? undefined : `${flag} must be more than 0`), `${flag}: `);
 }
 
 export function registerRotate(program: Command): void {
@@ -62,15 +53,8 @@ export function registerRotate(program: Command): void {
     .addOption(new Option('--step <name>', 'run one step alone (retire always verifies first)').choices(['rotate-kek', 'wait', 'migrate', 'verify', 'retire']))
     .addOption(new Option('--timeout <duration>', 'how long each wait may take (plugins, API servers, each migration)').default(15 * 60_000, '15m').argParser(duration('--timeout')))
     .addOption(new Option('--poll-interval <duration>', 'how often waits look again').default(1000, '1s').argParser(duration('--poll-interval')))
-    .addHelpText('after', [
-      '',
-      'Exit codes:',
-      '  0  done (or nothing to do)',
-      '  1  a check found values that still need an old KEK version: nothing was retired',
-      '  2  usage or configuration error (flags, kubeconfig, a kms v1 provider, a backend the plugin does not serve)',
-      '  3  could not complete (a wait timed out, a migration failed, a server or the store failed, interrupted):',
-      '     fix what the message says and run it again; it continues where it stopped',
-    ].join('\n'))
+    // 109 columns: the lines as rotate's help has always laid them out (written by hand before exitCodesHelp)
+    .addHelpText('after', exitCodesHelp(ROTATE_EXIT_CODES, 109))
     .action(async (flags: RotateFlags) => {
       process.exitCode = await runRotate(flags);
     });

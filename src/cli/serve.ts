@@ -4,9 +4,10 @@
 // ATREST_* environment variable. Thin: parses flags and runs startApiServer (src/api).
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { featureGatesOption } from './feature-gates-option.js';
+import { goDurationArg } from './flags.js';
 import type { FeatureGates } from '../api/feature-gates.js';
 import { DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT, DEFAULT_MAX_REQUESTS_INFLIGHT, DEFAULT_RELOAD_INTERVAL_MS } from '../api/defaults.js';
-import { formatGoDuration, millisToNanos, nanosToMillis, parseGoDuration } from '../config/go-duration.js';
+import { formatGoDuration, millisToNanos } from '../config/go-duration.js';
 import { DEFAULT_LEADER_ELECTION, DEFAULT_MIGRATION_BATCH_SIZE } from '../controllers/defaults.js';
 import { DEFAULT_DATA_DIR } from '../storage/defaults.js';
 import { DEFAULT_ETCD_PREFIX } from '../storage/keys.js';
@@ -39,21 +40,12 @@ interface ServeOptions {
   storageVersionMigrationRate: number;
 }
 
+const goDurationText = (ms: number): string => formatGoDuration(millisToNanos(ms));
+
 /** A Go duration (`15s`, `1m30s`) in milliseconds, at least `minMs`. */
 function duration(minMs: number): (v: string) => number {
-  return (v) => {
-    let ms: number;
-    try {
-      ms = nanosToMillis(parseGoDuration(v));
-    } catch (err) {
-      throw new InvalidArgumentError(err instanceof Error ? err.message : String(err));
-    }
-    if (ms < minMs) throw new InvalidArgumentError(`must be at least ${formatGoDuration(millisToNanos(minMs))}`);
-    return ms;
-  };
+  return goDurationArg((ms) => (ms < minMs ? `must be at least ${goDurationText(minMs)}` : undefined));
 }
-
-const goDurationText = (ms: number): string => formatGoDuration(millisToNanos(ms));
 
 function integer(min: number, max: number): (v: string) => number {
   return (v) => {
@@ -67,34 +59,34 @@ export function registerServe(program: Command): void {
   program
     .command('serve')
     .description('run the API server (core/v1 Namespaces, Secrets, ConfigMaps; StorageVersionMigrations, which it runs) for kubectl, encrypted at rest')
-    .addOption(new Option('--encryption-provider-config <file>', 'EncryptionConfiguration file; without it everything is stored unencrypted (identity)').env('ATREST_ENCRYPTION_PROVIDER_CONFIG'))
+    .addOption(new Option('--encryption-provider-config <file>', 'EncryptionConfiguration file; without it everything is stored unencrypted (identity)'))
     .addOption(new Option('--experimental-encryption-provider-config <file>', 'old name of --encryption-provider-config').hideHelp())
-    .addOption(new Option('--encryption-provider-config-automatic-reload', 'reload the encryption config file when its content changes').env('ATREST_ENCRYPTION_PROVIDER_CONFIG_AUTOMATIC_RELOAD'))
+    .addOption(new Option('--encryption-provider-config-automatic-reload', 'reload the encryption config file when its content changes'))
     .addOption(
       new Option('--encryption-provider-config-reload-interval <ms>', 'how often the file is checked with automatic reload')
-        .default(DEFAULT_RELOAD_INTERVAL_MS).argParser(integer(10, 86_400_000)).env('ATREST_ENCRYPTION_PROVIDER_CONFIG_RELOAD_INTERVAL'),
+        .default(DEFAULT_RELOAD_INTERVAL_MS).argParser(integer(10, 86_400_000)),
     )
-    .addOption(new Option('--etcd-servers <urls>', 'comma-separated etcd v3 client URLs (else the embedded store in --data-dir)').env('ATREST_ETCD_SERVERS'))
-    .addOption(new Option('--etcd-prefix <prefix>', 'key prefix of every object').default(DEFAULT_ETCD_PREFIX).env('ATREST_ETCD_PREFIX'))
-    .addOption(new Option('--etcd-cafile <file>', 'CA bundle of the etcd servers').env('ATREST_ETCD_CAFILE'))
-    .addOption(new Option('--etcd-certfile <file>', 'client certificate for etcd').env('ATREST_ETCD_CERTFILE'))
-    .addOption(new Option('--etcd-keyfile <file>', 'client key for etcd').env('ATREST_ETCD_KEYFILE'))
-    .addOption(new Option('--data-dir <dir>', 'embedded store, generated certificates, token and admin.kubeconfig').default(DEFAULT_DATA_DIR).env('ATREST_DATA_DIR'))
-    .addOption(new Option('--bind-address <ip>', 'address to listen on').default('127.0.0.1').env('ATREST_BIND_ADDRESS'))
-    .addOption(new Option('--secure-port <port>', 'HTTPS port (0: pick a free one)').default(6443).argParser(integer(0, 65535)).env('ATREST_SECURE_PORT'))
-    .addOption(new Option('--tls-cert-file <file>', 'serving certificate (PEM); else one is generated into --data-dir').env('ATREST_TLS_CERT_FILE'))
-    .addOption(new Option('--tls-private-key-file <file>', 'key of --tls-cert-file (PEM)').env('ATREST_TLS_PRIVATE_KEY_FILE'))
-    .addOption(new Option('--token-auth-file <file>', 'static tokens, kube CSV format token,user,uid[,"groups"]; else an admin token is generated').env('ATREST_TOKEN_AUTH_FILE'))
-    .addOption(new Option('--max-request-body-bytes <n>', 'larger request bodies get 413').default(undefined, '3145728 (3 MiB, as kube-apiserver)').argParser(integer(1024, 1 << 30)).env('ATREST_MAX_REQUEST_BODY_BYTES'))
-    .addOption(new Option('--max-requests-inflight <n>', 'read-only requests served at once; more get 429 (0: no limit)').default(DEFAULT_MAX_REQUESTS_INFLIGHT).argParser(integer(0, 1_000_000)).env('ATREST_MAX_REQUESTS_INFLIGHT'))
-    .addOption(new Option('--max-mutating-requests-inflight <n>', 'mutating requests served at once; more get 429 (0: no limit)').default(DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT).argParser(integer(0, 1_000_000)).env('ATREST_MAX_MUTATING_REQUESTS_INFLIGHT'))
+    .addOption(new Option('--etcd-servers <urls>', 'comma-separated etcd v3 client URLs (else the embedded store in --data-dir)'))
+    .addOption(new Option('--etcd-prefix <prefix>', 'key prefix of every object').default(DEFAULT_ETCD_PREFIX))
+    .addOption(new Option('--etcd-cafile <file>', 'CA bundle of the etcd servers'))
+    .addOption(new Option('--etcd-certfile <file>', 'client certificate for etcd'))
+    .addOption(new Option('--etcd-keyfile <file>', 'client key for etcd'))
+    .addOption(new Option('--data-dir <dir>', 'embedded store, generated certificates, token and admin.kubeconfig').default(DEFAULT_DATA_DIR))
+    .addOption(new Option('--bind-address <ip>', 'address to listen on').default('127.0.0.1'))
+    .addOption(new Option('--secure-port <port>', 'HTTPS port (0: pick a free one)').default(6443).argParser(integer(0, 65535)))
+    .addOption(new Option('--tls-cert-file <file>', 'serving certificate (PEM); else one is generated into --data-dir'))
+    .addOption(new Option('--tls-private-key-file <file>', 'key of --tls-cert-file (PEM)'))
+    .addOption(new Option('--token-auth-file <file>', 'static tokens, kube CSV format token,user,uid[,"groups"]; else an admin token is generated'))
+    .addOption(new Option('--max-request-body-bytes <n>', 'larger request bodies get 413').default(undefined, '3145728 (3 MiB, as kube-apiserver)').argParser(integer(1024, 1 << 30)))
+    .addOption(new Option('--max-requests-inflight <n>', 'read-only requests served at once; more get 429 (0: no limit)').default(DEFAULT_MAX_REQUESTS_INFLIGHT).argParser(integer(0, 1_000_000)))
+    .addOption(new Option('--max-mutating-requests-inflight <n>', 'mutating requests served at once; more get 429 (0: no limit)').default(DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT).argParser(integer(0, 1_000_000)))
     .addOption(featureGatesOption())
-    .addOption(new Option('--leader-elect', 'run the controllers (StorageVersionMigration) only on the replica holding their Lease; --leader-elect=false: run them here without one (a single server only)').default(true).env('ATREST_LEADER_ELECT'))
-    .addOption(new Option('--leader-elect-lease-duration <duration>', 'how long a holder\'s Lease must stay unrenewed before another replica takes it over').argParser(duration(1000)).default(DEFAULT_LEADER_ELECTION.leaseDurationMs, goDurationText(DEFAULT_LEADER_ELECTION.leaseDurationMs)).env('ATREST_LEADER_ELECT_LEASE_DURATION'))
-    .addOption(new Option('--leader-elect-renew-deadline <duration>', 'the leader stops when it could not renew its Lease for this long (less than the lease duration)').argParser(duration(100)).default(DEFAULT_LEADER_ELECTION.renewDeadlineMs, goDurationText(DEFAULT_LEADER_ELECTION.renewDeadlineMs)).env('ATREST_LEADER_ELECT_RENEW_DEADLINE'))
-    .addOption(new Option('--leader-elect-retry-period <duration>', 'how often to try to acquire or renew the Lease').argParser(duration(10)).default(DEFAULT_LEADER_ELECTION.retryPeriodMs, goDurationText(DEFAULT_LEADER_ELECTION.retryPeriodMs)).env('ATREST_LEADER_ELECT_RETRY_PERIOD'))
-    .addOption(new Option('--storage-version-migration-batch-size <n>', 'objects a StorageVersionMigration lists and writes per batch (its progress is recorded after each)').argParser(integer(1, 100_000)).default(DEFAULT_MIGRATION_BATCH_SIZE).env('ATREST_STORAGE_VERSION_MIGRATION_BATCH_SIZE'))
-    .addOption(new Option('--storage-version-migration-rate <n>', 'writes per second of a StorageVersionMigration (0: unlimited)').argParser(integer(0, 1_000_000)).default(0).env('ATREST_STORAGE_VERSION_MIGRATION_RATE'))
+    .addOption(new Option('--leader-elect', 'run the controllers (StorageVersionMigration) only on the replica holding their Lease; --leader-elect=false: run them here without one (a single server only)').default(true))
+    .addOption(new Option('--leader-elect-lease-duration <duration>', 'how long a holder\'s Lease must stay unrenewed before another replica takes it over').argParser(duration(1000)).default(DEFAULT_LEADER_ELECTION.leaseDurationMs, goDurationText(DEFAULT_LEADER_ELECTION.leaseDurationMs)))
+    .addOption(new Option('--leader-elect-renew-deadline <duration>', 'the leader stops when it could not renew its Lease for this long (less than the lease duration)').argParser(duration(100)).default(DEFAULT_LEADER_ELECTION.renewDeadlineMs, goDurationText(DEFAULT_LEADER_ELECTION.renewDeadlineMs)))
+    .addOption(new Option('--leader-elect-retry-period <duration>', 'how often to try to acquire or renew the Lease').argParser(duration(10)).default(DEFAULT_LEADER_ELECTION.retryPeriodMs, goDurationText(DEFAULT_LEADER_ELECTION.retryPeriodMs)))
+    .addOption(new Option('--storage-version-migration-batch-size <n>', 'objects a StorageVersionMigration lists and writes per batch (its progress is recorded after each)').argParser(integer(1, 100_000)).default(DEFAULT_MIGRATION_BATCH_SIZE))
+    .addOption(new Option('--storage-version-migration-rate <n>', 'writes per second of a StorageVersionMigration (0: unlimited)').argParser(integer(0, 1_000_000)).default(0))
     .action(async (opts: ServeOptions) => {
       const { startApiServer } = await import('../api/index.js');
       const { createLogger } = await import('../log.js');

@@ -25,7 +25,6 @@ export function registerStatus(program: Command): void {
   addEngineOptions(command)
     .addOption(new Option('--kms-plugin-health <host:port...>', 'also ask these plugins\' --health-listen endpoints for health, key_id and key age'))
     .addOption(new Option('--verify', 'read the stored values for the verify counts; --verify=false (or --no-verify) opens no store').default(true))
-    .addOption(new Option('--no-verify', 'as --verify=false').hideHelp())
     .addOption(new Option('-o, --output <format>', 'table or json').choices(['table', 'json']).default('table'))
     .action(async (flags: StatusFlags) => {
       process.exitCode = await runStatus(flags);

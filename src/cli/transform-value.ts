@@ -15,11 +15,11 @@ import { DEFAULT_ETCD_PREFIX, parseStorageKey } from '../storage/keys.js';
 import type { StoreLocation } from '../storage/open.js';
 import type { Store } from '../storage/types.js';
 import { parseGroupResource } from '../config/group-resource.js';
+import { messageOf } from '../errors.js';
 import { OUTPUT_FORMATS, type OutputFormat } from '../tools/defaults.js';
-import { isSelected, parseResourceSelection, ToolUsageError } from './engine-options.js';
+import { isSelected, parseResourceSelection, ToolUsageError, type StoreFlags } from './engine-options.js';
 import { DECRYPT_EXIT_CODES, EXIT_FOUND, EXIT_INCOMPLETE, EXIT_OK, exitCodesHelp, reportToolError } from './exit-codes.js';
 import { CheckIncompleteError } from '../storage/check-failure.js';
-import { embeddedStoreFile } from '../storage/open.js';
 import type { EtcdSnapshot } from '../tools/etcd-snapshot.js';
 import type { ReadOrigin, TransformResult } from '../transform/types.js';
 
@@ -45,19 +45,18 @@ export function registerDecrypt(program: Command): void {
     .command('decrypt')
     .description('decrypt stored values with an EncryptionConfiguration: one value from a file/stdin or a store, a key prefix of a store, or every key of an etcd snapshot file; -o raw|json|yaml. The output holds the secrets in the clear; stderr never does')
     .argument('[key]', 'the full storage key (the authenticated data), e.g. /registry/secrets/default/db-password; a key prefix with --prefix')
-    .addOption(new Option('--encryption-provider-config <file>', 'the EncryptionConfiguration file')
-      .env('ATREST_ENCRYPTION_PROVIDER_CONFIG').makeOptionMandatory())
+    .addOption(new Option('--encryption-provider-config <file>', 'the EncryptionConfiguration file').makeOptionMandatory())
     .option('--key <storage-key>', 'the storage key, as the argument')
-    .addOption(new Option('--etcd-prefix <prefix>', 'the --etcd-prefix the storage keys are under').default(DEFAULT_ETCD_PREFIX).env('ATREST_ETCD_PREFIX'))
+    .addOption(new Option('--etcd-prefix <prefix>', 'the --etcd-prefix the storage keys are under').default(DEFAULT_ETCD_PREFIX))
     .addOption(new Option('--resource <resource[.group]>', 'one value: the resource whose providers to use').default(undefined, 'the one the storage key names'))
     .option('--in <file>', 'one value from this file, - for stdin; read when no store or snapshot is named', '-')
     .option('--out <file>', 'output file (written atomically, mode 0600), - for stdout', '-')
     .option('--snapshot <file>', 'decrypt every live key under --etcd-prefix of this etcd snapshot file (etcdctl snapshot save output, or member/snap/db)')
-    .addOption(new Option('--etcd-servers <urls>', 'read the value of KEY from these etcd client URLs (comma-separated)').env('ATREST_ETCD_SERVERS'))
-    .addOption(new Option('--etcd-cafile <file>', 'CA bundle of the etcd servers').env('ATREST_ETCD_CAFILE'))
-    .addOption(new Option('--etcd-certfile <file>', 'client certificate for etcd').env('ATREST_ETCD_CERTFILE'))
-    .addOption(new Option('--etcd-keyfile <file>', 'client key for etcd').env('ATREST_ETCD_KEYFILE'))
-    .addOption(new Option('--data-dir <dir>', 'read the value of KEY from the embedded store in this directory').env('ATREST_DATA_DIR'))
+    .addOption(new Option('--etcd-servers <urls>', 'read the value of KEY from these etcd client URLs (comma-separated)'))
+    .addOption(new Option('--etcd-cafile <file>', 'CA bundle of the etcd servers'))
+    .addOption(new Option('--etcd-certfile <file>', 'client certificate for etcd'))
+    .addOption(new Option('--etcd-keyfile <file>', 'client key for etcd'))
+    .addOption(new Option('--data-dir <dir>', 'read the value of KEY from the embedded store in this directory'))
     .option('--prefix', 'with a store: decrypt every key starting with KEY')
     .addOption(new Option('--resources <list>', 'with --snapshot or --prefix: only these resources (comma-separated, e.g. secrets,configmaps)').default(undefined, 'all'))
     .addOption(new Option('-o, --output <format>', 'raw (the plaintext bytes; several values: a key line, the bytes, a newline), json or yaml (the object; several: a v1 List)').choices([...OUTPUT_FORMATS]).default('raw'))
@@ -67,7 +66,7 @@ export function registerDecrypt(program: Command): void {
     });
 }
 
-interface DecryptFlags {
+interface DecryptFlags extends StoreFlags {
   encryptionProviderConfig: string;
   key?: string;
   etcdPrefix: string;
@@ -75,11 +74,6 @@ interface DecryptFlags {
   in: string;
   out: string;
   snapshot?: string;
-  etcdServers?: string;
-  etcdCafile?: string;
-  etcdCertfile?: string;
-  etcdKeyfile?: string;
-  dataDir?: string;
   prefix?: boolean;
   resources?: string;
   output: OutputFormat;
@@ -120,9 +114,6 @@ function checkDecryptFlags(key: string | undefined, opts: DecryptFlags): void {
   if (opts.resource !== undefined && (opts.snapshot !== undefined || opts.prefix)) throw usage('--resource names the resource of one value: with --snapshot or --prefix each key names its own (select with --resources)');
   if (opts.in !== '-' && (opts.snapshot !== undefined || fromStore)) throw usage('--in gives the value itself: not with --snapshot, --etcd-servers or --data-dir');
   if (opts.snapshot !== undefined && !existsSync(opts.snapshot)) throw usage(`--snapshot ${opts.snapshot}: no such file`);
-  if (opts.dataDir !== undefined && opts.etcdServers === undefined && !existsSync(embeddedStoreFile(opts.dataDir))) {
-    throw usage(`no embedded store at ${embeddedStoreFile(opts.dataDir)} (check --data-dir)`);
-  }
 }
 
 async function runDecrypt(keyArg: string | undefined, opts: DecryptFlags): Promise<number> {
@@ -137,7 +128,9 @@ async function runDecrypt(keyArg: string | undefined, opts: DecryptFlags): Promi
   const { describeStoreLocation } = await import('../storage/open.js');
   const { decryptValues, formatMany, formatOne, listStoreValues, summarize } = await import('../tools/decrypt.js');
   const { CheckedReader } = await import('../storage/checked-read.js');
-  const { openKmsEngine, openToolStore } = await import('./engine.js');
+  const { openKmsEngine, openToolStore, storeLocation } = await import('./engine.js');
+  // The last usage errors: no embedded store there, half a TLS pair (exit 2).
+  const loc = fromStore ? storeLocation(opts, true) : undefined;
   // The configuration first (exit 2 when bad), then the input: a missing snapshot or store fails before any KMS call.
   const engine = await openKmsEngine({ encryptionProviderConfig: opts.encryptionProviderConfig }, {});
   let store: Store | undefined;
@@ -147,12 +140,12 @@ async function runDecrypt(keyArg: string | undefined, opts: DecryptFlags): Promi
       const { readEtcdSnapshot } = await import('../tools/etcd-snapshot.js');
       snapshot = readEtcdSnapshot(await readFile(opts.snapshot));
     }
-    if (fromStore) store = await openToolStore(storeLocation(opts));
+    if (loc) store = await openToolStore(loc);
     const reader = new CheckedReader(engine.kmsProviders());
     if (snapshot !== undefined || opts.prefix) {
       const source = snapshot !== undefined
         ? `snapshot ${opts.snapshot ?? ''} (revision ${snapshot.status.revision}, ${snapshot.keyValues.length} live keys)`
-        : `${describeStoreLocation(storeLocation(opts))} prefix ${key ?? ''}`;
+        : `${describeStoreLocation(loc as StoreLocation)} prefix ${key ?? ''}`;
       const values = snapshot !== undefined ? snapshot.keyValues : listStoreValues(store as Store, key as string);
       const report = await decryptValues(values, { transformers: engine.transformers, etcdPrefix: opts.etcdPrefix, reader, ...(selects ? { selects } : {}) });
       const out = formatMany(report.decrypted, opts.output);
@@ -169,7 +162,7 @@ async function runDecrypt(keyArg: string | undefined, opts: DecryptFlags): Promi
     let input: Buffer;
     if (store) {
       const kv = await store.get(storageKey);
-      if (!kv) throw new StoreError('NOT_FOUND', `key ${storageKey} not found in the ${describeStoreLocation(storeLocation(opts))}`, { key: storageKey });
+      if (!kv) throw new StoreError('NOT_FOUND', `key ${storageKey} not found in the ${describeStoreLocation(loc as StoreLocation)}`, { key: storageKey });
       input = Buffer.from(kv.value);
     } else {
       input = await readInput(opts.in);
@@ -192,23 +185,11 @@ async function runDecrypt(keyArg: string | undefined, opts: DecryptFlags): Promi
   }
 }
 
-function storeLocation(opts: DecryptFlags): StoreLocation {
-  return {
-    readonly: true,
-    ...(opts.dataDir !== undefined ? { dataDir: opts.dataDir } : {}),
-    ...(opts.etcdServers ? { etcdServers: opts.etcdServers } : {}),
-    ...(opts.etcdCafile ? { etcdCaFile: opts.etcdCafile } : {}),
-    ...(opts.etcdCertfile ? { etcdCertFile: opts.etcdCertfile } : {}),
-    ...(opts.etcdKeyfile ? { etcdKeyFile: opts.etcdKeyfile } : {}),
-  };
-}
-
 function withCommonOptions(cmd: Command): Command {
   return cmd
-    .addOption(new Option('--encryption-provider-config <file>', 'the EncryptionConfiguration file')
-      .env('ATREST_ENCRYPTION_PROVIDER_CONFIG').makeOptionMandatory())
+    .addOption(new Option('--encryption-provider-config <file>', 'the EncryptionConfiguration file').makeOptionMandatory())
     .requiredOption('--key <storage-key>', 'the full storage key, e.g. /registry/secrets/default/db-password (the authenticated data)')
-    .addOption(new Option('--etcd-prefix <prefix>', 'the --etcd-prefix the storage key is under').default(DEFAULT_ETCD_PREFIX).env('ATREST_ETCD_PREFIX'))
+    .addOption(new Option('--etcd-prefix <prefix>', 'the --etcd-prefix the storage key is under').default(DEFAULT_ETCD_PREFIX))
     .addOption(new Option('--resource <resource[.group]>', 'the resource whose providers to use, e.g. secrets or deployments.apps').default(undefined, 'the one the storage key names'))
     .option('--in <file>', 'input file, - for stdin', '-')
     .option('--out <file>', 'output file, - for stdout', '-');
@@ -238,7 +219,7 @@ function resourceOf(storageKey: string, opts: { resource?: string; etcdPrefix: s
   try {
     return opts.resource !== undefined ? parseGroupResource(opts.resource) : parseStorageKey(opts.etcdPrefix, storageKey).groupResource;
   } catch (err) {
-    throw new ToolUsageError(err instanceof Error ? err.message : String(err), { cause: err });
+    throw new ToolUsageError(messageOf(err), { cause: err });
   }
 }
 

@@ -31,13 +31,17 @@ async function runVerify(flags: VerifyFlags): Promise<number> {
   const { writeAtomic } = await import('../api/atomic-file.js');
   // Atomically: node_exporter's textfile collector never reads half a file.
   const textfile = (text: string) => (flags.textfile ? writeAtomic(flags.textfile, text, 0o644) : Promise.resolve());
+  // One line on stderr; a check that could not complete also tells node_exporter so.
+  const failed = async (err: unknown): Promise<number> => {
+    const code = reportToolError('verify', err);
+    if (code === EXIT_INCOMPLETE) await textfile(formatVerifyTextfile(undefined, Date.now()));
+    return code;
+  };
   let engine;
   try {
     engine = await openEngine(flags, { readonly: true });
   } catch (err) {
-    const code = reportToolError('verify', err);
-    if (code === EXIT_INCOMPLETE) await textfile(formatVerifyTextfile(undefined, Date.now()));
-    return code;
+    return failed(err);
   }
   try {
     await engine.ready();
@@ -48,9 +52,7 @@ async function runVerify(flags: VerifyFlags): Promise<number> {
         reader: new CheckedReader(engine.kmsProviders()),
       });
     } catch (err) {
-      const code = reportToolError('verify', err);
-      if (code === EXIT_INCOMPLETE) await textfile(formatVerifyTextfile(undefined, Date.now()));
-      return code;
+      return await failed(err); // awaited: the textfile is written before the engine closes
     }
     await textfile(formatVerifyTextfile(report, Date.now()));
     process.stdout.write(flags.output === 'json' ? JSON.stringify(report, null, 2) + '\n' : formatVerifyReport(report));

@@ -131,7 +131,8 @@ export async function probePlugin(address: string, timeoutMs = 5000): Promise<Pl
   return status;
 }
 
-function table(header: string[], rows: string[][]): string[] {
+/** Aligned columns two spaces apart (the last one unpadded), header first: one string per line. */
+export function table(header: string[], rows: string[][]): string[] {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd();
   return [line(header), ...rows.map(line)];

@@ -53,8 +53,7 @@ export function registerRotate(program: Command): void {
     .addOption(new Option('--step <name>', 'run one step alone (retire always verifies first)').choices(['rotate-kek', 'wait', 'migrate', 'verify', 'retire']))
     .addOption(new Option('--timeout <duration>', 'how long each wait may take (plugins, API servers, each migration)').default(15 * 60_000, '15m').argParser(duration('--timeout')))
     .addOption(new Option('--poll-interval <duration>', 'how often waits look again').default(1000, '1s').argParser(duration('--poll-interval')))
-    // 109 columns: the lines as rotate's help has always laid them out (written by hand before exitCodesHelp)
-    .addHelpText('after', exitCodesHelp(ROTATE_EXIT_CODES, 109))
+    .addHelpText('after', exitCodesHelp(ROTATE_EXIT_CODES))
     .action(async (flags: RotateFlags) => {
       process.exitCode = await runRotate(flags);
     });

@@ -8,7 +8,10 @@ export function newRegistry(): Registry {
   return new Registry();
 }
 
-/** The metric `name` already in `registry` (a second server, backend or test on one registry), else `make()`. */
-export function reuseMetric<T>(registry: Registry, name: string, make: () => T): T {
-  return (registry.getSingleMetric(name) as T | undefined) ?? make();
+/**
+ * The metric `name` already in `registry` (a second server, backend or test on one registry), else
+ * `make()` (always, without a registry: an unregistered metric).
+ */
+export function reuseMetric<T>(registry: Registry | undefined, name: string, make: () => T): T {
+  return (registry?.getSingleMetric(name) as T | undefined) ?? make();
 }

@@ -5,7 +5,8 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { link, readFile, unlink, writeFile } from 'node:fs/promises';
 import { AtrestError } from '../errors.js';
-import { tempPathFor, withLockFile, writeAtomic } from './atomic-file.js';
+import { withLockFile } from '../lock-file.js';
+import { tempPathFor, writeAtomic } from './atomic-file.js';
 
 export interface UserInfo {
   name: string;

@@ -11,7 +11,8 @@ import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { AtrestError } from '../errors.js';
-import { withLockFile, writeAtomic } from './atomic-file.js';
+import { withLockFile } from '../lock-file.js';
+import { writeAtomic } from './atomic-file.js';
 
 type X509 = typeof import('@peculiar/x509');
 

@@ -1,7 +1,7 @@
 // AES-GCM as kube-apiserver's aesgcm provider and the kms envelopes use it (format.md §1.3):
 // `nonce(12) ‖ ciphertext ‖ tag(16)`, the storage key as authenticated data, a fresh random nonce
 // per write. Every open failure reads `cipher: message authentication failed`, like Go's.
-import { createCipheriv, createDecipheriv, type CipherGCMTypes, type KeyObject } from 'node:crypto';
+import { createCipheriv, createDecipheriv, KeyObject, type CipherGCMTypes } from 'node:crypto';
 import { aesBits, aesKeyObject } from './aes-key.js';
 import { CryptoError, ERR_GCM_AUTH, ERR_SHORT_DATA } from './errors.js';
 import { createPooledNonceSource, type NonceSource } from './nonce.js';
@@ -20,13 +20,17 @@ export class AesGcm {
   private readonly nonceSource: NonceSource;
 
   /**
-   * `key`: 16, 24 or 32 bytes. `nonceSource` is for tests only (fixed-nonce vectors).
+   * `key`: 16, 24 or 32 bytes, or a secret KeyObject of that size (used as it is, for a caller that
+   * also needs the KeyObject). `nonceSource` is for tests only (fixed-nonce vectors).
    * `ownKeyBuffer`: keep `key` itself (the caller hands it over and never reuses it) instead of
    * importing it into a KeyObject — for short-lived derived keys, where the import costs as much as
    * the encryption (kms v2 derives one per write).
    */
-  constructor(key: Uint8Array, options: { nonceSource?: NonceSource; ownKeyBuffer?: boolean } = {}) {
-    if (options.ownKeyBuffer) {
+  constructor(key: Uint8Array | KeyObject, options: { nonceSource?: NonceSource; ownKeyBuffer?: boolean } = {}) {
+    if (key instanceof KeyObject) {
+      this.key = key;
+      this.algorithm = ALGORITHMS[aesBits(key.type === 'secret' ? key.symmetricKeySize ?? 0 : 0)];
+    } else if (options.ownKeyBuffer) {
       this.key = Buffer.from(key.buffer, key.byteOffset, key.byteLength);
       this.algorithm = ALGORITHMS[aesBits(key.length)];
     } else {

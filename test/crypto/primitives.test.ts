@@ -8,7 +8,7 @@ import {
   openExtendedNonce, sealExtendedNonce,
   ERR_BLOCK_SIZE, ERR_GCM_AUTH, ERR_PKCS7_DATA, ERR_PKCS7_PADDING, ERR_SECRETBOX_OPEN, ERR_SHORT_DATA,
 } from '../../src/crypto/index.js';
-import { createCipheriv, createHmac, randomBytes } from 'node:crypto';
+import { createCipheriv, createHmac, createSecretKey, randomBytes } from 'node:crypto';
 
 const vectors = JSON.parse(readFileSync(new URL('../fixtures/spec/vectors.json', import.meta.url), 'utf8'));
 const hex = (s: string) => Buffer.from(s, 'hex');
@@ -142,6 +142,16 @@ test('secretbox read checks and texts; key must be 32 bytes', () => {
 test('AES keys must be 16, 24 or 32 bytes', () => {
   assertCryptoError(() => new AesGcm(randomBytes(31)), 'crypto/aes: invalid key size 31');
   assertCryptoError(() => new AesCbc(randomBytes(0)), 'crypto/aes: invalid key size 0');
+});
+
+test('aesgcm over a KeyObject is the same cipher as over its raw bytes; its size is checked too', () => {
+  const raw = randomBytes(32);
+  const byBytes = new AesGcm(raw);
+  const byObject = new AesGcm(createSecretKey(raw));
+  const aad = ascii('/registry/secrets/a/b');
+  assert.deepEqual(byObject.open(byBytes.seal(ascii('x'), aad), aad), ascii('x'));
+  assert.deepEqual(byBytes.open(byObject.seal(ascii('y'), aad, ascii('head')).subarray(4), aad), ascii('y'));
+  assertCryptoError(() => new AesGcm(createSecretKey(randomBytes(31))), 'crypto/aes: invalid key size 31');
 });
 
 test('extended nonce: short seed, short data, cache keyed by storage key and info', () => {

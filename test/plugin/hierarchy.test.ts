@@ -114,6 +114,9 @@ test('tampering: a value with another value\'s wrapped local KEK, an edited one,
     // The same sealed bytes presented in the other carrier.
     const moved = Buffer.concat([Buffer.from([0x48, 0x01, 0x02]), v1.ciphertext.subarray(5 + a.wrapped.length)]);
     assert.throws(() => a.open(parseEnvelope(moved, { [LOCAL_KEK_ANNOTATION]: a.wrapped })), /does not authenticate/);
+    // A local KEK handed a value that names another wrapped local KEK (even of the same key) refuses it.
+    assert.throws(() => b.open(parseEnvelope(v1.ciphertext, undefined)), /does not authenticate under local KEK/);
+    assert.throws(() => b.open(parseEnvelope(v2.ciphertext, v2.annotations)), /does not authenticate under local KEK/);
   });
 });
 

@@ -15,7 +15,9 @@
 // in both carriers, so a value only opens with the very wrapped-local-KEK bytes it was sealed
 // next to: swapping in another value's wrapped local KEK (even one that unwraps to the same key) or
 // editing it fails the tag, and so does moving a value between carriers or format versions.
+import { GCM_NONCE_SIZE, GCM_TAG_SIZE } from '../../crypto/aes-gcm.js';
 import { BackendError } from '../backend.js';
+import type { SealPrefix } from '../seal-prefix.js';
 
 export const ENVELOPE_MAGIC = 0x48; // 'H'
 export const ENVELOPE_VERSION = 0x01;
@@ -29,11 +31,9 @@ export type Carrier = typeof CARRIER_INLINE | typeof CARRIER_ANNOTATION;
  */
 export const LOCAL_KEK_ANNOTATION = 'local-kek.atrest.dev';
 
-export const NONCE_BYTES = 12;
-export const TAG_BYTES = 16;
 const HEADER_BYTES = 3;
 /** Largest wrapped local KEK a v1 envelope can name (u16 length) and that fits the 1024-byte limit. */
-export const MAX_WRAPPED_LOCAL_KEK_BYTES = 1024 - HEADER_BYTES - 2 - NONCE_BYTES - TAG_BYTES - 64;
+export const MAX_WRAPPED_LOCAL_KEK_BYTES = 1024 - HEADER_BYTES - 2 - GCM_NONCE_SIZE - GCM_TAG_SIZE - 64;
 const AAD_LABEL = Buffer.from('atrest local KEK seal v1\0', 'latin1');
 
 /** True when `ciphertext` is one of ours (else it is a remote backend's own, from before the hierarchy). */
@@ -51,13 +51,11 @@ function lengthOf(wrapped: Uint8Array): Buffer {
   return n;
 }
 
-/** What every value sealed under one local KEK in one carrier starts with and authenticates. */
-export interface SealPrefix {
-  /** Bytes written before the nonce. */
-  head: Buffer;
-  aad: Buffer;
-}
-
+/**
+ * What every value sealed under one local KEK in one carrier starts with and authenticates. The AAD
+ * is built here only: an envelope is opened with the prefix of the local KEK found by its wrapped
+ * bytes (the same bytes), in the envelope's carrier (InMemoryKek.open).
+ */
 export function sealPrefix(carrier: Carrier, wrapped: Buffer): SealPrefix {
   if (wrapped.length < 1 || wrapped.length > MAX_WRAPPED_LOCAL_KEK_BYTES) {
     throw new BackendError('INTERNAL', `a wrapped local KEK of ${wrapped.length} bytes does not fit the envelope (1..${MAX_WRAPPED_LOCAL_KEK_BYTES})`);
@@ -70,14 +68,14 @@ export function sealPrefix(carrier: Carrier, wrapped: Buffer): SealPrefix {
   };
 }
 
-/** A parsed envelope; `wrapped` is the wrapped local KEK (from the bytes or from the annotation). */
+/**
+ * A parsed envelope; `wrapped` is the wrapped local KEK (from the bytes or from the annotation),
+ * `sealed` is `nonce ‖ ciphertext ‖ tag`. Its AAD is the sealPrefix of (carrier, wrapped).
+ */
 export interface ParsedEnvelope {
   carrier: Carrier;
   wrapped: Buffer;
-  aad: Buffer;
-  nonce: Buffer;
   sealed: Buffer;
-  tag: Buffer;
 }
 
 function invalid(reason: string): BackendError {
@@ -113,14 +111,6 @@ export function parseEnvelope(ciphertext: Uint8Array, annotations: Record<string
   } else {
     throw invalid(`unknown carrier ${carrier}`);
   }
-  if (b.length < at + NONCE_BYTES + 1 + TAG_BYTES) throw invalid('truncated sealed key');
-  const aad = Buffer.concat([AAD_LABEL, b.subarray(0, HEADER_BYTES), lengthOf(wrapped), wrapped]);
-  return {
-    carrier,
-    wrapped,
-    aad,
-    nonce: b.subarray(at, at + NONCE_BYTES),
-    sealed: b.subarray(at + NONCE_BYTES, b.length - TAG_BYTES),
-    tag: b.subarray(b.length - TAG_BYTES),
-  };
+  if (b.length < at + GCM_NONCE_SIZE + 1 + GCM_TAG_SIZE) throw invalid('truncated sealed key');
+  return { carrier, wrapped, sealed: b.subarray(at) };
 }

@@ -2,10 +2,11 @@
 // are zeroed as soon as the KeyObject holds them), with its wrapped form (the remote backend's
 // ciphertext of it, which travels with every value it seals) and the remote key_id that wrapped it.
 // It seals DEKs and seeds with AES-256-GCM (random 96-bit nonces from a CSPRNG pool) and opens them.
-import { createCipheriv, createDecipheriv, createHash, createSecretKey, type KeyObject } from 'node:crypto';
-import { createPooledNonceSource } from '../../crypto/nonce.js';
+import { createHash, createSecretKey, type KeyObject } from 'node:crypto';
+import { AesGcm } from '../../crypto/aes-gcm.js';
 import { BackendError } from '../backend.js';
-import { CARRIER_ANNOTATION, CARRIER_INLINE, LOCAL_KEK_ANNOTATION, NONCE_BYTES, TAG_BYTES, sealPrefix, type ParsedEnvelope, type SealPrefix } from './envelope.js';
+import { openWith, sealWith, type SealPrefix } from '../seal-prefix.js';
+import { CARRIER_ANNOTATION, CARRIER_INLINE, LOCAL_KEK_ANNOTATION, sealPrefix, type ParsedEnvelope } from './envelope.js';
 
 export const LOCAL_KEK_BYTES = 32;
 
@@ -14,8 +15,6 @@ export const LOCAL_KEK_BYTES = 32;
  * never used beyond this, whatever the flags say and however long the remote is away.
  */
 export const AES_GCM_RANDOM_NONCE_LIMIT = 2 ** 32;
-
-const nonceSource = createPooledNonceSource();
 
 /** A local KEK's result of sealing: the ciphertext and, for kms v2, the annotations to store with it. */
 export interface Sealed {
@@ -49,6 +48,7 @@ export class InMemoryKek {
    * carries it; cached ones are dropped instead.
    */
   refusal: BackendError | undefined = undefined;
+  private readonly gcm: AesGcm;
   private readonly inline: SealPrefix;
   private readonly annotated: SealPrefix;
   private readonly annotations: Record<string, Uint8Array>;
@@ -61,6 +61,7 @@ export class InMemoryKek {
     }
     this.key = createSecretKey(raw);
     raw.fill(0);
+    this.gcm = new AesGcm(this.key);
     this.wrapped = Buffer.from(wrapped);
     this.cacheKey = cacheKeyOf(this.wrapped);
     this.fingerprint = `sha256:${createHash('sha256').update(this.wrapped).digest('hex').slice(0, 16)}`;
@@ -74,33 +75,21 @@ export class InMemoryKek {
 
   /** Seals `plaintext`: inline carrier (kms v1) or annotation carrier (kms v2). */
   seal(plaintext: Uint8Array, withAnnotations: boolean): Sealed {
-    const prefix = withAnnotations ? this.annotated : this.inline;
-    const head = prefix.head.length;
-    const out = Buffer.allocUnsafe(head + NONCE_BYTES + plaintext.length + TAG_BYTES);
-    prefix.head.copy(out, 0);
-    const nonce = out.subarray(head, head + NONCE_BYTES);
-    nonceSource(nonce);
-    const cipher = createCipheriv('aes-256-gcm', this.key, nonce, { authTagLength: TAG_BYTES });
-    cipher.setAAD(prefix.aad);
-    let at = head + NONCE_BYTES;
-    at += cipher.update(plaintext).copy(out, at);
-    at += cipher.final().copy(out, at);
-    cipher.getAuthTag().copy(out, at);
+    const out = sealWith(this.gcm, withAnnotations ? this.annotated : this.inline, plaintext);
     return withAnnotations ? { ciphertext: out, annotations: this.annotations } : { ciphertext: out };
   }
 
-  /** Opens a parsed envelope whose wrapped local KEK is this one; INVALID_CIPHERTEXT when it does not authenticate. */
+  /**
+   * Opens a parsed envelope whose wrapped local KEK is this one (found by those bytes: its AAD is
+   * then this KEK's prefix of the envelope's carrier, byte for byte); INVALID_CIPHERTEXT when it
+   * does not authenticate.
+   */
   open(envelope: ParsedEnvelope): Buffer {
-    const decipher = createDecipheriv('aes-256-gcm', this.key, envelope.nonce, { authTagLength: TAG_BYTES });
-    decipher.setAAD(envelope.aad);
-    decipher.setAuthTag(envelope.tag);
-    try {
-      const plain = decipher.update(envelope.sealed);
-      const tail = decipher.final();
-      return tail.length === 0 ? plain : Buffer.concat([plain, tail]);
-    } catch (err) {
-      throw new BackendError('INVALID_CIPHERTEXT', `the value does not authenticate under local KEK ${this.fingerprint} (tampered, or its wrapped local KEK was swapped)`, { cause: err });
-    }
+    const refusal = (): string => `the value does not authenticate under local KEK ${this.fingerprint} (tampered, or its wrapped local KEK was swapped)`;
+    // Another wrapped local KEK (even of the same key) is another AAD: refused as its tag would be.
+    if (!envelope.wrapped.equals(this.wrapped)) throw new BackendError('INVALID_CIPHERTEXT', refusal());
+    const prefix = envelope.carrier === CARRIER_INLINE ? this.inline : this.annotated;
+    return openWith(this.gcm, prefix.aad, envelope.sealed, refusal);
   }
 }
 

@@ -5,15 +5,13 @@
 // AAD = the first 13 bytes (format ‖ version ‖ id) ‖ UTF-8 key_id (`local:v<version>:<id hex>`), so a
 // ciphertext only opens under the KEK version it names: editing the version or id fails the tag.
 // 41 bytes of overhead: a 32-byte DEK wraps to 73 bytes, far under the KMS v2 limit of 1024.
-import { createCipheriv, createDecipheriv, type KeyObject } from 'node:crypto';
+import { GCM_NONCE_SIZE, GCM_TAG_SIZE, type AesGcm } from '../../crypto/aes-gcm.js';
 import { BackendError } from '../backend.js';
-import { createPooledNonceSource } from '../../crypto/nonce.js';
+import { openWith, sealWith, type SealPrefix } from '../seal-prefix.js';
 
 export const CIPHERTEXT_FORMAT = 0x01;
 const HEADER_BYTES = 1 + 4 + 8;
-const NONCE_BYTES = 12;
-const TAG_BYTES = 16;
-export const CIPHERTEXT_OVERHEAD = HEADER_BYTES + NONCE_BYTES + TAG_BYTES;
+export const CIPHERTEXT_OVERHEAD = HEADER_BYTES + GCM_NONCE_SIZE + GCM_TAG_SIZE;
 
 export interface VersionRef {
   version: number;
@@ -34,32 +32,16 @@ function aad(head: Buffer, keyId: string): Buffer {
 }
 
 /** What every ciphertext of one KEK version starts with and authenticates, computed once per version. */
-export interface SealPrefix {
-  head: Buffer;
-  aad: Buffer;
-}
-
 export function sealPrefix(ref: VersionRef, keyId: string): SealPrefix {
   const head = header(ref);
   return { head, aad: aad(head, keyId) };
 }
 
-// One Encrypt per call on the plugin's hot path: nonces come from a CSPRNG pool (src/crypto/nonce.ts)
-// instead of one randomBytes(12) per call, which cost about as much as the AES-GCM itself.
-const nonceSource = createPooledNonceSource();
-
-export function seal(prefix: SealPrefix, key: KeyObject, plaintext: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(HEADER_BYTES + NONCE_BYTES + plaintext.length + TAG_BYTES);
-  prefix.head.copy(out, 0);
-  const nonce = out.subarray(HEADER_BYTES, HEADER_BYTES + NONCE_BYTES);
-  nonceSource(nonce);
-  const cipher = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: TAG_BYTES });
-  cipher.setAAD(prefix.aad);
-  let at = HEADER_BYTES + NONCE_BYTES;
-  at += cipher.update(plaintext).copy(out, at);
-  at += cipher.final().copy(out, at);
-  cipher.getAuthTag().copy(out, at);
-  return out;
+// One Encrypt per call on the plugin's hot path: AesGcm draws its nonces from a CSPRNG pool
+// (src/crypto/nonce.ts) instead of one randomBytes(12) per call, which cost about as much as the
+// AES-GCM itself.
+export function seal(prefix: SealPrefix, gcm: AesGcm, plaintext: Uint8Array): Buffer {
+  return sealWith(gcm, prefix, plaintext);
 }
 
 /** The version a ciphertext names, or an INVALID_CIPHERTEXT error when it is not one of ours. */
@@ -75,19 +57,6 @@ export function versionRefOf(ciphertext: Uint8Array): VersionRef {
 }
 
 /** `prefix` is the sealPrefix of the version `ciphertext` names (versionRefOf); `keyId` is for the error text. */
-export function open(prefix: SealPrefix, keyId: string, key: KeyObject, ciphertext: Uint8Array): Buffer {
-  const buf = Buffer.from(ciphertext.buffer, ciphertext.byteOffset, ciphertext.byteLength);
-  const nonce = buf.subarray(HEADER_BYTES, HEADER_BYTES + NONCE_BYTES);
-  const body = buf.subarray(HEADER_BYTES + NONCE_BYTES, buf.length - TAG_BYTES);
-  const tag = buf.subarray(buf.length - TAG_BYTES);
-  const decipher = createDecipheriv('aes-256-gcm', key, nonce, { authTagLength: TAG_BYTES });
-  decipher.setAAD(prefix.aad);
-  decipher.setAuthTag(tag);
-  try {
-    const plain = decipher.update(body);
-    const tail = decipher.final(); // verifies the tag; empty for GCM
-    return tail.length === 0 ? plain : Buffer.concat([plain, tail]);
-  } catch (err) {
-    throw new BackendError('INVALID_CIPHERTEXT', `ciphertext does not authenticate under key ${keyId}`, { cause: err });
-  }
+export function open(prefix: SealPrefix, keyId: string, gcm: AesGcm, ciphertext: Uint8Array): Buffer {
+  return openWith(gcm, prefix.aad, ciphertext.subarray(HEADER_BYTES), () => `ciphertext does not authenticate under key ${keyId}`);
 }

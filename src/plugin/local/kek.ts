@@ -6,11 +6,12 @@
 // (retirement.ts) are not loaded: a ciphertext naming one fails with KEY_RETIRED (gRPC
 // FailedPrecondition) and an error that says how to restore it, and the first such call per
 // version is logged (`retired-key-used`).
-import { createSecretKey, type KeyObject } from 'node:crypto';
 import { stat } from 'node:fs/promises';
+import { AesGcm } from '../../crypto/aes-gcm.js';
 import type { Logger } from '../../log.js';
 import { BackendError, type KekBackend, type WrapResult, type WrappingVersion } from '../backend.js';
-import { open as openCiphertext, seal, sealPrefix, versionRefOf, type SealPrefix } from './ciphertext.js';
+import { open as openCiphertext, seal, sealPrefix, versionRefOf } from './ciphertext.js';
+import type { SealPrefix } from '../seal-prefix.js';
 import { restoreKeyCommand } from '../restore-command.js';
 import { keyIdOf, readKeyFile, type KeyFileContents, type KeyFileStamp } from './key-file.js';
 
@@ -25,7 +26,8 @@ interface LoadedVersion {
   keyId: string;
   /** Epoch ms from the key file's `created`; undefined when absent or not a date (no rotation-age sample then). */
   createdAt?: number;
-  key: KeyObject;
+  /** AES-256-GCM under this version's key (held as a KeyObject). */
+  gcm: AesGcm;
   prefix: SealPrefix;
 }
 
@@ -63,7 +65,7 @@ function load(contents: KeyFileContents, stamp: KeyFileStamp): Loaded {
     }
     const created = Date.parse(v.created);
     const loaded: LoadedVersion = {
-      version: v.version, id: v.id, keyId, ...(Number.isFinite(created) ? { createdAt: created } : {}), key: createSecretKey(v.key), prefix: sealPrefix(v, keyId),
+      version: v.version, id: v.id, keyId, ...(Number.isFinite(created) ? { createdAt: created } : {}), gcm: new AesGcm(v.key), prefix: sealPrefix(v, keyId),
     };
     v.key.fill(0);
     byRef.set(refKey(v.version, v.id), loaded);
@@ -115,7 +117,7 @@ export class LocalKek implements KekBackend {
 
   async encrypt(plaintext: Uint8Array): Promise<WrapResult> {
     const { current } = this.loaded();
-    return { ciphertext: seal(current.prefix, current.key, plaintext), keyId: current.keyId };
+    return { ciphertext: seal(current.prefix, current.gcm, plaintext), keyId: current.keyId };
   }
 
   async decrypt(ciphertext: Uint8Array): Promise<Buffer> {
@@ -130,7 +132,7 @@ export class LocalKek implements KekBackend {
       if (retired) throw this.retiredError(retired);
       throw new BackendError('INVALID_CIPHERTEXT', `ciphertext names key version ${ref.version} (id ${ref.id}), which key file ${this.path} does not hold`);
     }
-    return openCiphertext(entry.prefix, entry.keyId, entry.key, ciphertext);
+    return openCiphertext(entry.prefix, entry.keyId, entry.gcm, ciphertext);
   }
 
   /** The versions loaded (not retired). */

@@ -18,9 +18,10 @@
 // replaced), rewrites hold `<file>.lock` so concurrent ones never undo each other, and the file is
 // refused when group or others may read or write it.
 import { createHash, randomBytes } from 'node:crypto';
-import { link, open, realpath, rename, stat, unlink } from 'node:fs/promises';
+import { link, open, realpath, rename, unlink } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { dirname } from 'node:path';
+import { withLockFile } from '../../lock-file.js';
 import { BackendError } from '../backend.js';
 
 export const KEY_FILE_FORMAT = 'atrest-local-kek/v1';
@@ -236,38 +237,19 @@ export async function updateKeyFile(givenPath: string, change: (current: KeyFile
   }
 }
 
-/** A lock older than this was left by a process that died while rewriting: it is broken. */
-const STALE_LOCK_MS = 10_000;
-/** How long a rewrite waits for another process's lock. */
-const LOCK_WAIT_MS = 5_000;
-
 /**
- * Runs `fn` holding `<path>.lock` (created with O_EXCL, so one process at a time): without it two
- * processes could both check the file unchanged and both rename, the later one silently undoing
- * the earlier one's change (a retirement, a rotation).
+ * Runs `fn` holding `<path>.lock` (src/lock-file.ts: O_EXCL, so one process at a time): without it
+ * two processes could both check the file unchanged and both rename, the later one silently undoing
+ * the earlier one's change (a retirement, a rotation). A lock older than 10 s was left by a process
+ * that died while rewriting and is broken; another's lock is waited for 5 s.
  */
-async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
+function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
   const lock = `${path}.lock`;
-  const deadline = Date.now() + LOCK_WAIT_MS;
-  for (;;) {
-    try {
-      const handle = await open(lock, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-      await handle.writeFile(`${process.pid}\n`);
-      await handle.close();
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fail(path, `cannot create the lock file ${lock}: ${(err as Error).message}`, 'CONFIG', err);
-      const since = await stat(lock).then((i) => Date.now() - i.mtimeMs, () => 0);
-      if (since > STALE_LOCK_MS) await unlink(lock).catch(() => undefined);
-      else if (Date.now() > deadline) throw fail(path, `is being rewritten by another process (${lock} exists); nothing written, run it again`);
-      else await new Promise((r) => setTimeout(r, 10 + Math.random() * 40));
-    }
-  }
-  try {
-    return await fn();
-  } finally {
-    await unlink(lock).catch(() => undefined);
-  }
+  return withLockFile(lock, fn, () => fail(path, `is being rewritten by another process (${lock} exists); nothing written, run it again`), {
+    staleMs: 10_000,
+    waitMs: 5_000,
+    createError: (err) => fail(path, `cannot create the lock file ${lock}: ${(err as Error).message}`, 'CONFIG', err),
+  });
 }
 
 async function updateOnce(givenPath: string, change: (current: KeyFileContents) => KeyFileContents | undefined, now: number): Promise<boolean> {

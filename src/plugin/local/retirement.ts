@@ -7,7 +7,7 @@
 import { BackendError, type KeyVersionInfo } from '../backend.js';
 import { keyIdOf, readKeyFile, updateKeyFile, type KekVersion, type KeyFileContents } from './key-file.js';
 
-/** Retire, restore and purge mean the same whoever rewrote the file first: made again on its new content. */
+/** Retire and restore mean the same whoever rewrote the file first: made again on its new content. */
 const CHANGE_ATTEMPTS = 3;
 
 function toInfo(v: KekVersion, current: boolean): KeyVersionInfo {
@@ -81,14 +81,4 @@ export async function restoreKeyFileVersion(path: string, keyId: string, now = D
     return { versions: contents.versions.map((v) => (v === target ? restored : v)) };
   }, now, CHANGE_ATTEMPTS);
   return result as KeyVersionInfo;
-}
-
-/** Drops retired versions whose grace period is over; returns the key_ids dropped. */
-export async function purgeKeyFileVersions(path: string, now = Date.now()): Promise<string[]> {
-  const dropped: string[] = [];
-  await updateKeyFile(path, (contents) => {
-    for (const v of contents.versions) if (v.purgeAfter !== undefined && Date.parse(v.purgeAfter) <= now) dropped.push(keyIdOf(v));
-    return dropped.length > 0 ? contents : undefined;
-  }, now, CHANGE_ATTEMPTS);
-  return dropped;
 }

@@ -8,7 +8,7 @@
 import { Counter, Gauge } from 'prom-client';
 import { messageOf } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import type { Registry } from '../../metrics.js';
+import { reuseMetric, type Registry } from '../../metrics.js';
 import { keyIdOf, newVersion, updateKeyFile, type KekVersion } from './key-file.js';
 
 /** A failed rotation is tried again after this long (or the period, if shorter). */
@@ -61,16 +61,16 @@ export interface RotationSchedule {
 export function startRotationSchedule(o: RotationScheduleOptions): RotationSchedule {
   const now = o.now ?? Date.now;
   const registers = o.metrics ? [o.metrics] : [];
-  const nextGauge = (o.metrics?.getSingleMetric('atrest_kms_plugin_next_rotation_timestamp_seconds') as Gauge | undefined) ?? new Gauge({
+  const nextGauge = reuseMetric(o.metrics, 'atrest_kms_plugin_next_rotation_timestamp_seconds', () => new Gauge({
     name: 'atrest_kms_plugin_next_rotation_timestamp_seconds',
     help: 'When the plugin rotates the local KEK next (Unix seconds; --rotation-period).',
     registers,
-  });
-  const failures = (o.metrics?.getSingleMetric('atrest_kms_plugin_scheduled_rotation_failures_total') as Counter | undefined) ?? new Counter({
+  }));
+  const failures = reuseMetric(o.metrics, 'atrest_kms_plugin_scheduled_rotation_failures_total', () => new Counter({
     name: 'atrest_kms_plugin_scheduled_rotation_failures_total',
     help: 'Scheduled KEK rotations (--rotation-period) that failed; each is tried again a minute later.',
     registers,
-  });
+  }));
   const startedAt = now();
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;

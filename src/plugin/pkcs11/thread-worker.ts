@@ -4,7 +4,7 @@
 // blocks this thread only.
 import { parentPort, workerData } from 'node:worker_threads';
 import pino from 'pino';
-import { AtrestError, messageOf } from '../../errors.js';
+import { AtrestError } from '../../errors.js';
 import { processPkcs11Loader } from './library.js';
 import { Pkcs11Kek } from './kek.js';
 import type { ThreadInit, ThreadKeyState, ThreadMessage, ThreadRequest } from './thread-host.js';
@@ -15,9 +15,14 @@ const { config } = workerData as ThreadInit;
 const send = (m: ThreadMessage): void => port.postMessage(m);
 const log = pino({ level: 'trace', base: null }, { write: (line: string) => send({ t: 'log', line }) });
 
+/**
+ * The host turns this into a BackendError whose text reaches clients and logs: the text of an error
+ * not of ours is not vetted for secrets, so such an error is named by its type only (as toCallError
+ * and the hierarchy's asOutage do).
+ */
 function failure(id: number, err: unknown): ThreadMessage {
-  const code = err instanceof AtrestError ? err.code : 'INTERNAL';
-  return { t: 'reply', id, ok: false, error: { code, message: messageOf(err) } };
+  if (err instanceof AtrestError) return { t: 'reply', id, ok: false, error: { code: err.code, message: err.message } };
+  return { t: 'reply', id, ok: false, error: { code: 'INTERNAL', message: `internal error in the pkcs11 backend thread: ${err instanceof Error ? err.name : 'non-error thrown'}` } };
 }
 
 /** The current version; after the open and a refresh also every version's usability (the host's wrappedBy). */
@@ -43,17 +48,27 @@ async function main(): Promise<void> {
       try {
         switch (r.op) {
           case 'encrypt': {
-            const w = await kek.encrypt(r.data);
-            r.data.fill(0);
+            let w;
+            try {
+              w = await kek.encrypt(r.data);
+            } finally {
+              r.data.fill(0); // the plaintext: wiped whether or not it was sealed
+            }
             // Copied: cloning a Buffer would carry the whole pooled ArrayBuffer under it.
             send({ t: 'reply', id: r.id, ok: true, data: new Uint8Array(w.ciphertext), keyId: w.keyId, key: await keyState(kek) });
             break;
           }
           case 'decrypt': {
             const plain = await kek.decrypt(r.data);
-            // A copy travels to the host; this one is wiped.
-            send({ t: 'reply', id: r.id, ok: true, data: new Uint8Array(plain), key: await keyState(kek) });
+            // These bytes alone, in an ArrayBuffer of their own that is transferred to the host (not
+            // cloned: no copy stays here); the host's caller wipes them there.
+            const out = new Uint8Array(plain);
             plain.fill(0);
+            try {
+              port!.postMessage({ t: 'reply', id: r.id, ok: true, data: out, key: await keyState(kek) } satisfies ThreadMessage, [out.buffer]);
+            } finally {
+              out.fill(0); // detached (empty) once transferred; else the copy that did not travel
+            }
             break;
           }
           case 'refresh':

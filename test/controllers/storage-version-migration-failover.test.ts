@@ -6,7 +6,7 @@
 //   (after the lease duration) and finishes the migration from the recorded progress.
 // The migrations are slowed (--storage-version-migration-rate) so the kill lands mid-way.
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -18,7 +18,7 @@ import {
 } from '../helpers/migrations.js';
 import { waitFor } from '../helpers/plugin.js';
 import { REPLICA_KMS_NAME, startReplicas, waitReady, type Replica, type ReplicaSet } from '../helpers/replicas.js';
-import { apiRequest, writeAesGcmConfig } from '../helpers/server.js';
+import { apiRequest, serveClient, writeAesGcmConfig } from '../helpers/server.js';
 import { ServeProcess } from '../helpers/task-page.js';
 
 const BATCH = 100;
@@ -72,11 +72,7 @@ describe('a StorageVersionMigration outlives the server running it', { skip: !et
     const args = ['--etcd-servers', etcd.endpoints.join(','), '--etcd-prefix', '/restart', '--data-dir', join(dir, 'restart-data'),
       '--secure-port', String(port), '--encryption-provider-config', config.path, ...LEADER_ELECTION, ...MIGRATION];
     let serve = await ServeProcess.start(args);
-    const client: ApiClient = {
-      url: `https://127.0.0.1:${port}`,
-      token: readFileSync(join(dir, 'restart-data', 'tokens.csv'), 'utf8').split(',')[0] as string,
-      caPem: readFileSync(join(dir, 'restart-data', 'ca.crt'), 'utf8'),
-    };
+    const client: ApiClient = serveClient(`https://127.0.0.1:${port}`, join(dir, 'restart-data'));
     try {
       await createMigration(client, 'restart', 'secrets');
       const before = await progressReaches(client, 'restart', 600);

@@ -1,7 +1,7 @@
 // Runs `atrest serve` in-process (startApiServer) for tests: a temporary data dir, a free port,
 // silent logs; plus a small HTTPS client that trusts the server's CA and sends its token.
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -51,6 +51,18 @@ ${keys}
 /** The provider line of a kms v2 provider `atrest` on the plugin socket `socket`. */
 export function kmsV2ProviderLine(socket: string): string {
   return `      - kms: { apiVersion: v2, name: atrest, endpoint: "unix://${socket}", timeout: 3s }`;
+}
+
+/**
+ * A client of an `atrest serve` process at `url` (the tests' apiRequest takes a RunningApiServer):
+ * the first token of its generated tokens.csv and its CA, from its data directory.
+ */
+export function serveClient(url: string, dataDir: string): RunningApiServer {
+  return {
+    url,
+    token: readFileSync(join(dataDir, 'tokens.csv'), 'utf8').split(',')[0] as string,
+    caPem: readFileSync(join(dataDir, 'ca.crt'), 'utf8'),
+  } as RunningApiServer;
 }
 
 /** An EncryptionConfiguration: secrets with kms v2 `atrest` on `socket` (then identity), configmaps unencrypted. */

@@ -7,7 +7,7 @@
 // The split "plugin unreachable" / "the plugin answered with an error" and the kms v2 write after the
 // DEK seed expired are asserted against a real plugin in test/kms/python-plugin.test.ts.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +15,7 @@ import { after, before, test } from 'node:test';
 import type { RunningApiServer } from '../../src/api/index.js';
 import { runCli } from '../helpers/cli.js';
 import { waitFor } from '../helpers/plugin.js';
-import { apiRequest } from '../helpers/server.js';
+import { apiRequest, serveClient } from '../helpers/server.js';
 import { ServeProcess } from '../helpers/task-page.js';
 import { report } from './load.js';
 
@@ -39,11 +39,7 @@ async function heldPort(): Promise<{ port: number; server: Server }> {
 const lastLine = (s: string): string => s.trim().split('\n').pop() ?? '';
 
 function clientOf(serve: ServeProcess, dataDir: string): RunningApiServer {
-  return {
-    url: serve.url,
-    token: readFileSync(join(dataDir, 'tokens.csv'), 'utf8').split(',')[0] as string,
-    caPem: readFileSync(join(dataDir, 'ca.crt'), 'utf8'),
-  } as RunningApiServer;
+  return serveClient(serve.url, dataDir);
 }
 
 function kmsConfig(apiVersion: 'v1' | 'v2', name: string, endpoint: string): string {

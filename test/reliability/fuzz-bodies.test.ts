@@ -14,7 +14,7 @@ import fc from 'fast-check';
 import type { RunningApiServer } from '../../src/api/index.js';
 import { MAX_NESTING_DEPTH } from '../../src/api/body-limits.js';
 import { PROTOBUF_MAGIC } from '../../src/k8s-objects/protobuf.js';
-import { apiRequest, writeAesGcmConfig, type HttpResult } from '../helpers/server.js';
+import { apiRequest, serveClient, writeAesGcmConfig, type HttpResult } from '../helpers/server.js';
 import { ServeProcess } from '../helpers/task-page.js';
 import { report } from './load.js';
 
@@ -183,11 +183,7 @@ test('request bodies of every content type are bounded in depth, width, aliases 
   const dir = mkdtempSync(join(tmpdir(), 'atrest-fuzz-bodies-'));
   const dataDir = join(dir, 'data');
   const serve = await ServeProcess.start(['--data-dir', dataDir, '--encryption-provider-config', writeAesGcmConfig(dir).path]);
-  const server = {
-    url: serve.url,
-    token: readFileSync(join(dataDir, 'tokens.csv'), 'utf8').split(',')[0] as string,
-    caPem: readFileSync(join(dataDir, 'ca.crt'), 'utf8'),
-  } as RunningApiServer;
+  const server = serveClient(serve.url, dataDir);
   // Fresh connections: large bodies and echoed objects back to back trip a Node keep-alive reset (apiRequest).
   const send = (r: Req): Promise<HttpResult> => apiRequest(server, r.method, r.path, { body: r.body, headers: { 'Content-Type': r.contentType }, agent: false });
   let seq = 0;

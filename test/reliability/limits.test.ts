@@ -11,9 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { test } from 'node:test';
-import type { RunningApiServer } from '../../src/api/index.js';
 import { cliSource, repoRoot } from '../helpers/plugin.js';
-import { apiRequest, writeAesGcmConfig, type HttpResult } from '../helpers/server.js';
+import { apiRequest, serveClient, writeAesGcmConfig, type HttpResult } from '../helpers/server.js';
 import { captureLog } from '../helpers/test-log.js';
 import { report, secretBody, sleep } from './load.js';
 
@@ -50,11 +49,7 @@ test('a burst of 10× the measured throughput gets 2xx or 429, never a crash or 
       createInterface({ input: child.stdout }).once('line', (l) => resolve(JSON.parse(l) as { url: string; port: number; kubeconfig: string }));
       void exited.then((c) => reject(new Error(`serve exited ${c}: ${stderr}`)));
     });
-    const server = {
-      url: info.url,
-      token: readFileSync(join(dataDir, 'tokens.csv'), 'utf8').split(',')[0] as string,
-      caPem: readFileSync(join(dataDir, 'ca.crt'), 'utf8'),
-    } as RunningApiServer;
+    const server = serveClient(info.url, dataDir);
     const pid = child.pid as number;
     let seq = 0;
     const op = (i: number): Promise<HttpResult> => (i % 2 === 0

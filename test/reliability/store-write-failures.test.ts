@@ -10,7 +10,7 @@
 //   - etcd with a small --max-request-bytes (413 as kube) and a small --quota-backend-bytes (NOSPACE).
 // Mounting needs root: without it the disk cases are skipped with the reason (the chmod case runs).
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -19,7 +19,7 @@ import { runCli } from '../helpers/cli.js';
 import { etcdAvailable, startEtcdCluster } from '../helpers/etcd.js';
 import { bindReadOnly, failingDisk, fillUp, fillWith, mountSupport, mountTmpfs, unmount } from '../helpers/mounts.js';
 import { waitFor } from '../helpers/plugin.js';
-import { apiRequest, type HttpResult } from '../helpers/server.js';
+import { apiRequest, serveClient, type HttpResult } from '../helpers/server.js';
 import { ServeProcess } from '../helpers/task-page.js';
 import { report } from './load.js';
 
@@ -38,11 +38,7 @@ after(() => {
 });
 
 function clientOf(serve: ServeProcess, dataDir: string): RunningApiServer {
-  return {
-    url: serve.url,
-    token: readFileSync(join(dataDir, 'tokens.csv'), 'utf8').split(',')[0] as string,
-    caPem: readFileSync(join(dataDir, 'ca.crt'), 'utf8'),
-  } as RunningApiServer;
+  return serveClient(serve.url, dataDir);
 }
 
 const secret = (name: string, bytes: number): string =>
